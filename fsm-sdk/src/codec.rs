@@ -1,0 +1,383 @@
+//! The byte encodings that cross the guest/host boundary: argument lists, replies and the command
+//! table. Both sides use these functions, so the encoding is defined exactly once.
+//!
+//! Every integer is little-endian. Lengths and counts are `u32`. `docs/fsm-abi.md` shows the same
+//! layouts byte by byte. This module is plain safe Rust: no pointers, no host calls.
+
+use crate::{Arity, CommandInfo, KeySpec, Reply};
+
+/// Why a byte string could not be decoded. Decoding never panics: the host hands the guest only
+/// well-formed input, but a buggy or hostile module can return anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// What was being decoded and what was wrong with it.
+    pub reason: &'static str,
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.reason)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+const fn err(reason: &'static str) -> DecodeError {
+    DecodeError { reason }
+}
+
+/// Reply tags: the first byte of every encoded [`Reply`].
+pub mod tag {
+    /// `+text`: a status reply such as `OK`.
+    pub const SIMPLE: u8 = 1;
+    /// `-CODE text`: an error reply.
+    pub const ERROR: u8 = 2;
+    /// `:n`: a signed 64-bit integer.
+    pub const INTEGER: u8 = 3;
+    /// `$len bytes`: a binary-safe string.
+    pub const BULK: u8 = 4;
+    /// `$-1` / `_`: no value.
+    pub const NULL: u8 = 5;
+    /// `*n items`: an array of replies.
+    pub const ARRAY: u8 = 6;
+}
+
+/// Nesting limit for arrays in a decoded reply, so a hostile module cannot exhaust the host's
+/// stack with a deeply nested reply.
+pub const REPLY_DEPTH_MAX: usize = 32;
+
+/// A little-endian reader over a byte slice that fails instead of panicking.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < n {
+            return Err(err(what));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn i32(&mut self, what: &'static str) -> Result<i32, DecodeError> {
+        Ok(self.u32(what)? as i32)
+    }
+
+    fn i64(&mut self, what: &'static str) -> Result<i64, DecodeError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(i64::from_le_bytes(a))
+    }
+
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let len = self.u32(what)? as usize;
+        self.take(len, what)
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    // Argument and reply sizes are bounded by the host's request caps and by wasm32's 4 GiB
+    // address space, so a length always fits in a u32.
+    put_u32(out, u32::try_from(len).unwrap_or(u32::MAX));
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+// ----- argument lists -----------------------------------------------------------------------
+
+/// The encoded size of an argument list, so a caller can allocate once.
+pub fn encoded_args_len<A: AsRef<[u8]>>(args: &[A]) -> usize {
+    4 + args.iter().map(|a| 4 + a.as_ref().len()).sum::<usize>()
+}
+
+/// Appends `args` (the command name first, as RESP sends it) to `out`:
+/// `u32 count`, then `u32 len, bytes` per argument.
+pub fn encode_args<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
+    out.reserve(encoded_args_len(args));
+    put_len(out, args.len());
+    for arg in args {
+        put_bytes(out, arg.as_ref());
+    }
+}
+
+/// Splits an encoded argument list into borrowed arguments, appending them to `out` (cleared
+/// first) so the caller can reuse one vector for every call.
+pub fn decode_args_into<'a>(bytes: &'a [u8], out: &mut Vec<&'a [u8]>) -> Result<(), DecodeError> {
+    out.clear();
+    let mut r = Reader { bytes };
+    let count = r.u32("argument count truncated")? as usize;
+    // Each argument takes at least 4 bytes, so a count larger than that is a lie.
+    if count > r.bytes.len() / 4 {
+        return Err(err("argument count exceeds the input"));
+    }
+    out.reserve(count);
+    for _ in 0..count {
+        out.push(r.bytes("argument truncated")?);
+    }
+    if !r.bytes.is_empty() {
+        return Err(err("trailing bytes after the arguments"));
+    }
+    Ok(())
+}
+
+/// The first argument (the command name) of an encoded argument list, without decoding the rest.
+pub fn command_name(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    let mut r = Reader { bytes };
+    if r.u32("argument count truncated")? == 0 {
+        return Err(err("empty argument list"));
+    }
+    r.bytes("argument truncated")
+}
+
+// ----- replies ------------------------------------------------------------------------------
+
+/// Appends the encoding of `reply` to `out`: a [`tag`] byte, then the payload.
+pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
+    match reply {
+        Reply::Simple(s) => {
+            out.push(tag::SIMPLE);
+            put_bytes(out, s.as_bytes());
+        }
+        Reply::Error(s) => {
+            out.push(tag::ERROR);
+            put_bytes(out, s.as_bytes());
+        }
+        Reply::Integer(n) => {
+            out.push(tag::INTEGER);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        Reply::Bulk(b) => {
+            out.push(tag::BULK);
+            put_bytes(out, b);
+        }
+        Reply::Null => out.push(tag::NULL),
+        Reply::Array(items) => {
+            out.push(tag::ARRAY);
+            put_len(out, items.len());
+            for item in items {
+                encode_reply(item, out);
+            }
+        }
+    }
+}
+
+/// Decodes one reply that must span all of `bytes`.
+pub fn decode_reply(bytes: &[u8]) -> Result<Reply, DecodeError> {
+    let mut r = Reader { bytes };
+    let reply = read_reply(&mut r, 0)?;
+    if !r.bytes.is_empty() {
+        return Err(err("trailing bytes after the reply"));
+    }
+    Ok(reply)
+}
+
+fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok(match r.u8("reply tag missing")? {
+        tag::SIMPLE => Reply::Simple(text(r.bytes("simple string truncated")?)),
+        tag::ERROR => Reply::Error(text(r.bytes("error truncated")?)),
+        tag::INTEGER => Reply::Integer(r.i64("integer truncated")?),
+        tag::BULK => Reply::Bulk(r.bytes("bulk string truncated")?.to_vec()),
+        tag::NULL => Reply::Null,
+        tag::ARRAY => {
+            if depth >= REPLY_DEPTH_MAX {
+                return Err(err("reply nested too deeply"));
+            }
+            let count = r.u32("array length truncated")? as usize;
+            if count > r.bytes.len() {
+                return Err(err("array length exceeds the reply"));
+            }
+            let mut items = Vec::with_capacity(count);
+            for _ in 0..count {
+                items.push(read_reply(r, depth + 1)?);
+            }
+            Reply::Array(items)
+        }
+        _ => return Err(err("unknown reply tag")),
+    })
+}
+
+// ----- command table ------------------------------------------------------------------------
+
+/// Flag bit of a command that changes state (goes through the Raft log).
+pub const FLAG_WRITE: u32 = 1;
+
+/// Appends the command table: `u32 count`, then per command `u32 len, name`, `i32 arity`,
+/// `u32 flags`, `i32 first_key`, `i32 last_key`, `i32 key_step`.
+pub fn encode_commands<'c>(commands: impl ExactSizeIterator<Item = &'c CommandInfo>, out: &mut Vec<u8>) {
+    put_len(out, commands.len());
+    for c in commands {
+        put_bytes(out, c.name.as_bytes());
+        out.extend_from_slice(&c.arity.to_wire().to_le_bytes());
+        put_u32(out, if c.write { FLAG_WRITE } else { 0 });
+        out.extend_from_slice(&c.keys.first.to_le_bytes());
+        out.extend_from_slice(&c.keys.last.to_le_bytes());
+        out.extend_from_slice(&c.keys.step.to_le_bytes());
+    }
+}
+
+/// Limits on a decoded command table, so a hostile module cannot make the host allocate wildly.
+pub const COMMANDS_MAX: usize = 4096;
+/// Longest accepted command name, in bytes.
+pub const COMMAND_NAME_BYTES_MAX: usize = 64;
+
+/// Decodes and validates a command table: names are non-empty lower-case ASCII without spaces,
+/// unique, and the arity is not zero.
+pub fn decode_commands(bytes: &[u8]) -> Result<Vec<CommandInfo<String>>, DecodeError> {
+    let mut r = Reader { bytes };
+    let count = r.u32("command count truncated")? as usize;
+    if count > COMMANDS_MAX {
+        return Err(err("more commands than the host accepts"));
+    }
+    let mut out: Vec<CommandInfo<String>> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = r.bytes("command name truncated")?;
+        if name.is_empty()
+            || name.len() > COMMAND_NAME_BYTES_MAX
+            || !name.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+        {
+            return Err(err("command name must be 1-64 lower-case ASCII letters, digits, '-' or '_'"));
+        }
+        let arity = Arity::from_wire(r.i32("arity truncated")?).ok_or(err("arity must not be 0"))?;
+        let flags = r.u32("flags truncated")?;
+        if flags & !FLAG_WRITE != 0 {
+            return Err(err("unknown command flag bits"));
+        }
+        let keys = KeySpec {
+            first: r.i32("first key truncated")?,
+            last: r.i32("last key truncated")?,
+            step: r.i32("key step truncated")?,
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        if out.iter().any(|c| c.name == name) {
+            return Err(err("duplicate command name"));
+        }
+        out.push(CommandInfo { name, arity, write: flags & FLAG_WRITE != 0, keys });
+    }
+    if !r.bytes.is_empty() {
+        return Err(err("trailing bytes after the command table"));
+    }
+    Ok(out)
+}
+
+// ----- scan results -------------------------------------------------------------------------
+
+/// Appends one scanned entry: `u32 len, key, u32 len, value`. The host writes a scan result as a
+/// sequence of these.
+pub fn encode_entry(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    put_bytes(out, key);
+    put_bytes(out, value);
+}
+
+/// The encoded size of one scanned entry.
+pub fn encoded_entry_len(key: &[u8], value: &[u8]) -> usize {
+    8 + key.len() + value.len()
+}
+
+/// Splits a scan result into `(key, value)` pairs.
+pub fn decode_entries(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, DecodeError> {
+    let mut r = Reader { bytes };
+    let mut out = Vec::new();
+    while !r.bytes.is_empty() {
+        let key = r.bytes("entry key truncated")?;
+        let value = r.bytes("entry value truncated")?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_round_trip_binary_safe() {
+        let args: [&[u8]; 3] = [b"SET", b"k\r\n\0", b""];
+        let mut enc = Vec::new();
+        encode_args(&args, &mut enc);
+        assert_eq!(enc.len(), encoded_args_len(&args));
+        let mut out = Vec::new();
+        decode_args_into(&enc, &mut out).expect("decodes");
+        assert_eq!(out, args);
+        assert_eq!(command_name(&enc).expect("name"), b"SET");
+    }
+
+    #[test]
+    fn truncated_args_are_errors_not_panics() {
+        let mut enc = Vec::new();
+        encode_args(&[b"GET".as_slice(), b"key"], &mut enc);
+        let mut out = Vec::new();
+        for cut in 0..enc.len() {
+            assert!(decode_args_into(&enc[..cut], &mut out).is_err(), "cut at {cut}");
+        }
+        // A huge count with no bytes behind it is rejected before allocating.
+        assert!(decode_args_into(&[0xff, 0xff, 0xff, 0xff], &mut out).is_err());
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let reply = Reply::Array(vec![
+            Reply::Simple("OK".into()),
+            Reply::Error("ERR no".into()),
+            Reply::Integer(-7),
+            Reply::Bulk(vec![0, 1, 2]),
+            Reply::Null,
+            Reply::Array(vec![]),
+        ]);
+        let mut enc = Vec::new();
+        encode_reply(&reply, &mut enc);
+        assert_eq!(decode_reply(&enc), Ok(reply));
+        assert!(decode_reply(&enc[..enc.len() - 1]).is_err());
+        assert!(decode_reply(&[99]).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut enc = Vec::new();
+        for _ in 0..=REPLY_DEPTH_MAX {
+            enc.push(tag::ARRAY);
+            enc.extend_from_slice(&1u32.to_le_bytes());
+        }
+        enc.push(tag::NULL);
+        assert_eq!(decode_reply(&enc), Err(err("reply nested too deeply")));
+    }
+
+    #[test]
+    fn command_table_round_trip_and_validation() {
+        let table = [CommandInfo {
+            name: "get",
+            arity: Arity::Exact(2),
+            write: false,
+            keys: KeySpec::single(),
+        }];
+        let mut enc = Vec::new();
+        encode_commands(table.iter(), &mut enc);
+        let decoded = decode_commands(&enc).expect("decodes");
+        assert_eq!(decoded[0].name, "get");
+        assert_eq!(decoded[0].arity, Arity::Exact(2));
+
+        let bad = [CommandInfo { name: "GET", ..table[0] }];
+        let mut enc = Vec::new();
+        encode_commands(bad.iter(), &mut enc);
+        assert!(decode_commands(&enc).is_err(), "upper-case names are refused");
+    }
+}

@@ -1,0 +1,298 @@
+//! # fsm-sdk: write a Redraft state machine in safe Rust
+//!
+//! A Redraft cluster replicates a log of Redis commands; every replica feeds the committed
+//! commands to a WebAssembly module built with this crate. The module declares a **command
+//! table** (name, arity, key positions, and a handler that either only reads or may write); the
+//! host routes each client command by that table, so a module can add Redis commands without any
+//! change to the server. State lives in the host's store (redb or memory), reached through
+//! [`View`] and [`Tx`]; the module keeps nothing between calls.
+//!
+//! ```ignore
+//! use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, Tx, View};
+//!
+//! struct Counter;
+//!
+//! impl StateMachine for Counter {
+//!     const COMMANDS: &'static [Command] = &[
+//!         Command::read("peek", Arity::Exact(2), KeySpec::single(), peek),
+//!         Command::write("bump", Arity::Exact(2), KeySpec::single(), bump),
+//!     ];
+//! }
+//!
+//! fn peek(view: &View, args: &[&[u8]]) -> Reply {
+//!     view.get(args[1]).map_or(Reply::Null, Reply::Bulk)
+//! }
+//!
+//! fn bump(tx: &mut Tx, args: &[&[u8]]) -> Reply {
+//!     let n = tx.get(args[1]).map_or(0, |v| v.len() as i64) + 1;
+//!     tx.put(args[1], &vec![b'x'; n as usize]);
+//!     Reply::Integer(n)
+//! }
+//!
+//! fsm_sdk::export_state_machine!(Counter);
+//! ```
+//!
+//! Rules the host enforces, so every replica computes the same thing (see
+//! `docs/writing-a-state-machine.md`):
+//! * A handler's writes take effect only if it returns a non-error [`Reply`]. Returning
+//!   [`Reply::Error`], panicking, or running out of fuel or memory discards them all.
+//! * No WASI, clocks or randomness: the only imports are this crate's host functions.
+//! * The handler runs under a fuel budget and a memory cap fixed by the cluster.
+
+pub mod abi;
+pub mod codec;
+mod reply;
+
+pub use reply::Reply;
+
+/// How many arguments a command takes, counting the command name itself (Redis's convention,
+/// which `COMMAND` reports: `GET key` is `Exact(2)`, `DEL key [key ...]` is `AtLeast(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly this many.
+    Exact(u32),
+    /// This many or more.
+    AtLeast(u32),
+}
+
+impl Arity {
+    /// Whether `argc` arguments (the name included) satisfy this arity.
+    pub const fn accepts(self, argc: usize) -> bool {
+        match self {
+            Arity::Exact(n) => argc == n as usize,
+            Arity::AtLeast(n) => argc >= n as usize,
+        }
+    }
+
+    /// Redis's integer form: positive for exact, negative for a minimum.
+    pub const fn to_wire(self) -> i32 {
+        match self {
+            Arity::Exact(n) => n as i32,
+            Arity::AtLeast(n) => -(n as i32),
+        }
+    }
+
+    /// Parses Redis's integer form; zero means nothing and is refused.
+    pub const fn from_wire(n: i32) -> Option<Self> {
+        if n > 0 {
+            Some(Arity::Exact(n as u32))
+        } else if n < 0 {
+            Some(Arity::AtLeast(n.unsigned_abs()))
+        } else {
+            None
+        }
+    }
+}
+
+/// Where the keys are among a command's arguments, as Redis's `COMMAND` reports them (first key
+/// position, last key position with -1 meaning the last argument, step). Cluster-aware clients
+/// use it; the host reports it verbatim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// Position of the first key (0 when the command has no keys).
+    pub first: i32,
+    /// Position of the last key; negative counts from the end.
+    pub last: i32,
+    /// Distance between keys.
+    pub step: i32,
+}
+
+impl KeySpec {
+    /// No keys (`DBSIZE`).
+    pub const fn none() -> Self {
+        KeySpec { first: 0, last: 0, step: 0 }
+    }
+    /// One key in position 1 (`GET key`).
+    pub const fn single() -> Self {
+        KeySpec { first: 1, last: 1, step: 1 }
+    }
+    /// Every argument after the name is a key (`DEL key [key ...]`).
+    pub const fn all() -> Self {
+        KeySpec { first: 1, last: -1, step: 1 }
+    }
+    /// Keys and values alternate after the name (`MSET key value [key value ...]`).
+    pub const fn pairs() -> Self {
+        KeySpec { first: 1, last: -1, step: 2 }
+    }
+}
+
+/// What the host learns about a command from the module's table. The guest builds it from a
+/// [`Command`]; the host decodes it (with an owned `String` name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandInfo<N = &'static str> {
+    /// Lower-case command name.
+    pub name: N,
+    /// Argument count, the name included.
+    pub arity: Arity,
+    /// Whether the command may change state, and so must go through the Raft log.
+    pub write: bool,
+    /// Key positions, for `COMMAND`.
+    pub keys: KeySpec,
+}
+
+/// A command handler. A read handler cannot write by construction, so the host may run it
+/// outside the log (a linearizable or a stale read).
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Reads state; runs as a query.
+    Read(fn(&View, &[&[u8]]) -> Reply),
+    /// May read and write state; runs only as a committed log entry.
+    Write(fn(&mut Tx, &[&[u8]]) -> Reply),
+}
+
+/// One row of a module's command table.
+#[derive(Clone, Copy)]
+pub struct Command {
+    /// Lower-case command name, as clients type it in any case.
+    pub name: &'static str,
+    /// Argument count, the name included. The host checks it before calling the handler, so a
+    /// handler can index its arguments freely up to the arity.
+    pub arity: Arity,
+    /// Key positions, for `COMMAND`.
+    pub keys: KeySpec,
+    /// The code that runs.
+    pub handler: Handler,
+}
+
+impl Command {
+    /// A command that only reads.
+    pub const fn read(name: &'static str, arity: Arity, keys: KeySpec, run: fn(&View, &[&[u8]]) -> Reply) -> Self {
+        Command { name, arity, keys, handler: Handler::Read(run) }
+    }
+
+    /// A command that may write.
+    pub const fn write(name: &'static str, arity: Arity, keys: KeySpec, run: fn(&mut Tx, &[&[u8]]) -> Reply) -> Self {
+        Command { name, arity, keys, handler: Handler::Write(run) }
+    }
+
+    /// The table row the host sees.
+    pub const fn info(&self) -> CommandInfo {
+        CommandInfo {
+            name: self.name,
+            arity: self.arity,
+            write: matches!(self.handler, Handler::Write(_)),
+            keys: self.keys,
+        }
+    }
+
+    /// Checks the arity (again: the guest does not trust the host for it) and runs the handler.
+    fn run(&self, args: &[&[u8]], read_only: bool) -> Reply {
+        if !self.arity.accepts(args.len()) {
+            return Reply::wrong_arity(self.name);
+        }
+        match self.handler {
+            Handler::Read(run) => run(&View(()), args),
+            Handler::Write(_) if read_only => {
+                Reply::Error(format!("ERR '{}' writes and cannot run as a read-only query", self.name))
+            }
+            Handler::Write(run) => run(&mut Tx(View(())), args),
+        }
+    }
+}
+
+/// A state machine: a table of commands. Implement it on a unit struct and export it with
+/// [`export_state_machine!`].
+pub trait StateMachine {
+    /// Every command the module serves. Names must be unique, lower-case ASCII.
+    const COMMANDS: &'static [Command];
+}
+
+/// Read access to the replicated state, as of the command being run (a write handler sees its
+/// own earlier writes).
+///
+/// Keys and values are arbitrary bytes. The store is ordered by key bytes, so [`View::scan`]
+/// returns keys in lexicographic order.
+pub struct View(());
+
+impl View {
+    /// The value stored at `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        abi::host_get(key)
+    }
+
+    /// The length of the value at `key`, without copying it.
+    pub fn value_len(&self, key: &[u8]) -> Option<u32> {
+        abi::host_value_len(key)
+    }
+
+    /// Whether `key` has a value.
+    pub fn exists(&self, key: &[u8]) -> bool {
+        self.value_len(key).is_some()
+    }
+
+    /// Up to `limit` entries with `start <= key < end` (no upper bound when `end` is `None`), in
+    /// key order.
+    pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let bytes = abi::host_scan(start, end, limit);
+        // The host encodes with the same codec; a decode failure would be a host bug, and the
+        // host's own tests cover it, so degrade to an empty result rather than trap.
+        codec::decode_entries(&bytes)
+            .map(|entries| entries.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Read and write access to the replicated state inside a write command. Writes are buffered by
+/// the host and kept only if the handler returns a non-error reply.
+pub struct Tx(View);
+
+impl core::ops::Deref for Tx {
+    type Target = View;
+    fn deref(&self) -> &View {
+        &self.0
+    }
+}
+
+impl Tx {
+    /// Stores `value` at `key`; returns whether the key existed before.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> bool {
+        abi::host_put(key, value)
+    }
+
+    /// Removes `key`; returns whether it existed.
+    pub fn delete(&mut self, key: &[u8]) -> bool {
+        abi::host_delete(key)
+    }
+}
+
+/// Exports a [`StateMachine`] as a Redraft module: generates the `#[no_mangle]` entry points the
+/// host calls (see [`abi::export`]). Call it once, at the crate root of a `cdylib`.
+#[macro_export]
+macro_rules! export_state_machine {
+    ($machine:ty) => {
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_abi_version() -> u32 {
+            $crate::abi::ABI_VERSION
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_commands() -> u64 {
+            $crate::abi::guest::commands::<$machine>()
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_input(len: u32) -> u32 {
+            $crate::abi::guest::input(len)
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_apply(index: u32, len: u32) -> u64 {
+            $crate::abi::guest::call::<$machine>(index, len, false)
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_query(index: u32, len: u32) -> u64 {
+            $crate::abi::guest::call::<$machine>(index, len, true)
+        }
+    };
+}

@@ -1,0 +1,408 @@
+//! The wasm runtime: runs a state-machine module's commands against a [`Store`], deterministically
+//! and transactionally.
+//!
+//! * [`FsmEngine`] configures wasmtime for deterministic execution; [`FsmModule`] is a validated
+//!   module (its digest, its command table).
+//! * [`Runtime::apply_batch`] runs N committed commands in one store transaction, with meta entries
+//!   (the last-applied log id) written in the same commit. Each command runs under the fuel budget
+//!   and memory cap; its writes are kept only if it returns a non-error reply.
+//! * [`Runtime::query`] runs a read-only command against the committed state.
+//!
+//! What is deterministic, and so may become a client reply: unknown command, wrong arity, the
+//! module's own error replies, traps, out-of-fuel, the memory cap, and the guest misusing the ABI.
+//! What is not: storage failures ([`ApplyError`]); the caller must stop applying and never report
+//! such a command as applied. The runtime knows nothing of Raft.
+//!
+//! [`Store`]: crate::storage::Store
+
+mod host_functions;
+mod module;
+mod overlay;
+
+pub use self::host_functions::{BYTES_PER_FUEL, HOST_CALL_FUEL, SCAN_ENTRY_FUEL};
+pub use self::module::{FsmEngine, FsmModule, LoadError, RuntimeLimits};
+
+use self::host_functions::{Access, HostFault, HostState};
+use crate::storage::{SharedStore, StorageError, WriteBatch, meta};
+use fsm_sdk::{CommandInfo, Reply, abi, codec};
+use std::sync::Arc;
+use wasmtime::{Memory, Store, Trap, TypedFunc};
+
+/// A failure that is not the command's fault and not deterministic. The command must not be
+/// reported as applied, and the caller should stop applying (the node halts, as toydb and etcd do
+/// on a storage error).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// wasmtime failed outside the guest's control (for example, could not instantiate).
+    #[error("wasm engine failure: {0}")]
+    Engine(String),
+}
+
+/// Why a runtime could not be opened on a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The store holds state produced by another module.
+    #[error(
+        "the store's state was produced by module {stored}, but the configured module is {configured}; \
+         refusing to apply with a different module"
+    )]
+    ModuleMismatch {
+        /// Digest recorded in the store.
+        stored: String,
+        /// Digest of the module given.
+        configured: String,
+    },
+    /// Reading or writing the store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The module could not be instantiated.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// One live instance of the module with its typed entry points.
+struct Instance {
+    store: Store<HostState>,
+    memory: Memory,
+    input: TypedFunc<u32, u32>,
+    apply: TypedFunc<(u32, u32), u64>,
+    query: TypedFunc<(u32, u32), u64>,
+}
+
+impl Instance {
+    fn new(module: &FsmModule) -> Result<Self, wasmtime::Error> {
+        let limits = module.engine.limits;
+        let mut store = Store::new(&module.engine.engine, HostState::new(limits.memory_bytes_max));
+        store.limiter(|s| &mut s.cap);
+        // Instantiation runs the module's start code: bound it like a command.
+        store.set_fuel(limits.fuel_per_apply)?;
+        let instance = module.pre.instantiate(&mut store)?;
+        let memory = instance
+            .get_memory(&mut store, abi::export::MEMORY)
+            .ok_or_else(|| wasmtime::Error::msg("module has no memory export"))?;
+        store.data_mut().memory = Some(memory);
+        Ok(Instance {
+            input: instance.get_typed_func(&mut store, abi::export::INPUT)?,
+            apply: instance.get_typed_func(&mut store, abi::export::APPLY)?,
+            query: instance.get_typed_func(&mut store, abi::export::QUERY)?,
+            memory,
+            store,
+        })
+    }
+
+    /// Copies `bytes` into the guest's input buffer; returns its length as the guest sees it.
+    fn write_input(&mut self, bytes: &[u8]) -> Result<u32, wasmtime::Error> {
+        let len = u32::try_from(bytes.len()).map_err(|_| HostFault::Guest("command larger than 4 GiB".into()))?;
+        let ptr = self.input.call(&mut self.store, len)?;
+        self.memory.write(&mut self.store, ptr as usize, bytes)?;
+        Ok(len)
+    }
+
+    /// Reads and decodes the reply a call returned.
+    fn read_reply(&self, packed: u64) -> Result<Reply, wasmtime::Error> {
+        let (ptr, len) = abi::unpack(packed);
+        let data = self.memory.data(&self.store);
+        let bytes = data
+            .get(ptr as usize..ptr as usize + len as usize)
+            .ok_or_else(|| HostFault::Guest("module returned a reply outside its memory".into()))?;
+        codec::decode_reply(bytes).map_err(|e| HostFault::Guest(format!("module returned a malformed reply: {e}")).into())
+    }
+}
+
+/// Reads a module's ABI version and command table, in a throwaway instance.
+pub(crate) fn describe(module: &FsmModule) -> Result<Vec<CommandInfo<String>>, LoadError> {
+    let describe_err = |e: wasmtime::Error| LoadError::Describe(format!("{e:#}"));
+    let limits = module.engine.limits;
+    let mut store = Store::new(&module.engine.engine, HostState::new(limits.memory_bytes_max));
+    store.limiter(|s| &mut s.cap);
+    store.set_fuel(limits.fuel_per_apply).map_err(describe_err)?;
+    let instance = module.pre.instantiate(&mut store).map_err(describe_err)?;
+    let version: TypedFunc<(), u32> =
+        instance.get_typed_func(&mut store, abi::export::ABI_VERSION).map_err(describe_err)?;
+    let found = version.call(&mut store, ()).map_err(describe_err)?;
+    if found != abi::ABI_VERSION {
+        return Err(LoadError::AbiVersion { found, expected: abi::ABI_VERSION });
+    }
+    let commands: TypedFunc<(), u64> =
+        instance.get_typed_func(&mut store, abi::export::COMMANDS).map_err(describe_err)?;
+    let packed = commands.call(&mut store, ()).map_err(describe_err)?;
+    let memory = instance
+        .get_memory(&mut store, abi::export::MEMORY)
+        .ok_or_else(|| LoadError::Describe("no memory export".into()))?;
+    let (ptr, len) = abi::unpack(packed);
+    let bytes = memory
+        .data(&store)
+        .get(ptr as usize..ptr as usize + len as usize)
+        .ok_or_else(|| LoadError::Describe("command table outside the module's memory".into()))?;
+    module::decode_table(bytes)
+}
+
+/// How a failed call is classified.
+enum Failure {
+    /// The command is aborted with this error text; replicas agree on it.
+    Deterministic(String),
+    /// Not the command's fault; stop.
+    Fatal(ApplyError),
+}
+
+fn classify(error: wasmtime::Error, limits: RuntimeLimits) -> Failure {
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return Failure::Deterministic(match trap {
+            Trap::OutOfFuel => format!("ERR command aborted: fuel budget of {} exhausted", limits.fuel_per_apply),
+            Trap::StackOverflow => "ERR command aborted: wasm stack overflow".to_owned(),
+            other => format!("ERR command aborted: module trapped: {other}"),
+        });
+    }
+    match error.downcast::<HostFault>() {
+        Ok(HostFault::Guest(msg)) => Failure::Deterministic(format!("ERR command aborted: {msg}")),
+        Ok(HostFault::MemoryLimit(max)) => {
+            Failure::Deterministic(format!("ERR command aborted: memory limit of {max} bytes reached"))
+        }
+        Ok(HostFault::Storage(e)) => Failure::Fatal(ApplyError::Storage(e)),
+        // Anything else came from wasmtime itself, not from the module's code: we cannot claim
+        // another replica would see it too.
+        Err(other) => Failure::Fatal(ApplyError::Engine(format!("{other:#}"))),
+    }
+}
+
+/// Redis's reply to a command name the table does not have.
+fn unknown_command(encoded: &[u8]) -> Reply {
+    let mut args = Vec::new();
+    if codec::decode_args_into(encoded, &mut args).is_err() || args.is_empty() {
+        return Reply::error("ERR empty command");
+    }
+    let quote = |b: &[u8]| {
+        let s = String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned();
+        s.replace(['\r', '\n'], " ")
+    };
+    let mut text = format!("ERR unknown command '{}', with args beginning with: ", quote(args[0]));
+    for arg in &args[1..] {
+        text.push_str(&format!("'{}' ", quote(arg)));
+    }
+    Reply::Error(text)
+}
+
+/// Runs one module's commands against one store. Owns a single wasm instance, re-created after
+/// any trap so that no half-updated guest memory ever runs another command.
+pub struct Runtime {
+    module: Arc<FsmModule>,
+    store: SharedStore,
+    instance: Option<Instance>,
+    /// Commands whose calls ended in a trap, fault or out-of-fuel: useful for tests and `INFO`.
+    aborted: u64,
+}
+
+impl Runtime {
+    /// Opens a runtime on `store`. A store that already holds another module's state is refused;
+    /// a fresh store records this module's digest.
+    pub fn open(module: Arc<FsmModule>, store: SharedStore) -> Result<Self, OpenError> {
+        let digest = module.digest();
+        let recorded = store.read()?.meta()?.remove(meta::MODULE_DIGEST);
+        match recorded {
+            Some(stored) if stored != digest => {
+                return Err(OpenError::ModuleMismatch {
+                    stored: crate::storage::hex(&stored),
+                    configured: crate::storage::hex(&digest),
+                });
+            }
+            Some(_) => {}
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.set_meta(meta::MODULE_DIGEST, &digest);
+                store.commit(&batch)?;
+            }
+        }
+        let instance = Instance::new(&module).map_err(|e| ApplyError::Engine(format!("{e:#}")))?;
+        Ok(Runtime { module, store, instance: Some(instance), aborted: 0 })
+    }
+
+    /// The module this runtime runs.
+    pub fn module(&self) -> &Arc<FsmModule> {
+        &self.module
+    }
+
+    /// The store this runtime applies to.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// How many commands were aborted by a trap, out-of-fuel, the memory cap or an ABI fault.
+    pub fn aborted_commands(&self) -> u64 {
+        self.aborted
+    }
+
+    fn instance(&mut self) -> Result<&mut Instance, ApplyError> {
+        if self.instance.is_none() {
+            let fresh = Instance::new(&self.module).map_err(|e| ApplyError::Engine(format!("{e:#}")))?;
+            self.instance = Some(fresh);
+        }
+        self.instance.as_mut().ok_or_else(|| ApplyError::Engine("no instance".into()))
+    }
+
+    /// Applies `commands` (each an argument list encoded with [`codec::encode_args`]) in order, in
+    /// one store transaction that also sets the `meta` entries. Returns one reply per command.
+    ///
+    /// A command that fails deterministically gets an error reply and leaves no trace; the batch
+    /// goes on. A storage or engine failure returns `Err` and commits nothing.
+    pub fn apply_batch<C: AsRef<[u8]>>(
+        &mut self,
+        commands: &[C],
+        meta: &[(&str, &[u8])],
+    ) -> Result<Vec<Reply>, ApplyError> {
+        let view = self.store.read()?;
+        let mut overlay = self.take_overlay();
+        overlay.clear();
+        let mut replies = Vec::with_capacity(commands.len());
+        let mut outcome = Ok(());
+        self.begin(Access::Write, view, overlay)?;
+        for command in commands {
+            match self.run(command.as_ref(), Access::Write) {
+                Ok(reply) => replies.push(reply),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        let mut overlay = self.end();
+        let result = outcome.and_then(|()| {
+            for (name, value) in meta {
+                overlay.batch.set_meta(name, value);
+            }
+            if overlay.batch.is_empty() { Ok(()) } else { self.store.commit(&overlay.batch).map_err(Into::into) }
+        });
+        overlay.clear();
+        self.put_overlay(overlay);
+        result.map(|()| replies)
+    }
+
+    /// Applies one encoded command on its own (a batch of one, no meta).
+    pub fn apply(&mut self, command: &[u8]) -> Result<Reply, ApplyError> {
+        let mut replies = self.apply_batch(&[command], &[])?;
+        replies.pop().ok_or_else(|| ApplyError::Engine("no reply".into()))
+    }
+
+    /// Runs a read-only command against the committed state. A write command is refused.
+    pub fn query(&mut self, command: &[u8]) -> Result<Reply, ApplyError> {
+        let view = self.store.read()?;
+        let overlay = self.take_overlay();
+        self.begin(Access::Read, view, overlay)?;
+        let reply = self.run(command, Access::Read);
+        let overlay = self.end();
+        self.put_overlay(overlay);
+        reply
+    }
+
+    fn take_overlay(&mut self) -> overlay::Overlay {
+        self.instance.as_mut().map(|i| std::mem::take(&mut i.store.data_mut().overlay)).unwrap_or_default()
+    }
+
+    fn put_overlay(&mut self, overlay: overlay::Overlay) {
+        if let Some(i) = self.instance.as_mut() {
+            i.store.data_mut().overlay = overlay;
+        }
+    }
+
+    fn begin(&mut self, access: Access, view: Box<dyn crate::storage::ReadView>, overlay: overlay::Overlay) -> Result<(), ApplyError> {
+        let state = self.instance()?.store.data_mut();
+        state.access = access;
+        state.view = Some(view);
+        state.overlay = overlay;
+        Ok(())
+    }
+
+    /// Leaves the call state and hands back the overlay (the instance may have been replaced
+    /// after a trap; the overlay travels with the runtime, not the instance).
+    fn end(&mut self) -> overlay::Overlay {
+        match self.instance.as_mut() {
+            Some(i) => {
+                let state = i.store.data_mut();
+                state.access = Access::Idle;
+                state.view = None;
+                std::mem::take(&mut state.overlay)
+            }
+            None => overlay::Overlay::default(),
+        }
+    }
+
+    /// Runs one command inside a begun batch or query.
+    fn run(&mut self, encoded: &[u8], access: Access) -> Result<Reply, ApplyError> {
+        let Ok(name) = codec::command_name(encoded) else {
+            return Ok(Reply::error("ERR empty command"));
+        };
+        let Some(index) = self.module.command_index(name) else {
+            return Ok(unknown_command(encoded));
+        };
+        let info = &self.module.commands()[index];
+        if !info.arity.accepts(count_args(encoded)) {
+            return Ok(Reply::wrong_arity(&info.name));
+        }
+        if access == Access::Read && info.write {
+            return Ok(Reply::error(format!(
+                "ERR '{}' writes and cannot run as a read-only query",
+                info.name
+            )));
+        }
+        let limits = self.module.engine.limits;
+        let instance = self.instance()?;
+        let call = (|| -> Result<Reply, wasmtime::Error> {
+            instance.store.set_fuel(limits.fuel_per_apply)?;
+            let len = instance.write_input(encoded)?;
+            let index = index as u32;
+            let packed = match access {
+                Access::Read => instance.query.call(&mut instance.store, (index, len))?,
+                _ => instance.apply.call(&mut instance.store, (index, len))?,
+            };
+            instance.read_reply(packed)
+        })();
+        match call {
+            Ok(reply) => {
+                let overlay = &mut instance.store.data_mut().overlay;
+                if reply.is_error() {
+                    overlay.undo_command();
+                } else {
+                    overlay.keep_command();
+                }
+                Ok(reply)
+            }
+            Err(error) => {
+                instance.store.data_mut().overlay.undo_command();
+                match classify(error, limits) {
+                    Failure::Deterministic(text) => {
+                        self.aborted += 1;
+                        self.replace_instance()?;
+                        Ok(Reply::Error(text))
+                    }
+                    Failure::Fatal(e) => {
+                        self.replace_instance()?;
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Swaps in a fresh instance, carrying over the call state (view, overlay, access).
+    fn replace_instance(&mut self) -> Result<(), ApplyError> {
+        let mut fresh = Instance::new(&self.module).map_err(|e| ApplyError::Engine(format!("{e:#}")))?;
+        if let Some(mut old) = self.instance.take() {
+            let old_state = old.store.data_mut();
+            let new_state = fresh.store.data_mut();
+            new_state.access = old_state.access;
+            new_state.view = old_state.view.take();
+            new_state.overlay = std::mem::take(&mut old_state.overlay);
+        }
+        self.instance = Some(fresh);
+        Ok(())
+    }
+}
+
+/// The number of arguments in an encoded list (0 if it does not decode).
+fn count_args(encoded: &[u8]) -> usize {
+    encoded.get(..4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}

@@ -1,0 +1,259 @@
+//! Loading a state-machine module: the deterministic engine configuration, validation of a
+//! `.wasm` against the ABI, and the module's identity (its SHA-256 digest).
+
+use super::host_functions::{self, HostState};
+use fsm_sdk::abi;
+use fsm_sdk::{CommandInfo, codec};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use wasmtime::{Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, OptLevel, ValType};
+
+/// The resource bounds of every call into a module. They are part of the replicated contract:
+/// with another fuel budget or memory cap, a replica could accept a command that another one
+/// aborts, so every replica of a cluster must use the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeLimits {
+    /// Fuel for one command (roughly one unit per wasm instruction, plus the host-call costs in
+    /// `docs/fsm-abi.md`). Out of fuel, the command ends in an error and changes nothing.
+    pub fuel_per_apply: u64,
+    /// Cap on the module's linear memory, in bytes. Growing past it traps the command. It also
+    /// bounds the largest value a command can handle (roughly a third of it: the argument, the
+    /// value read, and the reply may all be in memory at once).
+    pub memory_bytes_max: usize,
+    /// Native stack for wasm code, in bytes. Deep recursion past it traps.
+    pub stack_bytes_max: usize,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        RuntimeLimits {
+            fuel_per_apply: 50_000_000,
+            memory_bytes_max: 256 * 1024 * 1024,
+            stack_bytes_max: 512 * 1024,
+        }
+    }
+}
+
+/// Why a module could not be loaded. Each variant names the problem for the operator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read state-machine module {path}: {source}")]
+    Read {
+        /// The configured path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a WebAssembly core module.
+    #[error("not a WebAssembly module: {0}")]
+    NotWasm(String),
+    /// wasmtime refused the module (malformed, or uses a disabled feature such as threads).
+    #[error("invalid WebAssembly module: {0}")]
+    Invalid(String),
+    /// The module imports something outside the allow-list.
+    #[error(
+        "module imports `{module}::{name}`, which Redraft does not provide: a state machine may import \
+         only {allowed} (no WASI, clocks or randomness)"
+    )]
+    ForbiddenImport {
+        /// Import module name.
+        module: String,
+        /// Import field name.
+        name: String,
+        /// The allow-list, for the message.
+        allowed: String,
+    },
+    /// An allowed import has the wrong signature.
+    #[error("module imports `redraft::{name}` with type {found}, expected {expected}")]
+    ImportType {
+        /// Import field name.
+        name: String,
+        /// The module's type.
+        found: String,
+        /// The ABI's type.
+        expected: String,
+    },
+    /// A required export is absent or has the wrong type.
+    #[error("module does not export `{name}` as {expected}; is it built with fsm_sdk::export_state_machine!?")]
+    MissingExport {
+        /// Export name.
+        name: &'static str,
+        /// What the ABI needs.
+        expected: String,
+    },
+    /// The module was built for another version of the ABI.
+    #[error("module speaks ABI version {found}, this host speaks {expected}: rebuild it against this fsm-sdk")]
+    AbiVersion {
+        /// The module's version.
+        found: u32,
+        /// Ours.
+        expected: u32,
+    },
+    /// The module trapped or misbehaved while reporting its version or command table.
+    #[error("module failed while describing itself: {0}")]
+    Describe(String),
+    /// The command table does not decode or breaks a rule.
+    #[error("module's command table is invalid: {0}")]
+    CommandTable(String),
+}
+
+/// A configured wasmtime engine plus the host functions: built once, shared by every module.
+pub struct FsmEngine {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) limits: RuntimeLimits,
+}
+
+impl FsmEngine {
+    /// Builds the engine with the deterministic-execution settings: fuel metering, NaN
+    /// canonicalisation, no threads, no relaxed SIMD, no memory64 or multi-memory, a fixed stack.
+    pub fn new(limits: RuntimeLimits) -> Result<Arc<Self>, LoadError> {
+        // Threads (shared memory, atomics) are compiled out: wasmtime's `threads` feature is off.
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .cranelift_nan_canonicalization(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .wasm_relaxed_simd(false)
+            .wasm_multi_memory(false)
+            .wasm_memory64(false)
+            .max_wasm_stack(limits.stack_bytes_max);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Invalid(format!("engine configuration: {e}")))?;
+        let linker = host_functions::linker(&engine).map_err(|e| LoadError::Invalid(format!("host functions: {e}")))?;
+        Ok(Arc::new(FsmEngine { engine, linker, limits }))
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> RuntimeLimits {
+        self.limits
+    }
+}
+
+/// A validated state-machine module, ready to instantiate.
+pub struct FsmModule {
+    pub(crate) engine: Arc<FsmEngine>,
+    pub(crate) pre: InstancePre<HostState>,
+    digest: [u8; 32],
+    commands: Vec<CommandInfo<String>>,
+}
+
+impl std::fmt::Debug for FsmModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsmModule")
+            .field("digest", &crate::storage::hex(&self.digest))
+            .field("commands", &self.commands.len())
+            .finish()
+    }
+}
+
+fn func_type(engine: &Engine, params: &[ValType], results: &[ValType]) -> FuncType {
+    FuncType::new(engine, params.iter().cloned(), results.iter().cloned())
+}
+
+/// The exports the ABI requires, with their types.
+fn required_exports(engine: &Engine) -> Vec<(&'static str, FuncType)> {
+    use ValType::{I32, I64};
+    vec![
+        (abi::export::ABI_VERSION, func_type(engine, &[], &[I32])),
+        (abi::export::COMMANDS, func_type(engine, &[], &[I64])),
+        (abi::export::INPUT, func_type(engine, &[I32], &[I32])),
+        (abi::export::APPLY, func_type(engine, &[I32, I32], &[I64])),
+        (abi::export::QUERY, func_type(engine, &[I32, I32], &[I64])),
+    ]
+}
+
+impl FsmModule {
+    /// Reads and loads the module at `path`.
+    pub fn load_file(engine: &Arc<FsmEngine>, path: &Path) -> Result<Self, LoadError> {
+        let bytes =
+            std::fs::read(path).map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+        Self::load(engine, &bytes)
+    }
+
+    /// Validates and compiles a module: wasm magic, compilation, the import allow-list, the
+    /// required exports, the ABI version and the command table.
+    pub fn load(engine: &Arc<FsmEngine>, bytes: &[u8]) -> Result<Self, LoadError> {
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {}
+            Some([0, b'a', b's', b'm', ..]) => {
+                return Err(LoadError::NotWasm(
+                    "this is a WebAssembly component or another binary version; Redraft loads core modules \
+                     built for wasm32-unknown-unknown"
+                        .into(),
+                ));
+            }
+            _ => return Err(LoadError::NotWasm("the bytes do not start with the wasm magic number `\\0asm`".into())),
+        }
+        let module = Module::from_binary(&engine.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        check_imports(&engine.engine, &module)?;
+        check_exports(&engine.engine, &module)?;
+        let pre = engine.linker.instantiate_pre(&module).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let mut module = FsmModule { engine: engine.clone(), pre, digest, commands: Vec::new() };
+        module.commands = super::describe(&module)?;
+        Ok(module)
+    }
+
+    /// SHA-256 of the module's bytes: its identity in the replicated contract.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// The command table, in the module's order.
+    pub fn commands(&self) -> &[CommandInfo<String>] {
+        &self.commands
+    }
+
+    /// The position of a command in the table, by case-insensitive name.
+    pub fn command_index(&self, name: &[u8]) -> Option<usize> {
+        self.commands.iter().position(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    }
+}
+
+fn check_imports(engine: &Engine, module: &Module) -> Result<(), LoadError> {
+    let allowed = || format!("{}::{{{}}}", abi::IMPORT_MODULE, abi::import::ALL.join(", "));
+    for import in module.imports() {
+        let expected = (import.module() == abi::IMPORT_MODULE)
+            .then(|| host_functions::import_type(engine, import.name()))
+            .flatten();
+        let Some(expected) = expected else {
+            return Err(LoadError::ForbiddenImport {
+                module: import.module().to_owned(),
+                name: import.name().to_owned(),
+                allowed: allowed(),
+            });
+        };
+        match import.ty() {
+            ExternType::Func(found) if FuncType::eq(&found, &expected) => {}
+            other => {
+                return Err(LoadError::ImportType {
+                    name: import.name().to_owned(),
+                    found: format!("{other:?}"),
+                    expected: format!("{expected:?}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_exports(engine: &Engine, module: &Module) -> Result<(), LoadError> {
+    if !matches!(module.get_export(abi::export::MEMORY), Some(ExternType::Memory(_))) {
+        return Err(LoadError::MissingExport { name: abi::export::MEMORY, expected: "a memory".into() });
+    }
+    for (name, expected) in required_exports(engine) {
+        match module.get_export(name) {
+            Some(ExternType::Func(found)) if FuncType::eq(&found, &expected) => {}
+            _ => return Err(LoadError::MissingExport { name, expected: format!("a function {expected}") }),
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the table a module reported.
+pub(crate) fn decode_table(bytes: &[u8]) -> Result<Vec<CommandInfo<String>>, LoadError> {
+    codec::decode_commands(bytes).map_err(|e| LoadError::CommandTable(e.to_string()))
+}

@@ -1,0 +1,115 @@
+//! The memory backend: the state in a persistent (structurally shared) ordered map.
+//!
+//! A read view is a clone of the map, which costs O(1) and shares every node; a commit after that
+//! copies only the paths it touches. So snapshots are consistent and cheap while writes go on,
+//! just as with redb's read transactions. Nothing survives the process.
+
+use super::snapshot::{self, SnapshotInfo};
+use super::{ReadView, StorageError, Store, WriteBatch};
+use imbl::OrdMap;
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
+use std::sync::{Arc, RwLock};
+
+type Bytes = Arc<[u8]>;
+
+#[derive(Clone, Default)]
+struct State {
+    data: OrdMap<Bytes, Bytes>,
+    meta: Arc<BTreeMap<String, Vec<u8>>>,
+}
+
+/// The in-memory store. See the module docs.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: RwLock<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn current(&self) -> State {
+        // A poisoned lock means a panic mid-commit elsewhere; the map itself is never left
+        // half-updated (commits build on a clone), so the last stored state is still consistent.
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn replace(&self, state: State) {
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+}
+
+struct MemoryView(State);
+
+impl ReadView for MemoryView {
+    fn get(&self, key: &[u8], found: &mut dyn FnMut(&[u8])) -> Result<bool, StorageError> {
+        Ok(self.0.data.get(key).map(|v| found(v)).is_some())
+    }
+
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        for (k, v) in self.0.data.range::<_, [u8]>((start, end)) {
+            if visit(k, v).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn meta(&self) -> Result<BTreeMap<String, Vec<u8>>, StorageError> {
+        Ok((*self.0.meta).clone())
+    }
+}
+
+impl Store for MemoryStore {
+    fn read(&self) -> Result<Box<dyn ReadView>, StorageError> {
+        Ok(Box::new(MemoryView(self.current())))
+    }
+
+    fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
+        let mut guard = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        for (key, value) in &batch.data {
+            match value {
+                Some(v) => {
+                    state.data.insert(Bytes::from(key.as_slice()), Bytes::from(v.as_slice()));
+                }
+                None => {
+                    state.data.remove(key.as_slice());
+                }
+            }
+        }
+        if !batch.meta.is_empty() {
+            let meta = Arc::make_mut(&mut state.meta);
+            for (name, value) in &batch.meta {
+                meta.insert(name.clone(), value.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&self, source: &mut dyn std::io::Read) -> Result<SnapshotInfo, StorageError> {
+        let mut next = State::default();
+        let info = snapshot::read(source, &mut |entry| {
+            match entry {
+                snapshot::Entry::Meta(name, value) => {
+                    Arc::make_mut(&mut next.meta).insert(name, value);
+                }
+                snapshot::Entry::Data(key, value) => {
+                    next.data.insert(Bytes::from(key), Bytes::from(value));
+                }
+            }
+            Ok(())
+        })?;
+        // Only a complete, verified stream replaces the state.
+        self.replace(next);
+        Ok(info)
+    }
+}

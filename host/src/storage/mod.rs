@@ -1,0 +1,163 @@
+//! The state store: where the replicated state machine's keys and values live.
+//!
+//! One interface ([`Store`], [`ReadView`]) and two backends: [`RedbStore`] (durable, one redb
+//! file) and [`MemoryStore`] (a persistent ordered map, for tests and throwaway nodes). Both pass
+//! the same conformance suite (`host/tests/storage.rs`).
+//!
+//! The store knows nothing of wasm or Raft. It holds two keyspaces:
+//! * **data**: the module's ordered byte keys and values;
+//! * **meta**: a few named byte strings the layers above record atomically with the data (the
+//!   last-applied log id, the module digest). See [`meta`].
+//!
+//! Writes arrive as a [`WriteBatch`] and commit atomically: data changes and meta entries of one
+//! batch are visible together or not at all, and with the redb backend they are on disk before
+//! [`Store::commit`] returns (when configured durable).
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
+use std::sync::Arc;
+
+mod memory;
+mod redb;
+pub mod snapshot;
+
+pub use self::memory::MemoryStore;
+pub use self::redb::RedbStore;
+
+/// A failure of the storage engine. It is **not deterministic**: the same command on another
+/// replica may well succeed, so it must never be turned into a client reply as if the command had
+/// been applied. The node stops applying instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// redb reported an error (I/O, corruption, a full disk).
+    #[error("redb: {0}")]
+    Redb(#[from] ::redb::Error),
+    /// Reading or writing a snapshot stream failed.
+    #[error("snapshot I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A snapshot stream is not one we wrote, or was damaged on the way.
+    #[error("invalid snapshot: {0}")]
+    InvalidSnapshot(String),
+}
+
+/// Converts any of redb's per-operation errors into [`StorageError`].
+pub(crate) fn redb_err(e: impl Into<::redb::Error>) -> StorageError {
+    StorageError::Redb(e.into())
+}
+
+/// Well-known meta keys, so every layer spells them the same way.
+pub mod meta {
+    /// The last log entry whose effects are in the data, in whatever encoding the Raft layer uses.
+    pub const LAST_APPLIED: &str = "last_applied";
+    /// SHA-256 of the wasm module that produced the data.
+    pub const MODULE_DIGEST: &str = "module_digest";
+}
+
+/// A consistent, read-only view of the store at one moment. Writes committed after the view was
+/// opened are not visible through it, so a snapshot can stream from a view while the state
+/// machine keeps applying.
+pub trait ReadView: Send {
+    /// Calls `found` with the value at `key`, if any; returns whether there was one. A callback
+    /// rather than an owned value lets the caller copy straight out of the backend's page.
+    fn get(&self, key: &[u8], found: &mut dyn FnMut(&[u8])) -> Result<bool, StorageError>;
+
+    /// Visits entries with keys in `(start, end)` in ascending key order until `visit` breaks.
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StorageError>;
+
+    /// Every meta entry, in name order.
+    fn meta(&self) -> Result<BTreeMap<String, Vec<u8>>, StorageError>;
+}
+
+/// The store: opens read views and commits write batches.
+///
+/// There is one writer (the state machine's apply loop); readers are any number of views.
+pub trait Store: Send + Sync {
+    /// A view of everything committed so far.
+    fn read(&self) -> Result<Box<dyn ReadView>, StorageError>;
+
+    /// Commits a batch atomically (and durably, for a durable backend).
+    fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError>;
+
+    /// Replaces the whole state (data and meta) with a snapshot's, atomically: if the stream is
+    /// cut or damaged, the previous state stays as it was. See [`snapshot`] for the format.
+    fn restore(&self, source: &mut dyn std::io::Read) -> Result<snapshot::SnapshotInfo, StorageError>;
+}
+
+/// Shared handle to a store, as the runtime and (later) the Raft layer hold it.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Data changes and meta entries to commit together. Later operations on the same key replace
+/// earlier ones, so the batch holds at most one operation per key.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    /// `Some(value)` to store, `None` to delete.
+    pub data: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Meta entries to set.
+    pub meta: BTreeMap<String, Vec<u8>>,
+}
+
+impl WriteBatch {
+    /// Records a put.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.data.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    /// Records a delete.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.data.insert(key.to_vec(), None);
+    }
+
+    /// Records a meta entry.
+    pub fn set_meta(&mut self, name: &str, value: &[u8]) {
+        self.meta.insert(name.to_owned(), value.to_vec());
+    }
+
+    /// Whether committing would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty() && self.meta.is_empty()
+    }
+
+    /// Empties the batch for reuse.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.meta.clear();
+    }
+}
+
+/// Reads one value into a new vector: the convenient form of [`ReadView::get`].
+pub fn get_owned(view: &dyn ReadView, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+    let mut out = None;
+    view.get(key, &mut |v| out = Some(v.to_vec()))?;
+    Ok(out)
+}
+
+/// SHA-256 over every data entry in key order (each as `u32 len, key, u32 len, value`, little
+/// endian). Two stores with the same data have the same digest whatever their backend; meta
+/// (which holds the last-applied log id) is not included.
+pub fn state_digest(view: &dyn ReadView) -> Result<[u8; 32], StorageError> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    view.scan(Bound::Unbounded, Bound::Unbounded, &mut |k, v| {
+        hasher.update((k.len() as u32).to_le_bytes());
+        hasher.update(k);
+        hasher.update((v.len() as u32).to_le_bytes());
+        hasher.update(v);
+        ControlFlow::Continue(())
+    })?;
+    Ok(hasher.finalize().into())
+}
+
+/// Lower-case hex, for digests in messages and replies.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,136 @@
+//! The durable backend: two tables in one redb file.
+//!
+//! A [`WriteBatch`] is one redb write transaction, so a batch's data and its meta entries (the
+//! last-applied log id above all) reach the disk together: after a crash the store holds either
+//! the whole batch or none of it, and the last-applied id always describes the data (etcd #13766
+//! is the bug this prevents). Read views are redb read transactions: isolated from later commits.
+
+use super::snapshot::{self, SnapshotInfo};
+use super::{ReadView, StorageError, Store, WriteBatch, redb_err};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
+use std::path::Path;
+
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("fsm_data");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("fsm_meta");
+
+/// The redb store. See the module docs.
+pub struct RedbStore {
+    db: Database,
+    durability: Durability,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file at `path`. With `durable`, every commit is fsynced
+    /// before it returns; without, commits are fast but a crash may lose the latest ones (for
+    /// benchmarks and tests only).
+    pub fn open(path: &Path, durable: bool) -> Result<Self, StorageError> {
+        let db = Database::create(path).map_err(redb_err)?;
+        let store = RedbStore { db, durability: if durable { Durability::Immediate } else { Durability::None } };
+        // Create both tables up front so read views never meet a missing table.
+        let tx = store.begin_write()?;
+        tx.open_table(DATA).map_err(redb_err)?;
+        tx.open_table(META).map_err(redb_err)?;
+        tx.commit().map_err(redb_err)?;
+        Ok(store)
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StorageError> {
+        let mut tx = self.db.begin_write().map_err(redb_err)?;
+        tx.set_durability(self.durability).map_err(redb_err)?;
+        Ok(tx)
+    }
+}
+
+struct RedbView {
+    data: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    meta: ReadOnlyTable<&'static str, &'static [u8]>,
+}
+
+impl ReadView for RedbView {
+    fn get(&self, key: &[u8], found: &mut dyn FnMut(&[u8])) -> Result<bool, StorageError> {
+        match self.data.get(key).map_err(redb_err)? {
+            Some(guard) => {
+                found(guard.value());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        for item in self.data.range::<&[u8]>((start, end)).map_err(redb_err)? {
+            let (k, v) = item.map_err(redb_err)?;
+            if visit(k.value(), v.value()).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn meta(&self) -> Result<BTreeMap<String, Vec<u8>>, StorageError> {
+        let mut out = BTreeMap::new();
+        for item in self.meta.iter().map_err(redb_err)? {
+            let (k, v) = item.map_err(redb_err)?;
+            out.insert(k.value().to_owned(), v.value().to_vec());
+        }
+        Ok(out)
+    }
+}
+
+impl Store for RedbStore {
+    fn read(&self) -> Result<Box<dyn ReadView>, StorageError> {
+        let tx = self.db.begin_read().map_err(redb_err)?;
+        Ok(Box::new(RedbView {
+            data: tx.open_table(DATA).map_err(redb_err)?,
+            meta: tx.open_table(META).map_err(redb_err)?,
+        }))
+    }
+
+    fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
+        let tx = self.begin_write()?;
+        {
+            let mut data = tx.open_table(DATA).map_err(redb_err)?;
+            for (key, value) in &batch.data {
+                match value {
+                    Some(v) => data.insert(key.as_slice(), v.as_slice()).map_err(redb_err)?,
+                    None => data.remove(key.as_slice()).map_err(redb_err)?,
+                };
+            }
+            let mut meta = tx.open_table(META).map_err(redb_err)?;
+            for (name, value) in &batch.meta {
+                meta.insert(name.as_str(), value.as_slice()).map_err(redb_err)?;
+            }
+        }
+        tx.commit().map_err(redb_err)
+    }
+
+    fn restore(&self, source: &mut dyn std::io::Read) -> Result<SnapshotInfo, StorageError> {
+        let tx = self.begin_write()?;
+        let info = {
+            tx.delete_table(DATA).map_err(redb_err)?;
+            tx.delete_table(META).map_err(redb_err)?;
+            let mut data = tx.open_table(DATA).map_err(redb_err)?;
+            let mut meta = tx.open_table(META).map_err(redb_err)?;
+            snapshot::read(source, &mut |entry| {
+                match entry {
+                    snapshot::Entry::Meta(name, value) => meta.insert(name.as_str(), value.as_slice()),
+                    snapshot::Entry::Data(key, value) => data.insert(key.as_slice(), value.as_slice()),
+                }
+                .map(drop)
+                .map_err(redb_err)
+            })?
+            // On error the transaction is dropped here, uncommitted: the old state stays.
+        };
+        tx.commit().map_err(redb_err)?;
+        Ok(info)
+    }
+}
