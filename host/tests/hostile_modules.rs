@@ -1,0 +1,350 @@
+//! Modules that misbehave, written as small WAT fixtures: each must be stopped with a clear
+//! error, leave the store unchanged, and leave the runtime working for the next call.
+
+use fsm_sdk::{Reply, codec};
+use redraft::runtime::{ApplyError, FsmEngine, FsmModule, LoadError, Runtime, RuntimeLimits};
+use redraft::storage::snapshot::SnapshotInfo;
+use redraft::storage::{
+    MemoryStore, ReadView, SharedStore, StorageError, Store, WriteBatch, get_owned, state_digest,
+};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+const LIMITS: RuntimeLimits =
+    RuntimeLimits { fuel_per_apply: 1_000_000, memory_bytes_max: 4 * 1024 * 1024, stack_bytes_max: 512 * 1024 };
+
+/// A module that follows the ABI, with two commands: `cmd` (write, any arity) and `rd` (read).
+/// `apply` and `query` are the bodies of the two entry points; they may use `$put_a` / `$put_b`
+/// (write key "a" / "b") and must leave an i64 (a packed reply pointer) on the stack.
+fn abi_module(apply: &str, query: &str, extra: &str) -> String {
+    format!(
+        r#"(module
+  (import "redraft" "put" (func $put (param i32 i32 i32 i32) (result i32)))
+  {extra}
+  (memory (export "memory") 1)
+  ;; Command table at 0: count 2; "cmd" arity -1 write; "rd" arity -1 read; no keys.
+  (data (i32.const 0) "\02\00\00\00"
+    "\03\00\00\00cmd" "\ff\ff\ff\ff" "\01\00\00\00" "\00\00\00\00\00\00\00\00\00\00\00\00"
+    "\02\00\00\00rd"  "\ff\ff\ff\ff" "\00\00\00\00" "\00\00\00\00\00\00\00\00\00\00\00\00")
+  ;; Replies: +OK at 200 (7 bytes), -ERR nope at 300 (13 bytes). Keys and value at 400.
+  (data (i32.const 200) "\01\02\00\00\00OK")
+  (data (i32.const 300) "\02\08\00\00\00ERR nope")
+  (data (i32.const 400) "abv")
+  (func $put_a (drop (call $put (i32.const 400) (i32.const 1) (i32.const 402) (i32.const 1))))
+  (func $put_b (drop (call $put (i32.const 401) (i32.const 1) (i32.const 402) (i32.const 1))))
+  (func (export "redraft_abi_version") (result i32) (i32.const 1))
+  (func (export "redraft_commands") (result i64) (i64.const 57))
+  (func (export "redraft_input") (param i32) (result i32) (i32.const 1024))
+  (func (export "redraft_apply") (param i32 i32) (result i64) {apply})
+  (func (export "redraft_query") (param i32 i32) (result i64) {query})
+)"#
+    )
+}
+
+const OK: &str = "(i64.const 0x000000c800000007)";
+const ERR: &str = "(i64.const 0x0000012c0000000d)";
+
+fn engine() -> Arc<FsmEngine> {
+    FsmEngine::new(LIMITS).expect("engine")
+}
+
+fn load(wat: &str) -> Result<FsmModule, LoadError> {
+    let bytes = wat::parse_str(wat).expect("fixture is valid WAT");
+    FsmModule::load(&engine(), &bytes)
+}
+
+fn encode(args: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    codec::encode_args(args, &mut out);
+    out
+}
+
+struct Fixture {
+    runtime: Runtime,
+    store: SharedStore,
+}
+
+impl Fixture {
+    fn new(apply: &str, query: &str) -> Self {
+        let module = Arc::new(load(&abi_module(apply, query, "")).expect("fixture loads"));
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        // Pre-existing state that no aborted command may touch.
+        let mut batch = WriteBatch::default();
+        batch.put(b"a", b"original");
+        store.commit(&batch).expect("seed");
+        let runtime = Runtime::open(module, store.clone()).expect("open");
+        Fixture { runtime, store }
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        state_digest(&*self.store.read().expect("view")).expect("digest")
+    }
+
+    fn value(&self, key: &[u8]) -> Option<Vec<u8>> {
+        get_owned(&*self.store.read().expect("view"), key).expect("get")
+    }
+
+    /// Applies a command that must abort; checks the error and that nothing changed.
+    fn expect_abort(&mut self, expected_error: &str) {
+        let before = self.digest();
+        let reply = self.runtime.apply(&encode(&["cmd"])).expect("deterministic failure, not fatal");
+        match &reply {
+            Reply::Error(text) => assert!(text.contains(expected_error), "{text:?} should mention {expected_error:?}"),
+            other => panic!("expected an error reply, got {other:?}"),
+        }
+        assert_eq!(self.digest(), before, "an aborted command changed the store");
+        assert_eq!(self.value(b"a").as_deref(), Some(&b"original"[..]));
+        assert_eq!(self.value(b"b"), None);
+    }
+}
+
+#[test]
+fn t10_a_well_behaved_fixture_writes() {
+    let mut f = Fixture::new(&format!("(call $put_a) (call $put_b) {OK}"), OK);
+    assert_eq!(f.runtime.apply(&encode(&["cmd"])).expect("apply"), Reply::ok());
+    assert_eq!(f.value(b"a").as_deref(), Some(&b"v"[..]));
+    assert_eq!(f.value(b"b").as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
+fn t11_an_infinite_loop_stops_on_fuel_after_partial_writes() {
+    let mut f = Fixture::new("(call $put_a) (call $put_b) (loop $l (br $l)) unreachable", OK);
+    f.expect_abort("fuel budget of 1000000 exhausted");
+    // The runtime keeps working, and so does the next (identical) call.
+    f.expect_abort("fuel budget");
+    assert_eq!(f.runtime.aborted_commands(), 2);
+}
+
+#[test]
+fn t12_a_memory_bomb_stops_at_the_cap() {
+    let bomb = "(call $put_a) (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable";
+    let mut f = Fixture::new(bomb, OK);
+    f.expect_abort("memory limit of 4194304 bytes reached");
+}
+
+#[test]
+fn t13_an_error_reply_discards_the_commands_writes() {
+    let mut f = Fixture::new(&format!("(call $put_a) (call $put_b) {ERR}"), OK);
+    let before = f.digest();
+    assert_eq!(f.runtime.apply(&encode(&["cmd"])).expect("apply"), Reply::error("ERR nope"));
+    assert_eq!(f.digest(), before);
+}
+
+#[test]
+fn t14_a_trap_discards_writes_and_the_instance_is_renewed() {
+    // The module traps after writing whenever its global is still 0, and sets it on the way. Had
+    // the runtime reused the trapped instance, the global would be 1 and the second call would
+    // succeed; a fresh instance traps every time, as a freshly restarted replica would.
+    let apply = format!(
+        "(call $put_a) (call $put_b)
+         (if (i32.eqz (global.get $calls)) (then (global.set $calls (i32.const 1)) unreachable))
+         {OK}"
+    );
+    let wat = abi_module(&apply, OK, "(global $calls (mut i32) (i32.const 0))");
+    let module = Arc::new(load(&wat).expect("loads"));
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let mut runtime = Runtime::open(module, store.clone()).expect("open");
+    for _ in 0..3 {
+        let reply = runtime.apply(&encode(&["cmd"])).expect("apply");
+        assert!(matches!(&reply, Reply::Error(t) if t.contains("unreachable")), "{reply:?}");
+        assert_eq!(get_owned(&*store.read().expect("view"), b"a").expect("get"), None);
+    }
+}
+
+#[test]
+fn t15_a_trap_in_a_batch_aborts_only_that_command() {
+    let apply = format!("(call $put_a) (if (i32.eq (local.get 1) (i32.const 19)) (then unreachable)) {OK}");
+    let wat = abi_module(&apply, OK, "");
+    let module = Arc::new(load(&wat).expect("loads"));
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let mut runtime = Runtime::open(module, store.clone()).expect("open");
+    // ["cmd"] encodes to 11 bytes, ["cmd", "x"] to 16, ["cmd", "xxxx"] to 19 (the trapping one).
+    let batch = [encode(&["cmd"]), encode(&["cmd", "xxxx"]), encode(&["cmd", "x"])];
+    let replies = runtime.apply_batch(&batch, &[("last_applied", b"3")]).expect("batch");
+    assert_eq!(replies[0], Reply::ok());
+    assert!(replies[1].is_error(), "{:?}", replies[1]);
+    assert_eq!(replies[2], Reply::ok());
+    let view = store.read().expect("view");
+    assert_eq!(get_owned(&*view, b"a").expect("get").as_deref(), Some(&b"v"[..]));
+    assert_eq!(view.meta().expect("meta").get("last_applied").map(Vec::as_slice), Some(&b"3"[..]));
+}
+
+#[test]
+fn t16_a_query_cannot_write() {
+    let mut f = Fixture::new(OK, &format!("(call $put_b) {OK}"));
+    let reply = f.runtime.query(&encode(&["rd"])).expect("query");
+    assert_eq!(reply, Reply::error("ERR command aborted: a read-only command tried to write"));
+    assert_eq!(f.value(b"b"), None);
+}
+
+#[test]
+fn t17_pointers_outside_memory_and_bad_replies_are_caught() {
+    let wild_put = "(drop (call $put (i32.const 0x7fffffff) (i32.const 16) (i32.const 0) (i32.const 1))) (i64.const 0)";
+    Fixture::new(wild_put, OK).expect_abort("module passed a pointer outside its memory");
+    let wild_reply = "(call $put_a) (i64.const 0x7fffffff00000010)";
+    Fixture::new(wild_reply, OK).expect_abort("module returned a reply outside its memory");
+    let garbage_reply = "(call $put_a) (i64.const 0x0000000000000004)"; // the table's bytes, tag 2 with a bad length
+    Fixture::new(garbage_reply, OK).expect_abort("module returned a malformed reply");
+}
+
+#[test]
+fn t18_deep_recursion_is_a_deterministic_stack_overflow() {
+    let wat = abi_module("(call $put_a) (call $deep) unreachable", OK, "(func $deep (call $deep))");
+    let module = Arc::new(load(&wat).expect("loads"));
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let mut runtime = Runtime::open(module, store).expect("open");
+    let reply = runtime.apply(&encode(&["cmd"])).expect("apply");
+    // Out of fuel may come first on a small budget; either way it is an abort, not a crash.
+    assert!(matches!(&reply, Reply::Error(t) if t.contains("stack overflow") || t.contains("fuel")), "{reply:?}");
+}
+
+// ----- modules refused at load --------------------------------------------------------------
+
+fn load_error(wat: &str) -> String {
+    load(wat).expect_err("must be refused").to_string()
+}
+
+#[test]
+fn t20_an_unknown_import_is_refused_by_name() {
+    let wasi = r#"(import "wasi_snapshot_preview1" "clock_time_get" (func (param i32 i64 i32) (result i32)))"#;
+    let e = load_error(&abi_module(OK, OK, wasi));
+    assert!(e.contains("`wasi_snapshot_preview1::clock_time_get`"), "{e}");
+    assert!(e.contains("redraft::{get, put, delete, scan}"), "{e}");
+    let e = load_error(&abi_module(OK, OK, r#"(import "redraft" "random" (func (result i64)))"#));
+    assert!(e.contains("`redraft::random`"), "{e}");
+}
+
+#[test]
+fn t21_an_allowed_import_with_the_wrong_type_is_refused() {
+    let bad = abi_module(OK, OK, "").replace(
+        r#"(import "redraft" "put" (func $put (param i32 i32 i32 i32) (result i32)))"#,
+        r#"(import "redraft" "put" (func $put (param i32 i32 i32 i32) (result i32)))
+           (import "redraft" "get" (func (param i32) (result i32)))"#,
+    );
+    let e = load_error(&bad);
+    assert!(e.contains("redraft::get") && e.contains("expected"), "{e}");
+}
+
+#[test]
+fn t22_a_missing_export_is_named() {
+    let wat = abi_module(OK, OK, "").replace("(export \"redraft_query\")", "");
+    let e = load_error(&wat);
+    assert!(e.contains("does not export `redraft_query`"), "{e}");
+}
+
+#[test]
+fn t23_a_wrong_abi_version_is_refused() {
+    let wat = abi_module(OK, OK, "").replace(
+        "(func (export \"redraft_abi_version\") (result i32) (i32.const 1))",
+        "(func (export \"redraft_abi_version\") (result i32) (i32.const 99))",
+    );
+    let e = load_error(&wat);
+    assert!(e.contains("ABI version 99") && e.contains("this host speaks 1"), "{e}");
+}
+
+#[test]
+fn t24_bytes_that_are_not_wasm_are_refused() {
+    let engine = engine();
+    for (bytes, expected) in [
+        (&b"hello, world"[..], "wasm magic number"),
+        (&b""[..], "wasm magic number"),
+        (&b"\0asm\x0d\x00\x01\x00"[..], "component"),
+        (&b"\0asm\x01\x00\x00\x00\xff\xff"[..], "invalid WebAssembly module"),
+    ] {
+        let e = FsmModule::load(&engine, bytes).expect_err("refused").to_string();
+        assert!(e.contains(expected), "{e:?} should mention {expected:?}");
+    }
+    let e = FsmModule::load_file(&engine, std::path::Path::new("/nonexistent/fsm.wasm")).expect_err("refused");
+    assert!(e.to_string().contains("/nonexistent/fsm.wasm"), "{e}");
+}
+
+#[test]
+fn t25_a_bad_command_table_is_refused() {
+    let wat = abi_module(OK, OK, "").replace("\\03\\00\\00\\00cmd", "\\03\\00\\00\\00CMD");
+    let e = load_error(&wat);
+    assert!(e.contains("command table is invalid"), "{e}");
+    let wat = abi_module(OK, OK, "").replace("(i64.const 57)", "(i64.const 0x0000ffff00000044)");
+    let e = load_error(&wat);
+    assert!(e.contains("outside the module's memory"), "{e}");
+}
+
+#[test]
+fn t26_a_module_whose_start_loops_is_refused() {
+    let wat = abi_module(OK, OK, "(func $spin (loop $l (br $l))) (start $spin)");
+    let e = load_error(&wat);
+    assert!(e.contains("fuel") || e.contains("all fuel consumed"), "{e}");
+}
+
+#[test]
+fn t30_a_store_from_another_module_is_refused() {
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let one = Arc::new(load(&abi_module(OK, OK, "")).expect("loads"));
+    let two = Arc::new(load(&abi_module(ERR, OK, "")).expect("loads"));
+    drop(Runtime::open(one, store.clone()).expect("first module records its digest"));
+    let e = Runtime::open(two, store).err().expect("refused").to_string();
+    assert!(e.contains("produced by module") && e.contains("configured module is"), "{e}");
+}
+
+/// A memory store whose reads fail on demand: the storage engine breaking mid-apply.
+struct FailingStore {
+    inner: MemoryStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+struct FailingView {
+    inner: Box<dyn ReadView>,
+    fail: bool,
+}
+
+fn io_error() -> StorageError {
+    StorageError::Io(std::io::Error::other("disk on fire"))
+}
+
+impl ReadView for FailingView {
+    fn get(&self, key: &[u8], found: &mut dyn FnMut(&[u8])) -> Result<bool, StorageError> {
+        if self.fail { Err(io_error()) } else { self.inner.get(key, found) }
+    }
+    fn scan(
+        &self,
+        start: std::ops::Bound<&[u8]>,
+        end: std::ops::Bound<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        self.inner.scan(start, end, visit)
+    }
+    fn meta(&self) -> Result<std::collections::BTreeMap<String, Vec<u8>>, StorageError> {
+        self.inner.meta()
+    }
+}
+
+impl Store for FailingStore {
+    fn read(&self) -> Result<Box<dyn ReadView>, StorageError> {
+        Ok(Box::new(FailingView { inner: self.inner.read()?, fail: self.fail.load(Ordering::SeqCst) }))
+    }
+    fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
+        self.inner.commit(batch)
+    }
+    fn restore(&self, source: &mut dyn std::io::Read) -> Result<SnapshotInfo, StorageError> {
+        self.inner.restore(source)
+    }
+}
+
+#[test]
+fn t31_a_storage_failure_is_fatal_never_a_reply() {
+    let store = Arc::new(FailingStore { inner: MemoryStore::new(), fail: false.into() });
+    let module = Arc::new(load(&abi_module(&format!("(call $put_a) (call $put_b) {OK}"), OK, "")).expect("loads"));
+    let mut runtime = Runtime::open(module, store.clone()).expect("open");
+    store.fail.store(true, Ordering::SeqCst);
+    let batch = [encode(&["cmd"]), encode(&["cmd"])];
+    let e = runtime.apply_batch(&batch, &[("last_applied", b"9")]).expect_err("must not report applied");
+    assert!(matches!(e, ApplyError::Storage(_)), "{e}");
+    assert!(e.to_string().contains("disk on fire"), "{e}");
+    // Nothing of the batch was committed, not even its last-applied mark.
+    let view = store.inner.read().expect("view");
+    assert_eq!(get_owned(&*view, b"a").expect("get"), None);
+    assert_eq!(view.meta().expect("meta").get("last_applied"), None);
+    // Once the storage recovers, the same batch applies.
+    store.fail.store(false, Ordering::SeqCst);
+    let replies = runtime.apply_batch(&batch, &[("last_applied", b"9")]).expect("applies");
+    assert_eq!(replies, vec![Reply::ok(), Reply::ok()]);
+}

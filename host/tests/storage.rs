@@ -1,0 +1,251 @@
+//! The storage conformance suite: every test runs against both backends, which must behave
+//! identically (redb only adds durability).
+
+use redraft::storage::snapshot::{SnapshotChunks, SnapshotInfo};
+use redraft::storage::{
+    MemoryStore, RedbStore, SharedStore, StorageError, WriteBatch, get_owned, meta, state_digest,
+};
+use std::ops::{Bound, ControlFlow};
+use std::sync::Arc;
+
+struct Backend {
+    name: &'static str,
+    store: SharedStore,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redb = RedbStore::open(&dir.path().join("s.redb"), true).expect("open redb");
+    vec![
+        Backend { name: "memory", store: Arc::new(MemoryStore::new()), _dir: None },
+        Backend { name: "redb", store: Arc::new(redb), _dir: Some(dir) },
+    ]
+}
+
+fn batch(puts: &[(&str, &str)], deletes: &[&str]) -> WriteBatch {
+    let mut b = WriteBatch::default();
+    for (k, v) in puts {
+        b.put(k.as_bytes(), v.as_bytes());
+    }
+    for k in deletes {
+        b.delete(k.as_bytes());
+    }
+    b
+}
+
+fn get(store: &SharedStore, key: &str) -> Option<String> {
+    let view = store.read().expect("view");
+    get_owned(&*view, key.as_bytes()).expect("get").map(|v| String::from_utf8(v).expect("utf8"))
+}
+
+fn scan(store: &SharedStore, start: Bound<&[u8]>, end: Bound<&[u8]>, limit: usize) -> Vec<String> {
+    let view = store.read().expect("view");
+    let mut out = Vec::new();
+    view.scan(start, end, &mut |k, _| {
+        out.push(String::from_utf8_lossy(k).into_owned());
+        if out.len() == limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })
+    .expect("scan");
+    out
+}
+
+fn snapshot_bytes(store: &SharedStore, chunk_bytes: usize) -> (Vec<u8>, usize) {
+    let chunks: Vec<Vec<u8>> = SnapshotChunks::new(store.read().expect("view"), chunk_bytes)
+        .collect::<Result<_, _>>()
+        .expect("snapshot");
+    (chunks.concat(), chunks.len())
+}
+
+fn restore(store: &SharedStore, bytes: &[u8]) -> Result<SnapshotInfo, StorageError> {
+    store.restore(&mut &bytes[..])
+}
+
+fn digest(store: &SharedStore) -> [u8; 32] {
+    state_digest(&*store.read().expect("view")).expect("digest")
+}
+
+#[test]
+fn t10_put_get_delete() {
+    for b in backends() {
+        let s = &b.store;
+        assert_eq!(get(s, "a"), None, "{}", b.name);
+        s.commit(&batch(&[("a", "1"), ("b", "2")], &[])).expect("commit");
+        assert_eq!(get(s, "a").as_deref(), Some("1"), "{}", b.name);
+        s.commit(&batch(&[("a", "3")], &["b", "never-there"])).expect("commit");
+        assert_eq!(get(s, "a").as_deref(), Some("3"), "{}", b.name);
+        assert_eq!(get(s, "b"), None, "{}", b.name);
+        // Empty values are values, not absence.
+        s.commit(&batch(&[("empty", "")], &[])).expect("commit");
+        assert_eq!(get(s, "empty").as_deref(), Some(""), "{}", b.name);
+    }
+}
+
+#[test]
+fn t11_scan_is_ordered_and_bounded() {
+    for b in backends() {
+        let s = &b.store;
+        s.commit(&batch(&[("b", ""), ("a", ""), ("c", ""), ("ab", ""), ("d", "")], &[])).expect("commit");
+        let all = scan(s, Bound::Unbounded, Bound::Unbounded, usize::MAX);
+        assert_eq!(all, ["a", "ab", "b", "c", "d"], "{}", b.name);
+        let mid = scan(s, Bound::Included(b"ab"), Bound::Excluded(b"d"), usize::MAX);
+        assert_eq!(mid, ["ab", "b", "c"], "{}", b.name);
+        let after = scan(s, Bound::Excluded(b"b"), Bound::Unbounded, usize::MAX);
+        assert_eq!(after, ["c", "d"], "{}", b.name);
+        assert_eq!(scan(s, Bound::Unbounded, Bound::Unbounded, 2), ["a", "ab"], "{}: visitor stops", b.name);
+    }
+}
+
+#[test]
+fn t12_a_batch_commits_data_and_meta_together() {
+    for b in backends() {
+        let s = &b.store;
+        let mut wb = batch(&[("k", "v")], &[]);
+        wb.set_meta(meta::LAST_APPLIED, b"7");
+        s.commit(&wb).expect("commit");
+        let view = s.read().expect("view");
+        assert_eq!(view.meta().expect("meta").get(meta::LAST_APPLIED).map(Vec::as_slice), Some(&b"7"[..]));
+        assert_eq!(get_owned(&*view, b"k").expect("get"), Some(b"v".to_vec()), "{}", b.name);
+    }
+}
+
+#[test]
+fn t13_a_read_view_does_not_see_later_commits() {
+    for b in backends() {
+        let s = &b.store;
+        s.commit(&batch(&[("k", "old")], &[])).expect("commit");
+        let view = s.read().expect("view");
+        s.commit(&batch(&[("k", "new"), ("other", "x")], &[])).expect("commit");
+        assert_eq!(get_owned(&*view, b"k").expect("get"), Some(b"old".to_vec()), "{}", b.name);
+        assert_eq!(get_owned(&*view, b"other").expect("get"), None, "{}", b.name);
+        assert_eq!(get(s, "k").as_deref(), Some("new"), "{}", b.name);
+    }
+}
+
+/// Fills a store with `n` entries of varied sizes, plus meta.
+fn fill(store: &SharedStore, n: usize) {
+    let mut wb = WriteBatch::default();
+    for i in 0..n {
+        let value = vec![(i % 251) as u8; i % 300];
+        wb.put(format!("key-{i:06}").as_bytes(), &value);
+    }
+    wb.set_meta(meta::LAST_APPLIED, b"term 3 index 1000");
+    wb.set_meta(meta::MODULE_DIGEST, &[0xab; 32]);
+    store.commit(&wb).expect("commit");
+}
+
+#[test]
+fn t20_snapshot_round_trips_in_many_chunks_across_backends() {
+    let sources = backends();
+    for src in &sources {
+        fill(&src.store, 5_000);
+        let (bytes, chunks) = snapshot_bytes(&src.store, 16 * 1024);
+        assert!(chunks > 20, "{}: {chunks} chunks; the state must not travel in one buffer", src.name);
+        for dst in backends() {
+            dst.store.commit(&batch(&[("stale", "gone after restore")], &[])).expect("commit");
+            let info = restore(&dst.store, &bytes).expect("restore");
+            assert_eq!(info.entries, 5_000);
+            assert_eq!(info.meta.get(meta::MODULE_DIGEST).map(Vec::as_slice), Some(&[0xab; 32][..]));
+            assert_eq!(digest(&dst.store), digest(&src.store), "{} -> {}", src.name, dst.name);
+            assert_eq!(get(&dst.store, "stale"), None, "{} -> {}: restore replaces", src.name, dst.name);
+            let view = dst.store.read().expect("view");
+            assert_eq!(
+                view.meta().expect("meta").get(meta::LAST_APPLIED).map(Vec::as_slice),
+                Some(&b"term 3 index 1000"[..])
+            );
+        }
+    }
+}
+
+#[test]
+fn t21_a_snapshot_is_consistent_while_writes_go_on() {
+    for b in backends() {
+        fill(&b.store, 2_000);
+        let before = digest(&b.store);
+        let mut chunks = SnapshotChunks::new(b.store.read().expect("view"), 4 * 1024);
+        let mut bytes = chunks.next().expect("first chunk").expect("ok");
+        // Writes land between chunks: they must not show up in the snapshot.
+        for i in 0..100 {
+            b.store.commit(&batch(&[(&format!("key-{i:06}"), "changed")], &[&format!("key-{:06}", 1999 - i)])).expect("commit");
+            if let Some(chunk) = chunks.next() {
+                bytes.extend(chunk.expect("chunk"));
+            }
+        }
+        for chunk in chunks {
+            bytes.extend(chunk.expect("chunk"));
+        }
+        let fresh = backends().remove(0);
+        restore(&fresh.store, &bytes).expect("restore");
+        assert_eq!(digest(&fresh.store), before, "{}: snapshot shows the state as of its view", b.name);
+        assert_ne!(digest(&b.store), before, "{}: the live store did change", b.name);
+    }
+}
+
+#[test]
+fn t22_a_damaged_snapshot_changes_nothing() {
+    let src = backends().remove(0);
+    fill(&src.store, 500);
+    let (bytes, _) = snapshot_bytes(&src.store, 4096);
+    for b in backends() {
+        b.store.commit(&batch(&[("mine", "keep me")], &[])).expect("commit");
+        let before = digest(&b.store);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("truncated", bytes[..bytes.len() / 2].to_vec()),
+            ("missing end", bytes[..bytes.len() - 41].to_vec()),
+            ("flipped byte", {
+                let mut v = bytes.clone();
+                let i = v.len() / 2;
+                v[i] ^= 0x55;
+                v
+            }),
+            ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+            ("empty", Vec::new()),
+            ("trailing bytes", [bytes.clone(), vec![0]].concat()),
+        ];
+        for (what, damaged) in cases {
+            let e = restore(&b.store, &damaged).expect_err(what);
+            assert!(matches!(e, StorageError::InvalidSnapshot(_)), "{}: {what}: {e}", b.name);
+            assert_eq!(digest(&b.store), before, "{}: {what} must leave the state as it was", b.name);
+            assert_eq!(get(&b.store, "mine").as_deref(), Some("keep me"));
+        }
+    }
+}
+
+#[test]
+fn t23_a_huge_declared_length_is_refused_not_allocated() {
+    let src = backends().remove(0);
+    let (bytes, _) = snapshot_bytes(&src.store, 4096);
+    // Header (16 + 4), then a data record claiming a 4 GiB key.
+    let mut evil = bytes[..20].to_vec();
+    evil.push(b'D');
+    evil.extend_from_slice(&u32::MAX.to_le_bytes());
+    let e = restore(&src.store, &evil).expect_err("refused");
+    assert!(e.to_string().contains("exceeds"), "{e}");
+}
+
+#[test]
+fn t30_redb_state_survives_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.redb");
+    let expected = {
+        let store: SharedStore = Arc::new(RedbStore::open(&path, true).expect("open"));
+        fill(&store, 1_000);
+        digest(&store)
+    };
+    let store: SharedStore = Arc::new(RedbStore::open(&path, true).expect("reopen"));
+    assert_eq!(digest(&store), expected);
+    let meta = store.read().expect("view").meta().expect("meta");
+    assert_eq!(meta.get(meta::LAST_APPLIED).map(Vec::as_slice), Some(&b"term 3 index 1000"[..]));
+}
+
+#[test]
+fn t31_digest_ignores_meta_and_backend() {
+    let [a, b]: [Backend; 2] = backends().try_into().ok().expect("two backends");
+    a.store.commit(&batch(&[("x", "1")], &[])).expect("commit");
+    let mut wb = batch(&[("x", "1")], &[]);
+    wb.set_meta(meta::LAST_APPLIED, b"anything");
+    b.store.commit(&wb).expect("commit");
+    assert_eq!(digest(&a.store), digest(&b.store));
+    b.store.commit(&batch(&[("x", "2")], &[])).expect("commit");
+    assert_ne!(digest(&a.store), digest(&b.store));
+}
