@@ -1,4 +1,5 @@
 //! A key-value module under the real wasm runtime, on either backend, driven like a client.
+#![allow(dead_code)] // each test binary uses a different part of this module
 
 use fsm_sdk::{Reply, codec};
 use redraft::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};

@@ -1,0 +1,178 @@
+//! Determinism: one seeded random log of 100k fsm-kv commands, applied by replicas that differ in
+//! everything that must not matter (backend, batch boundaries, runtime restarts), gives identical
+//! replies and an identical state digest; a snapshot restored into a fresh store of either
+//! backend gives the same digest again.
+
+mod support;
+
+use fsm_sdk::Reply;
+use redraft::runtime::Runtime;
+use redraft::storage::snapshot::SnapshotChunks;
+use redraft::storage::{MemoryStore, RedbStore, SharedStore, meta, state_digest};
+use std::sync::Arc;
+
+const COMMANDS: usize = 100_000;
+const SEED: u64 = 0x5eed_2026;
+
+/// splitmix64: tiny, seedable and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn key(&mut self) -> Vec<u8> {
+        // A small keyspace so commands collide; some keys are binary.
+        let k = self.below(400);
+        if k % 50 == 0 { vec![b'k', 0, (k % 256) as u8, b'\n'] } else { format!("key:{k}").into_bytes() }
+    }
+
+    fn value(&mut self) -> Vec<u8> {
+        match self.below(4) {
+            0 => (self.next() as i64 % 1000).to_string().into_bytes(),
+            1 => Vec::new(),
+            _ => (0..self.below(40)).map(|_| self.below(256) as u8).collect(),
+        }
+    }
+}
+
+/// A random command, weighted towards writes; includes error cases (bad integers, bad options).
+fn random_command(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let c = |s: &str| s.as_bytes().to_vec();
+    match rng.below(16) {
+        0..=3 => {
+            let mut cmd = vec![c("SET"), rng.key(), rng.value()];
+            for option in ["NX", "XX", "GET", "BOGUS"] {
+                if rng.below(8) == 0 {
+                    cmd.push(c(option));
+                }
+            }
+            cmd
+        }
+        4 => vec![c("GET"), rng.key()],
+        5 => (0..1 + rng.below(3)).fold(vec![c(if rng.below(2) == 0 { "DEL" } else { "DELETE" })], |mut v, _| {
+            v.push(rng.key());
+            v
+        }),
+        6 => vec![c("EXISTS"), rng.key(), rng.key()],
+        7 => vec![c("MGET"), rng.key(), rng.key(), rng.key()],
+        8 => vec![c("MSET"), rng.key(), rng.value(), rng.key(), rng.value()],
+        9 => vec![c("INCR"), rng.key()],
+        10 => vec![c("INCRBY"), rng.key(), rng.value()],
+        11 => vec![c("DECR"), rng.key()],
+        12 => vec![c("DECRBY"), rng.key(), (rng.next() as i64 % 100).to_string().into_bytes()],
+        13 => vec![c("APPEND"), rng.key(), rng.value()],
+        14 => vec![c("STRLEN"), rng.key()],
+        _ => vec![c("DBSIZE")],
+    }
+}
+
+/// One replica: a store, a runtime, and how it cuts the log into batches.
+struct Replica {
+    name: &'static str,
+    store: SharedStore,
+    runtime: Runtime,
+    batch_max: u64,
+    /// Re-open the runtime (a fresh instance, as after a restart) every this many batches.
+    reopen_every: Option<u64>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Replica {
+    fn new(name: &'static str, store: SharedStore, batch_max: u64, reopen_every: Option<u64>) -> Self {
+        let runtime = Runtime::open(support::module(), store.clone()).expect("open");
+        Replica { name, store, runtime, batch_max, reopen_every, _dir: None }
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        state_digest(&*self.store.read().expect("view")).expect("digest")
+    }
+
+    /// Applies the whole log in batches of random size (from this replica's own seed), writing
+    /// the index of each batch's last entry as last-applied in the same commit.
+    fn apply_log(&mut self, log: &[Vec<u8>], seed: u64) -> Vec<Reply> {
+        let mut rng = Rng(seed);
+        let mut replies = Vec::with_capacity(log.len());
+        let (mut at, mut batches) = (0usize, 0u64);
+        while at < log.len() {
+            let n = (1 + rng.below(self.batch_max) as usize).min(log.len() - at);
+            let last = (at + n) as u64;
+            let got = self.runtime.apply_batch(&log[at..at + n], &[(meta::LAST_APPLIED, &last.to_le_bytes())]);
+            replies.extend(got.expect("no storage failure"));
+            at += n;
+            batches += 1;
+            if self.reopen_every.is_some_and(|every| batches % every == 0) {
+                self.runtime = Runtime::open(support::module(), self.store.clone()).expect("reopen");
+            }
+        }
+        replies
+    }
+}
+
+#[test]
+fn replicas_agree_on_replies_and_state() {
+    let mut rng = Rng(SEED);
+    let log: Vec<Vec<u8>> = (0..COMMANDS)
+        .map(|_| {
+            let args = random_command(&mut rng);
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            support::encode(&args)
+        })
+        .collect();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redb: SharedStore = Arc::new(RedbStore::open(&dir.path().join("r.redb"), false).expect("redb"));
+    let mut replicas = vec![
+        Replica::new("memory, batches ≤ 64", Arc::new(MemoryStore::new()), 64, None),
+        Replica { _dir: Some(dir), ..Replica::new("redb, batches ≤ 1000", redb, 1000, None) },
+        Replica::new("memory, batches of 1, reopened", Arc::new(MemoryStore::new()), 1, Some(7_919)),
+    ];
+
+    let reference = replicas[0].apply_log(&log, 1);
+    let errors = reference.iter().filter(|r| r.is_error()).count();
+    assert!(errors > 1_000 && errors < COMMANDS / 2, "the log exercises error paths: {errors} errors");
+    for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
+        let replies = replica.apply_log(&log, 1 + i as u64);
+        if let Some(at) = (0..COMMANDS).find(|&n| replies[n] != reference[n]) {
+            panic!(
+                "{} diverges at command {at}: {:?} vs {:?}",
+                replica.name, replies[at], reference[at]
+            );
+        }
+    }
+    let digest = replicas[0].digest();
+    for replica in &replicas {
+        assert_eq!(replica.digest(), digest, "{} state digest", replica.name);
+        let view = replica.store.read().expect("view");
+        let last = view.meta().expect("meta").remove(meta::LAST_APPLIED).expect("last applied recorded");
+        assert_eq!(last, (COMMANDS as u64).to_le_bytes(), "{}", replica.name);
+    }
+
+    // Snapshot each replica and restore into fresh stores of both kinds.
+    for replica in &replicas {
+        let bytes: Vec<u8> = SnapshotChunks::new(replica.store.read().expect("view"), 64 * 1024)
+            .collect::<Result<Vec<_>, _>>()
+            .expect("snapshot")
+            .concat();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fresh: [SharedStore; 2] = [
+            Arc::new(MemoryStore::new()),
+            Arc::new(RedbStore::open(&dir.path().join("f.redb"), false).expect("redb")),
+        ];
+        for store in fresh {
+            store.restore(&mut bytes.as_slice()).expect("restore");
+            assert_eq!(state_digest(&*store.read().expect("view")).expect("digest"), digest, "{}", replica.name);
+            // The restored store carries the module digest, so the same module opens on it.
+            Runtime::open(support::module(), store).expect("the restored state opens with the same module");
+        }
+    }
+}
