@@ -52,9 +52,7 @@ fn data_key(key: &[u8]) -> Vec<u8> {
 }
 
 fn read_dbsize(view: &View) -> i64 {
-    view.get(DBSIZE_KEY)
-        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-        .map_or(0, i64::from_le_bytes)
+    view.get(DBSIZE_KEY).and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, i64::from_le_bytes)
 }
 
 /// Adds `delta` to the key count; a no-op for zero so reads of unchanged counts cost nothing.
@@ -165,7 +163,7 @@ fn del(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 
 /// `MSET key value [key value ...]`.
 fn mset(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Reply::wrong_arity("mset");
     }
     let added = args[1..].chunks_exact(2).filter(|kv| store(tx, kv[0], kv[1])).count() as i64;

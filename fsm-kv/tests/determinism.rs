@@ -33,7 +33,7 @@ impl Rng {
     fn key(&mut self) -> Vec<u8> {
         // A small keyspace so commands collide; some keys are binary.
         let k = self.below(400);
-        if k % 50 == 0 { vec![b'k', 0, (k % 256) as u8, b'\n'] } else { format!("key:{k}").into_bytes() }
+        if k.is_multiple_of(50) { vec![b'k', 0, (k % 256) as u8, b'\n'] } else { format!("key:{k}").into_bytes() }
     }
 
     fn value(&mut self) -> Vec<u8> {
@@ -110,7 +110,7 @@ impl Replica {
             replies.extend(got.expect("no storage failure"));
             at += n;
             batches += 1;
-            if self.reopen_every.is_some_and(|every| batches % every == 0) {
+            if self.reopen_every.is_some_and(|every| batches.is_multiple_of(every)) {
                 self.runtime = Runtime::open(support::module(), self.store.clone()).expect("reopen");
             }
         }
@@ -143,10 +143,7 @@ fn replicas_agree_on_replies_and_state() {
     for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
         let replies = replica.apply_log(&log, 1 + i as u64);
         if let Some(at) = (0..COMMANDS).find(|&n| replies[n] != reference[n]) {
-            panic!(
-                "{} diverges at command {at}: {:?} vs {:?}",
-                replica.name, replies[at], reference[at]
-            );
+            panic!("{} diverges at command {at}: {:?} vs {:?}", replica.name, replies[at], reference[at]);
         }
     }
     let digest = replicas[0].digest();
@@ -164,10 +161,8 @@ fn replicas_agree_on_replies_and_state() {
             .expect("snapshot")
             .concat();
         let dir = tempfile::tempdir().expect("temp dir");
-        let fresh: [SharedStore; 2] = [
-            Arc::new(MemoryStore::new()),
-            Arc::new(RedbStore::open(&dir.path().join("f.redb"), false).expect("redb")),
-        ];
+        let fresh: [SharedStore; 2] =
+            [Arc::new(MemoryStore::new()), Arc::new(RedbStore::open(&dir.path().join("f.redb"), false).expect("redb"))];
         for store in fresh {
             store.restore(&mut bytes.as_slice()).expect("restore");
             assert_eq!(state_digest(&*store.read().expect("view")).expect("digest"), digest, "{}", replica.name);

@@ -27,7 +27,8 @@ pub mod export {
     /// `() -> i64`: packed pointer and length of the encoded command table.
     pub const COMMANDS: &str = "redraft_commands";
     /// `(len: i32) -> i32`: pointer to a guest buffer of at least `len` bytes for the next call's
-    /// input.
+    /// input. The buffer never shrinks and stays at that address until the next `INPUT` call, so
+    /// the host calls this only when an input is longer than any before it.
     pub const INPUT: &str = "redraft_input";
     /// `(command_index: i32, input_len: i32) -> i64`: run a command that may write; returns the
     /// packed pointer and length of the encoded reply.
@@ -163,15 +164,7 @@ pub(crate) fn host_scan(start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<u8>
     let mut buf = Vec::with_capacity(GET_BUFFER_BYTES_INITIAL);
     // SAFETY: all slices are valid for the lengths given; the host writes at most `cap` bytes.
     let _ = fill_buffer(&mut buf, |dst, cap| unsafe {
-        raw::scan(
-            start.as_ptr(),
-            len32(start.len()),
-            end.as_ptr(),
-            len32(end.len()),
-            limit,
-            dst,
-            cap,
-        )
+        raw::scan(start.as_ptr(), len32(start.len()), end.as_ptr(), len32(end.len()), limit, dst, cap)
     });
     buf
 }
@@ -215,8 +208,9 @@ pub mod guest {
     /// Backs [`super::export::INPUT`].
     pub fn input(len: u32) -> u32 {
         BUFFERS.with_borrow_mut(|b| {
-            b.input.clear();
-            b.input.resize(len as usize, 0);
+            if b.input.len() < len as usize {
+                b.input.resize(len as usize, 0);
+            }
             ptr32(b.input.as_ptr())
         })
     }

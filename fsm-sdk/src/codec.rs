@@ -293,8 +293,11 @@ pub fn encoded_entry_len(key: &[u8], value: &[u8]) -> usize {
     8 + key.len() + value.len()
 }
 
+/// A scanned `(key, value)` pair, borrowed from the encoded result.
+pub type Entry<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits a scan result into `(key, value)` pairs.
-pub fn decode_entries(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, DecodeError> {
+pub fn decode_entries(bytes: &[u8]) -> Result<Vec<Entry<'_>>, DecodeError> {
     let mut r = Reader { bytes };
     let mut out = Vec::new();
     while !r.bytes.is_empty() {
@@ -363,12 +366,7 @@ mod tests {
 
     #[test]
     fn command_table_round_trip_and_validation() {
-        let table = [CommandInfo {
-            name: "get",
-            arity: Arity::Exact(2),
-            write: false,
-            keys: KeySpec::single(),
-        }];
+        let table = [CommandInfo { name: "get", arity: Arity::Exact(2), write: false, keys: KeySpec::single() }];
         let mut enc = Vec::new();
         encode_commands(table.iter(), &mut enc);
         let decoded = decode_commands(&enc).expect("decodes");

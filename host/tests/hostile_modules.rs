@@ -4,9 +4,7 @@
 use fsm_sdk::{Reply, codec};
 use redraft::runtime::{ApplyError, FsmEngine, FsmModule, LoadError, Runtime, RuntimeLimits};
 use redraft::storage::snapshot::SnapshotInfo;
-use redraft::storage::{
-    MemoryStore, ReadView, SharedStore, StorageError, Store, WriteBatch, get_owned, state_digest,
-};
+use redraft::storage::{MemoryStore, ReadView, SharedStore, StorageError, Store, WriteBatch, get_owned, state_digest};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -308,7 +306,7 @@ impl ReadView for FailingView {
         &self,
         start: std::ops::Bound<&[u8]>,
         end: std::ops::Bound<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> std::ops::ControlFlow<()>,
+        visit: redraft::storage::Visit<'_>,
     ) -> Result<(), StorageError> {
         self.inner.scan(start, end, visit)
     }

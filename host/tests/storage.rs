@@ -2,9 +2,7 @@
 //! identically (redb only adds durability).
 
 use redraft::storage::snapshot::{SnapshotChunks, SnapshotInfo};
-use redraft::storage::{
-    MemoryStore, RedbStore, SharedStore, StorageError, WriteBatch, get_owned, meta, state_digest,
-};
+use redraft::storage::{MemoryStore, RedbStore, SharedStore, StorageError, WriteBatch, get_owned, meta, state_digest};
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
@@ -51,9 +49,8 @@ fn scan(store: &SharedStore, start: Bound<&[u8]>, end: Bound<&[u8]>, limit: usiz
 }
 
 fn snapshot_bytes(store: &SharedStore, chunk_bytes: usize) -> (Vec<u8>, usize) {
-    let chunks: Vec<Vec<u8>> = SnapshotChunks::new(store.read().expect("view"), chunk_bytes)
-        .collect::<Result<_, _>>()
-        .expect("snapshot");
+    let chunks: Vec<Vec<u8>> =
+        SnapshotChunks::new(store.read().expect("view"), chunk_bytes).collect::<Result<_, _>>().expect("snapshot");
     (chunks.concat(), chunks.len())
 }
 
@@ -166,7 +163,9 @@ fn t21_a_snapshot_is_consistent_while_writes_go_on() {
         let mut bytes = chunks.next().expect("first chunk").expect("ok");
         // Writes land between chunks: they must not show up in the snapshot.
         for i in 0..100 {
-            b.store.commit(&batch(&[(&format!("key-{i:06}"), "changed")], &[&format!("key-{:06}", 1999 - i)])).expect("commit");
+            b.store
+                .commit(&batch(&[(&format!("key-{i:06}"), "changed")], &[&format!("key-{:06}", 1999 - i)]))
+                .expect("commit");
             if let Some(chunk) = chunks.next() {
                 bytes.extend(chunk.expect("chunk"));
             }

@@ -153,7 +153,13 @@ fn view(state: &HostState) -> wasmtime::Result<&dyn ReadView> {
 }
 
 /// `get(key_ptr, key_len, dst_ptr, dst_cap) -> i64`.
-fn get(mut caller: Caller<'_, HostState>, key_ptr: u32, key_len: u32, dst_ptr: u32, dst_cap: u32) -> wasmtime::Result<i64> {
+fn get(
+    mut caller: Caller<'_, HostState>,
+    key_ptr: u32,
+    key_len: u32,
+    dst_ptr: u32,
+    dst_cap: u32,
+) -> wasmtime::Result<i64> {
     charge(&mut caller, byte_fuel(key_len as usize))?;
     let memory = memory(&caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
@@ -183,7 +189,13 @@ fn get(mut caller: Caller<'_, HostState>, key_ptr: u32, key_len: u32, dst_ptr: u
 }
 
 /// `put(key_ptr, key_len, value_ptr, value_len) -> i32`.
-fn put(mut caller: Caller<'_, HostState>, key_ptr: u32, key_len: u32, val_ptr: u32, val_len: u32) -> wasmtime::Result<u32> {
+fn put(
+    mut caller: Caller<'_, HostState>,
+    key_ptr: u32,
+    key_len: u32,
+    val_ptr: u32,
+    val_len: u32,
+) -> wasmtime::Result<u32> {
     charge(&mut caller, byte_fuel(key_len as usize + val_len as usize))?;
     let memory = memory(&caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);

@@ -72,6 +72,9 @@ struct Instance {
     input: TypedFunc<u32, u32>,
     apply: TypedFunc<(u32, u32), u64>,
     query: TypedFunc<(u32, u32), u64>,
+    /// The guest's input buffer and the largest length asked of it so far (see
+    /// [`abi::export::INPUT`]): most commands fit, saving a call per command.
+    input_buffer: Option<(u32, u32)>,
 }
 
 impl Instance {
@@ -92,13 +95,21 @@ impl Instance {
             query: instance.get_typed_func(&mut store, abi::export::QUERY)?,
             memory,
             store,
+            input_buffer: None,
         })
     }
 
     /// Copies `bytes` into the guest's input buffer; returns its length as the guest sees it.
     fn write_input(&mut self, bytes: &[u8]) -> Result<u32, wasmtime::Error> {
         let len = u32::try_from(bytes.len()).map_err(|_| HostFault::Guest("command larger than 4 GiB".into()))?;
-        let ptr = self.input.call(&mut self.store, len)?;
+        let ptr = match self.input_buffer {
+            Some((ptr, cap)) if cap >= len => ptr,
+            _ => {
+                let ptr = self.input.call(&mut self.store, len)?;
+                self.input_buffer = Some((ptr, len));
+                ptr
+            }
+        };
         self.memory.write(&mut self.store, ptr as usize, bytes)?;
         Ok(len)
     }
@@ -110,7 +121,8 @@ impl Instance {
         let bytes = data
             .get(ptr as usize..ptr as usize + len as usize)
             .ok_or_else(|| HostFault::Guest("module returned a reply outside its memory".into()))?;
-        codec::decode_reply(bytes).map_err(|e| HostFault::Guest(format!("module returned a malformed reply: {e}")).into())
+        codec::decode_reply(bytes)
+            .map_err(|e| HostFault::Guest(format!("module returned a malformed reply: {e}")).into())
     }
 }
 
@@ -308,7 +320,12 @@ impl Runtime {
         }
     }
 
-    fn begin(&mut self, access: Access, view: Box<dyn crate::storage::ReadView>, overlay: overlay::Overlay) -> Result<(), ApplyError> {
+    fn begin(
+        &mut self,
+        access: Access,
+        view: Box<dyn crate::storage::ReadView>,
+        overlay: overlay::Overlay,
+    ) -> Result<(), ApplyError> {
         let state = self.instance()?.store.data_mut();
         state.access = access;
         state.view = Some(view);
@@ -343,10 +360,7 @@ impl Runtime {
             return Ok(Reply::wrong_arity(&info.name));
         }
         if access == Access::Read && info.write {
-            return Ok(Reply::error(format!(
-                "ERR '{}' writes and cannot run as a read-only query",
-                info.name
-            )));
+            return Ok(Reply::error(format!("ERR '{}' writes and cannot run as a read-only query", info.name)));
         }
         let limits = self.module.engine.limits;
         let instance = self.instance()?;

@@ -27,11 +27,7 @@ pub struct RuntimeLimits {
 
 impl Default for RuntimeLimits {
     fn default() -> Self {
-        RuntimeLimits {
-            fuel_per_apply: 50_000_000,
-            memory_bytes_max: 256 * 1024 * 1024,
-            stack_bytes_max: 512 * 1024,
-        }
+        RuntimeLimits { fuel_per_apply: 50_000_000, memory_bytes_max: 256 * 1024 * 1024, stack_bytes_max: 512 * 1024 }
     }
 }
 

@@ -7,7 +7,7 @@
 //! the overlay exactly. At the end of the batch the overlay is the [`WriteBatch`] committed in one
 //! store transaction.
 
-use crate::storage::{ReadView, StorageError, WriteBatch};
+use crate::storage::{ReadView, StorageError, Visit, WriteBatch};
 use std::collections::btree_map;
 use std::iter::Peekable;
 use std::ops::{Bound, ControlFlow};
@@ -17,10 +17,15 @@ use std::ops::{Bound, ControlFlow};
 pub(crate) struct Overlay {
     /// `Some(value)` for a put, `None` for a delete (a tombstone hiding the committed value).
     pub(crate) batch: WriteBatch,
-    /// For each key the current command touched first: its overlay entry before that
-    /// (`None` when the key was not in the overlay).
-    undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
+    /// The current command's writes, in order.
+    undo: Vec<Undo>,
+    /// The keys of `undo`, end to end: one growing buffer instead of an allocation per write.
+    undo_keys: Vec<u8>,
 }
+
+/// How to take back one write: where its key sits in `undo_keys`, and the key's overlay entry
+/// before the write (`None` when the key was not in the overlay).
+type Undo = (std::ops::Range<usize>, Option<Option<Vec<u8>>>);
 
 /// What the overlay knows about a key.
 pub(crate) enum Lookup<'a> {
@@ -53,41 +58,46 @@ impl Overlay {
     /// Sets `key` to `value` (`None` deletes) and records how to undo it.
     pub(crate) fn write(&mut self, key: &[u8], value: Option<&[u8]>) {
         let value = value.map(<[u8]>::to_vec);
-        match self.batch.data.get_mut(key) {
-            Some(slot) => {
-                let before = std::mem::replace(slot, value);
-                self.undo.push((key.to_vec(), Some(before)));
-            }
+        let before = match self.batch.data.get_mut(key) {
+            Some(slot) => Some(std::mem::replace(slot, value)),
             None => {
                 self.batch.data.insert(key.to_vec(), value);
-                self.undo.push((key.to_vec(), None));
+                None
             }
-        }
+        };
+        let start = self.undo_keys.len();
+        self.undo_keys.extend_from_slice(key);
+        self.undo.push((start..self.undo_keys.len(), before));
     }
 
     /// The current command succeeded: keep its writes.
     pub(crate) fn keep_command(&mut self) {
         self.undo.clear();
+        self.undo_keys.clear();
     }
 
     /// The current command failed: restore the overlay to what it was before the command.
     pub(crate) fn undo_command(&mut self) {
-        while let Some((key, before)) = self.undo.pop() {
+        while let Some((range, before)) = self.undo.pop() {
+            let key = &self.undo_keys[range];
             match before {
                 Some(value) => {
-                    self.batch.data.insert(key, value);
+                    if let Some(slot) = self.batch.data.get_mut(key) {
+                        *slot = value;
+                    }
                 }
                 None => {
-                    self.batch.data.remove(&key);
+                    self.batch.data.remove(key);
                 }
             }
         }
+        self.undo_keys.clear();
     }
 
     /// Drops everything (the batch was abandoned after a storage failure).
     pub(crate) fn clear(&mut self) {
         self.batch.clear();
-        self.undo.clear();
+        self.keep_command();
     }
 
     /// Visits the merged view (overlay over `view`) of keys in `[start, end)` in order, skipping
@@ -97,14 +107,10 @@ impl Overlay {
         view: &dyn ReadView,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+        visit: Visit<'_>,
     ) -> Result<(), StorageError> {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut pending = self
-            .batch
-            .data
-            .range::<[u8], _>((Bound::Included(start), upper))
-            .peekable();
+        let mut pending = self.batch.data.range::<[u8], _>((Bound::Included(start), upper)).peekable();
         let mut stopped = false;
         view.scan(Bound::Included(start), upper, &mut |k, v| {
             if drain_before(&mut pending, Some(k), visit).is_break() {
@@ -139,11 +145,7 @@ type Pending<'a> = Peekable<btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>>;
 
 /// Emits the overlay entries ordered before `key` (all of them when `key` is `None`), skipping
 /// tombstones; breaks as soon as the visitor does.
-fn drain_before(
-    pending: &mut Pending<'_>,
-    key: Option<&[u8]>,
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-) -> ControlFlow<()> {
+fn drain_before(pending: &mut Pending<'_>, key: Option<&[u8]>, visit: Visit<'_>) -> ControlFlow<()> {
     while let Some((k, v)) = pending.peek() {
         if key.is_some_and(|key| k.as_slice() >= key) {
             break;
@@ -197,10 +199,7 @@ mod tests {
         o.write(b"c", Some(b"33"));
         o.write(b"e", None);
         o.write(b"f", Some(b"6"));
-        assert_eq!(
-            collect(&o, &*view, b"", None),
-            pairs(&[("a", "1"), ("b", "2"), ("c", "33"), ("f", "6")])
-        );
+        assert_eq!(collect(&o, &*view, b"", None), pairs(&[("a", "1"), ("b", "2"), ("c", "33"), ("f", "6")]));
         assert_eq!(collect(&o, &*view, b"b", Some(b"e")), pairs(&[("b", "2"), ("c", "33")]));
     }
 

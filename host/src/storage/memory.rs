@@ -5,10 +5,10 @@
 //! just as with redb's read transactions. Nothing survives the process.
 
 use super::snapshot::{self, SnapshotInfo};
-use super::{ReadView, StorageError, Store, WriteBatch};
+use super::{ReadView, StorageError, Store, Visit, WriteBatch};
 use imbl::OrdMap;
 use std::collections::BTreeMap;
-use std::ops::{Bound, ControlFlow};
+use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
 type Bytes = Arc<[u8]>;
@@ -49,12 +49,7 @@ impl ReadView for MemoryView {
         Ok(self.0.data.get(key).map(|v| found(v)).is_some())
     }
 
-    fn scan(
-        &self,
-        start: Bound<&[u8]>,
-        end: Bound<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), StorageError> {
+    fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
         for (k, v) in self.0.data.range::<_, [u8]>((start, end)) {
             if visit(k, v).is_break() {
                 break;

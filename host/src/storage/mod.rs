@@ -54,6 +54,9 @@ pub mod meta {
     pub const MODULE_DIGEST: &str = "module_digest";
 }
 
+/// A scan's callback: gets each `(key, value)` in order; returns `Break` to stop the scan.
+pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>;
+
 /// A consistent, read-only view of the store at one moment. Writes committed after the view was
 /// opened are not visible through it, so a snapshot can stream from a view while the state
 /// machine keeps applying.
@@ -63,12 +66,7 @@ pub trait ReadView: Send {
     fn get(&self, key: &[u8], found: &mut dyn FnMut(&[u8])) -> Result<bool, StorageError>;
 
     /// Visits entries with keys in `(start, end)` in ascending key order until `visit` breaks.
-    fn scan(
-        &self,
-        start: Bound<&[u8]>,
-        end: Bound<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), StorageError>;
+    fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError>;
 
     /// Every meta entry, in name order.
     fn meta(&self) -> Result<BTreeMap<String, Vec<u8>>, StorageError>;

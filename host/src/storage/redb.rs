@@ -6,12 +6,10 @@
 //! is the bug this prevents). Read views are redb read transactions: isolated from later commits.
 
 use super::snapshot::{self, SnapshotInfo};
-use super::{ReadView, StorageError, Store, WriteBatch, redb_err};
-use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
-};
+use super::{ReadView, StorageError, Store, Visit, WriteBatch, redb_err};
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::BTreeMap;
-use std::ops::{Bound, ControlFlow};
+use std::ops::Bound;
 use std::path::Path;
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("fsm_data");
@@ -61,12 +59,7 @@ impl ReadView for RedbView {
         }
     }
 
-    fn scan(
-        &self,
-        start: Bound<&[u8]>,
-        end: Bound<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<(), StorageError> {
+    fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
         for item in self.data.range::<&[u8]>((start, end)).map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
             if visit(k.value(), v.value()).is_break() {
