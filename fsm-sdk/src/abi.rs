@@ -37,7 +37,7 @@ pub mod export {
     pub const QUERY: &str = "redraft_query";
 }
 
-/// Names of the host functions the guest may import from [`super::IMPORT_MODULE`].
+/// Names of the host functions the guest may import from [`IMPORT_MODULE`].
 pub mod import {
     /// `(key_ptr, key_len, dst_ptr, dst_cap: i32) -> i64`: the value's length, or
     /// [`super::ABSENT`]. The value is copied to `dst` only when it fits in `dst_cap`.
