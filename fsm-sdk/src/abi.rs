@@ -2,7 +2,7 @@
 //! of the SDK's `extern "C"` glue. This is the only module in the SDK (and so in any state machine
 //! written with it) that contains `unsafe`.
 //!
-//! The contract, byte by byte, is in `docs/fsm-abi.md`. In short:
+//! The contract, byte by byte, is in `docs/DESIGN.md` ("The ABI, byte by byte"). In short:
 //!
 //! * The host writes an encoded argument list ([`crate::codec::encode_args`]) into a buffer the
 //!   guest hands out through [`export::INPUT`], then calls [`export::APPLY`] or [`export::QUERY`]

@@ -1,8 +1,9 @@
 //! The byte encodings that cross the guest/host boundary: argument lists, replies and the command
 //! table. Both sides use these functions, so the encoding is defined exactly once.
 //!
-//! Every integer is little-endian. Lengths and counts are `u32`. `docs/fsm-abi.md` shows the same
-//! layouts byte by byte. This module is plain safe Rust: no pointers, no host calls.
+//! Every integer is little-endian. Lengths and counts are `u32`. `docs/DESIGN.md` (section "The
+//! ABI, byte by byte") shows the same layouts. This module is plain safe Rust: no pointers, no
+//! host calls.
 
 use crate::{Arity, CommandInfo, KeySpec, Reply};
 

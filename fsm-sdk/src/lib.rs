@@ -1,43 +1,11 @@
-//! # fsm-sdk: write a Redraft state machine in safe Rust
+#![doc = include_str!("../README.md")]
 //!
-//! A Redraft cluster replicates a log of Redis commands; every replica feeds the committed
-//! commands to a WebAssembly module built with this crate. The module declares a **command
-//! table** (name, arity, key positions, and a handler that either only reads or may write); the
-//! host routes each client command by that table, so a module can add Redis commands without any
-//! change to the server. State lives in the host's store (redb or memory), reached through
-//! [`View`] and [`Tx`]; the module keeps nothing between calls.
+//! ## Crate layout
 //!
-//! ```ignore
-//! use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, Tx, View};
-//!
-//! struct Counter;
-//!
-//! impl StateMachine for Counter {
-//!     const COMMANDS: &'static [Command] = &[
-//!         Command::read("peek", Arity::Exact(2), KeySpec::single(), peek),
-//!         Command::write("bump", Arity::Exact(2), KeySpec::single(), bump),
-//!     ];
-//! }
-//!
-//! fn peek(view: &View, args: &[&[u8]]) -> Reply {
-//!     view.get(args[1]).map_or(Reply::Null, Reply::Bulk)
-//! }
-//!
-//! fn bump(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-//!     let n = tx.get(args[1]).map_or(0, |v| v.len() as i64) + 1;
-//!     tx.put(args[1], &vec![b'x'; n as usize]);
-//!     Reply::Integer(n)
-//! }
-//!
-//! fsm_sdk::export_state_machine!(Counter);
-//! ```
-//!
-//! Rules the host enforces, so every replica computes the same thing (see
-//! `docs/writing-a-state-machine.md`):
-//! * A handler's writes take effect only if it returns a non-error [`Reply`]. Returning
-//!   [`Reply::Error`], panicking, or running out of fuel or memory discards them all.
-//! * No WASI, clocks or randomness: the only imports are this crate's host functions.
-//! * The handler runs under a fuel budget and a memory cap fixed by the cluster.
+//! * [`abi`]: export and import names, the ABI version, status codes, and all `extern "C"` glue
+//!   (the only `unsafe` in the SDK);
+//! * [`codec`]: the byte encodings both sides use;
+//! * [`StateMachine`], [`Command`], [`View`], [`Tx`], [`Reply`]: what a module author uses.
 
 pub mod abi;
 pub mod codec;

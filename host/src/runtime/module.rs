@@ -15,7 +15,8 @@ use wasmtime::{Config, Engine, ExternType, FuncType, InstancePre, Linker, Module
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeLimits {
     /// Fuel for one command (roughly one unit per wasm instruction, plus the host-call costs in
-    /// `docs/fsm-abi.md`). Out of fuel, the command ends in an error and changes nothing.
+    /// `docs/DESIGN.md`, "The ABI, byte by byte"). Out of fuel, the command ends in an error and
+    /// changes nothing.
     pub fuel_per_apply: u64,
     /// Cap on the module's linear memory, in bytes. Growing past it traps the command. It also
     /// bounds the largest value a command can handle (roughly a third of it: the argument, the
