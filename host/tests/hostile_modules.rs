@@ -93,6 +93,8 @@ impl Fixture {
         assert_eq!(self.digest(), before, "an aborted command changed the store");
         assert_eq!(self.value(b"a").as_deref(), Some(&b"original"[..]));
         assert_eq!(self.value(b"b"), None);
+        // The runtime keeps serving.
+        assert_eq!(self.runtime.query(&encode(&["rd"])).expect("query"), Reply::ok());
     }
 }
 
@@ -322,8 +324,12 @@ impl Store for FailingStore {
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
         self.inner.commit(batch)
     }
-    fn restore(&self, source: &mut dyn std::io::Read) -> Result<SnapshotInfo, StorageError> {
-        self.inner.restore(source)
+    fn restore(
+        &self,
+        source: &mut dyn std::io::Read,
+        required: &[(&str, &[u8])],
+    ) -> Result<SnapshotInfo, StorageError> {
+        self.inner.restore(source, required)
     }
 }
 

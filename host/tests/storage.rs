@@ -55,7 +55,7 @@ fn snapshot_bytes(store: &SharedStore, chunk_bytes: usize) -> (Vec<u8>, usize) {
 }
 
 fn restore(store: &SharedStore, bytes: &[u8]) -> Result<SnapshotInfo, StorageError> {
-    store.restore(&mut &bytes[..])
+    store.restore(&mut &bytes[..], &[])
 }
 
 fn digest(store: &SharedStore) -> [u8; 32] {
@@ -247,4 +247,20 @@ fn t31_digest_ignores_meta_and_backend() {
     assert_eq!(digest(&a.store), digest(&b.store));
     b.store.commit(&batch(&[("x", "2")], &[])).expect("commit");
     assert_ne!(digest(&a.store), digest(&b.store));
+}
+
+#[test]
+fn t24_a_snapshot_missing_a_required_meta_value_is_refused_before_its_data() {
+    let src = backends().remove(0);
+    fill(&src.store, 100);
+    let (bytes, _) = snapshot_bytes(&src.store, 4096);
+    for b in backends() {
+        b.store.commit(&batch(&[("mine", "keep me")], &[])).expect("commit");
+        let e = b.store.restore(&mut &bytes[..], &[(meta::MODULE_DIGEST, &[0xcd; 32])]).expect_err("refused");
+        assert!(matches!(e, StorageError::SnapshotRefused(_)), "{}: {e}", b.name);
+        assert!(e.to_string().contains("`module_digest` is abab"), "{e}");
+        assert_eq!(get(&b.store, "mine").as_deref(), Some("keep me"), "{}", b.name);
+        b.store.restore(&mut &bytes[..], &[(meta::MODULE_DIGEST, &[0xab; 32])]).expect("matching digest restores");
+        assert_eq!(get(&b.store, "mine"), None, "{}", b.name);
+    }
 }

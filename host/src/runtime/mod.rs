@@ -23,6 +23,7 @@ pub use self::host_functions::{BYTES_PER_FUEL, HOST_CALL_FUEL, SCAN_ENTRY_FUEL};
 pub use self::module::{FsmEngine, FsmModule, LoadError, RuntimeLimits};
 
 use self::host_functions::{Access, HostFault, HostState};
+use crate::storage::snapshot::SnapshotInfo;
 use crate::storage::{SharedStore, StorageError, WriteBatch, meta};
 use fsm_sdk::{CommandInfo, Reply, abi, codec};
 use std::sync::Arc;
@@ -310,6 +311,13 @@ impl Runtime {
         reply
     }
 
+    /// Replaces the state with a snapshot's (see [`crate::storage::snapshot`]), refusing, before
+    /// anything changes, a snapshot produced by another module.
+    pub fn restore(&mut self, source: &mut dyn std::io::Read) -> Result<SnapshotInfo, StorageError> {
+        let digest = self.module.digest();
+        self.store.restore(source, &[(meta::MODULE_DIGEST, &digest)])
+    }
+
     fn take_overlay(&mut self) -> overlay::Overlay {
         self.instance.as_mut().map(|i| std::mem::take(&mut i.store.data_mut().overlay)).unwrap_or_default()
     }
@@ -393,7 +401,8 @@ impl Runtime {
                         Ok(Reply::Error(text))
                     }
                     Failure::Fatal(e) => {
-                        self.replace_instance()?;
+                        // The batch is abandoned; report the original failure, not a later one.
+                        let _ = self.replace_instance();
                         Err(e)
                     }
                 }
@@ -401,10 +410,13 @@ impl Runtime {
         }
     }
 
-    /// Swaps in a fresh instance, carrying over the call state (view, overlay, access).
+    /// Swaps in a fresh instance, carrying over the call state (view, overlay, access). The old
+    /// instance is dropped even if a fresh one cannot be made: a trapped instance never runs
+    /// again (the next call instantiates lazily).
     fn replace_instance(&mut self) -> Result<(), ApplyError> {
+        let old = self.instance.take();
         let mut fresh = Instance::new(&self.module).map_err(|e| ApplyError::Engine(format!("{e:#}")))?;
-        if let Some(mut old) = self.instance.take() {
+        if let Some(mut old) = old {
             let old_state = old.store.data_mut();
             let new_state = fresh.store.data_mut();
             new_state.access = old_state.access;

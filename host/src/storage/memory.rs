@@ -90,9 +90,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn restore(&self, source: &mut dyn std::io::Read) -> Result<SnapshotInfo, StorageError> {
+    fn restore(
+        &self,
+        source: &mut dyn std::io::Read,
+        required: &[(&str, &[u8])],
+    ) -> Result<SnapshotInfo, StorageError> {
         let mut next = State::default();
-        let info = snapshot::read(source, &mut |entry| {
+        let info = snapshot::read(source, required, &mut |entry| {
             match entry {
                 snapshot::Entry::Meta(name, value) => {
                     Arc::make_mut(&mut next.meta).insert(name, value);

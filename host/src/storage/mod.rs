@@ -39,6 +39,9 @@ pub enum StorageError {
     /// A snapshot stream is not one we wrote, or was damaged on the way.
     #[error("invalid snapshot: {0}")]
     InvalidSnapshot(String),
+    /// A well-formed snapshot of the wrong thing (another module's state, say).
+    #[error("snapshot refused: {0}")]
+    SnapshotRefused(String),
 }
 
 /// Converts any of redb's per-operation errors into [`StorageError`].
@@ -83,8 +86,14 @@ pub trait Store: Send + Sync {
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError>;
 
     /// Replaces the whole state (data and meta) with a snapshot's, atomically: if the stream is
-    /// cut or damaged, the previous state stays as it was. See [`snapshot`] for the format.
-    fn restore(&self, source: &mut dyn std::io::Read) -> Result<snapshot::SnapshotInfo, StorageError>;
+    /// cut or damaged, the previous state stays as it was. The snapshot's meta must hold every
+    /// `required` entry with exactly that value (checked before any data is read). See
+    /// [`snapshot`] for the format.
+    fn restore(
+        &self,
+        source: &mut dyn std::io::Read,
+        required: &[(&str, &[u8])],
+    ) -> Result<snapshot::SnapshotInfo, StorageError>;
 }
 
 /// Shared handle to a store, as the runtime and (later) the Raft layer hold it.

@@ -106,14 +106,18 @@ impl Store for RedbStore {
         tx.commit().map_err(redb_err)
     }
 
-    fn restore(&self, source: &mut dyn std::io::Read) -> Result<SnapshotInfo, StorageError> {
+    fn restore(
+        &self,
+        source: &mut dyn std::io::Read,
+        required: &[(&str, &[u8])],
+    ) -> Result<SnapshotInfo, StorageError> {
         let tx = self.begin_write()?;
         let info = {
             tx.delete_table(DATA).map_err(redb_err)?;
             tx.delete_table(META).map_err(redb_err)?;
             let mut data = tx.open_table(DATA).map_err(redb_err)?;
             let mut meta = tx.open_table(META).map_err(redb_err)?;
-            snapshot::read(source, &mut |entry| {
+            snapshot::read(source, required, &mut |entry| {
                 match entry {
                     snapshot::Entry::Meta(name, value) => meta.insert(name.as_str(), value.as_slice()),
                     snapshot::Entry::Data(key, value) => data.insert(key.as_slice(), value.as_slice()),

@@ -197,11 +197,30 @@ fn truncated(e: std::io::Error) -> StorageError {
     }
 }
 
+/// Checks that the snapshot's meta holds every `required` entry with exactly that value.
+fn check_required(meta: &BTreeMap<String, Vec<u8>>, required: &[(&str, &[u8])]) -> Result<(), StorageError> {
+    for (name, value) in required {
+        match meta.get(*name) {
+            Some(found) if found == value => {}
+            found => {
+                return Err(StorageError::SnapshotRefused(format!(
+                    "its `{name}` is {}, this node needs {}",
+                    found.map_or_else(|| "absent".to_owned(), |f| super::hex(f)),
+                    super::hex(value)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses a snapshot stream, handing each record to `sink` in order, and verifies its end record
-/// (entry count and checksum). A caller must treat everything it received as void unless this
-/// returns `Ok`: that is how restores stay atomic.
+/// (entry count and checksum). The `required` meta entries are checked as soon as the meta
+/// section ends, before any data reaches `sink`. A caller must treat everything it received as
+/// void unless this returns `Ok`: that is how restores stay atomic.
 pub fn read(
     source: &mut dyn Read,
+    required: &[(&str, &[u8])],
     sink: &mut dyn FnMut(Entry) -> Result<(), StorageError>,
 ) -> Result<SnapshotInfo, StorageError> {
     let mut r = HashingReader { inner: source, hasher: Sha256::new() };
@@ -215,8 +234,13 @@ pub fn read(
     let mut meta = BTreeMap::new();
     let mut entries = 0u64;
     let mut last_key: Option<Vec<u8>> = None;
+    let mut meta_checked = false;
     loop {
         let [tag] = r.exact::<1>()?;
+        if tag != TAG_META && !meta_checked {
+            check_required(&meta, required)?;
+            meta_checked = true;
+        }
         match tag {
             TAG_META if entries == 0 => {
                 let name = String::from_utf8(r.field()?).map_err(|_| invalid("meta name is not UTF-8".into()))?;
