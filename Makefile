@@ -1,6 +1,7 @@
 # Redraft — one gate, identical locally and in CI (`.ci/run` calls `make test`).
 #
 #   make test     the whole suite: formatting, lints, the wasm build, every test, the docs
+#                 (installs redis-server, the tests' reply oracle, if missing)
 #   make wasm     build the state-machine modules (target/wasm32-unknown-unknown/guest/*.wasm)
 #   make bench    the apply benchmark (wasm vs native, memory and redb); see docs/BENCHMARKS.md
 #   make fix      format and apply lint fixes
@@ -14,7 +15,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 GUESTS := -p fsm-kv
 
-.PHONY: all toolchain wasm build test verify lint fmt-check clippy doc unit bench bench-apply fix clean
+.PHONY: all toolchain test-deps wasm build test verify lint fmt-check clippy doc unit bench bench-apply fix clean
 
 all: build
 
@@ -25,6 +26,13 @@ toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 
+## What the tests run besides our code: Debian's redis-server (the reply oracle).
+test-deps:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing redis-server (the tests' reply oracle)"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
 wasm: toolchain
 	$(CARGO) build --target $(WASM_TARGET) --profile guest $(GUESTS)
 	@ls -l target/$(WASM_TARGET)/guest/*.wasm
@@ -33,7 +41,7 @@ build: wasm
 	$(CARGO) build --release --workspace
 
 ## The whole suite. Fails on the first problem.
-test: toolchain fmt-check clippy unit doc
+test: toolchain test-deps fmt-check clippy unit doc
 	@echo "make test: all checks passed"
 
 verify: test

@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::{Dialect, Rng, random_command};
+
 use fsm_sdk::Reply;
 use redraft::runtime::Runtime;
 use redraft::storage::snapshot::SnapshotChunks;
@@ -13,68 +15,6 @@ use std::sync::Arc;
 
 const COMMANDS: usize = 100_000;
 const SEED: u64 = 0x5eed_2026;
-
-/// splitmix64: tiny, seedable and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn key(&mut self) -> Vec<u8> {
-        // A small keyspace so commands collide; some keys are binary.
-        let k = self.below(400);
-        if k.is_multiple_of(50) { vec![b'k', 0, (k % 256) as u8, b'\n'] } else { format!("key:{k}").into_bytes() }
-    }
-
-    fn value(&mut self) -> Vec<u8> {
-        match self.below(4) {
-            0 => (self.next() as i64 % 1000).to_string().into_bytes(),
-            1 => Vec::new(),
-            _ => (0..self.below(40)).map(|_| self.below(256) as u8).collect(),
-        }
-    }
-}
-
-/// A random command, weighted towards writes; includes error cases (bad integers, bad options).
-fn random_command(rng: &mut Rng) -> Vec<Vec<u8>> {
-    let c = |s: &str| s.as_bytes().to_vec();
-    match rng.below(16) {
-        0..=3 => {
-            let mut cmd = vec![c("SET"), rng.key(), rng.value()];
-            for option in ["NX", "XX", "GET", "BOGUS"] {
-                if rng.below(8) == 0 {
-                    cmd.push(c(option));
-                }
-            }
-            cmd
-        }
-        4 => vec![c("GET"), rng.key()],
-        5 => (0..1 + rng.below(3)).fold(vec![c(if rng.below(2) == 0 { "DEL" } else { "DELETE" })], |mut v, _| {
-            v.push(rng.key());
-            v
-        }),
-        6 => vec![c("EXISTS"), rng.key(), rng.key()],
-        7 => vec![c("MGET"), rng.key(), rng.key(), rng.key()],
-        8 => vec![c("MSET"), rng.key(), rng.value(), rng.key(), rng.value()],
-        9 => vec![c("INCR"), rng.key()],
-        10 => vec![c("INCRBY"), rng.key(), rng.value()],
-        11 => vec![c("DECR"), rng.key()],
-        12 => vec![c("DECRBY"), rng.key(), (rng.next() as i64 % 100).to_string().into_bytes()],
-        13 => vec![c("APPEND"), rng.key(), rng.value()],
-        14 => vec![c("STRLEN"), rng.key()],
-        _ => vec![c("DBSIZE")],
-    }
-}
 
 /// One replica: a store, a runtime, and how it cuts the log into batches.
 struct Replica {
@@ -123,7 +63,7 @@ fn replicas_agree_on_replies_and_state() {
     let mut rng = Rng(SEED);
     let log: Vec<Vec<u8>> = (0..COMMANDS)
         .map(|_| {
-            let args = random_command(&mut rng);
+            let args = random_command(&mut rng, Dialect::Redraft);
             let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             support::encode(&args)
         })

@@ -69,3 +69,83 @@ pub fn ok() -> Reply {
 pub fn err(s: &str) -> Reply {
     Reply::Error(s.to_owned())
 }
+
+// ----- seeded random command logs ---------------------------------------------------------
+
+/// splitmix64: tiny, seedable and the same everywhere.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn key(&mut self) -> Vec<u8> {
+        // A small keyspace so commands collide; some keys are binary.
+        let k = self.below(400);
+        if k.is_multiple_of(50) { vec![b'k', 0, (k % 256) as u8, b'\n'] } else { format!("key:{k}").into_bytes() }
+    }
+
+    pub fn value(&mut self) -> Vec<u8> {
+        match self.below(4) {
+            0 => (self.next() as i64 % 1000).to_string().into_bytes(),
+            1 => Vec::new(),
+            _ => (0..self.below(40)).map(|_| self.below(256) as u8).collect(),
+        }
+    }
+}
+
+/// Which server the commands are for: Redis has no `DELETE` (Redraft's original name for `DEL`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Redraft,
+    Redis,
+}
+
+/// A random fsm-kv command, weighted towards writes; includes error cases (bad integers, bad
+/// options, wrong arity, unknown commands).
+pub fn random_command(rng: &mut Rng, dialect: Dialect) -> Vec<Vec<u8>> {
+    let c = |s: &str| s.as_bytes().to_vec();
+    if rng.below(200) == 0 {
+        return match rng.below(3) {
+            0 => vec![c("GET")],
+            1 => vec![c("SET"), rng.key()],
+            _ => vec![c("NOSUCHCMD"), rng.key()],
+        };
+    }
+    let del = if dialect == Dialect::Redis || rng.below(2) == 0 { "DEL" } else { "DELETE" };
+    match rng.below(16) {
+        0..=3 => {
+            let mut cmd = vec![c("SET"), rng.key(), rng.value()];
+            for option in ["NX", "XX", "GET", "BOGUS"] {
+                if rng.below(8) == 0 {
+                    cmd.push(c(option));
+                }
+            }
+            cmd
+        }
+        4 => vec![c("GET"), rng.key()],
+        5 => (0..1 + rng.below(3)).fold(vec![c(del)], |mut v, _| {
+            v.push(rng.key());
+            v
+        }),
+        6 => vec![c("EXISTS"), rng.key(), rng.key()],
+        7 => vec![c("MGET"), rng.key(), rng.key(), rng.key()],
+        8 => vec![c("MSET"), rng.key(), rng.value(), rng.key(), rng.value()],
+        9 => vec![c("INCR"), rng.key()],
+        10 => vec![c("INCRBY"), rng.key(), rng.value()],
+        11 => vec![c("DECR"), rng.key()],
+        12 => vec![c("DECRBY"), rng.key(), (rng.next() as i64 % 100).to_string().into_bytes()],
+        13 => vec![c("APPEND"), rng.key(), rng.value()],
+        14 => vec![c("STRLEN"), rng.key()],
+        _ => vec![c("DBSIZE")],
+    }
+}
