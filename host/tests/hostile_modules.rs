@@ -276,13 +276,22 @@ fn t26_a_module_whose_start_loops_is_refused() {
 }
 
 #[test]
-fn t30_a_store_from_another_module_is_refused() {
+fn t30_a_store_from_another_contract_is_refused() {
     let store: SharedStore = Arc::new(MemoryStore::new());
     let one = Arc::new(load(&abi_module(OK, OK, "")).expect("loads"));
     let two = Arc::new(load(&abi_module(ERR, OK, "")).expect("loads"));
     drop(Runtime::open(one, store.clone()).expect("first module records its digest"));
-    let e = Runtime::open(two, store).err().expect("refused").to_string();
-    assert!(e.contains("produced by module") && e.contains("configured module is"), "{e}");
+    let e = Runtime::open(two.clone(), store).err().expect("refused").to_string();
+    assert!(e.contains("another state-machine contract (module_digest: "), "{e}");
+    // The same module under another fuel budget is another contract too.
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    drop(Runtime::open(two, store.clone()).expect("records its contract"));
+    let frugal = FsmEngine::new(RuntimeLimits { fuel_per_apply: 10, ..LIMITS }).expect("engine");
+    let same_bytes =
+        Arc::new(FsmModule::load(&frugal, &wat::parse_str(abi_module(ERR, OK, "")).expect("wat")).expect("loads"));
+    let e = Runtime::open(same_bytes, store).err().expect("refused").to_string();
+    assert!(e.contains("fuel_per_apply: 1000000 vs 10"), "{e}");
+    assert!(!e.contains("module_digest"), "only the differing field is named: {e}");
 }
 
 /// A memory store whose reads fail on demand: the storage engine breaking mid-apply.

@@ -127,7 +127,7 @@ fn fill(store: &SharedStore, n: usize) {
         wb.put(format!("key-{i:06}").as_bytes(), &value);
     }
     wb.set_meta(meta::LAST_APPLIED, b"term 3 index 1000");
-    wb.set_meta(meta::MODULE_DIGEST, &[0xab; 32]);
+    wb.set_meta(meta::CONTRACT, &[0xab; 32]);
     store.commit(&wb).expect("commit");
 }
 
@@ -142,7 +142,7 @@ fn t20_snapshot_round_trips_in_many_chunks_across_backends() {
             dst.store.commit(&batch(&[("stale", "gone after restore")], &[])).expect("commit");
             let info = restore(&dst.store, &bytes).expect("restore");
             assert_eq!(info.entries, 5_000);
-            assert_eq!(info.meta.get(meta::MODULE_DIGEST).map(Vec::as_slice), Some(&[0xab; 32][..]));
+            assert_eq!(info.meta.get(meta::CONTRACT).map(Vec::as_slice), Some(&[0xab; 32][..]));
             assert_eq!(digest(&dst.store), digest(&src.store), "{} -> {}", src.name, dst.name);
             assert_eq!(get(&dst.store, "stale"), None, "{} -> {}: restore replaces", src.name, dst.name);
             let view = dst.store.read().expect("view");
@@ -250,17 +250,17 @@ fn t31_digest_ignores_meta_and_backend() {
 }
 
 #[test]
-fn t24_a_snapshot_missing_a_required_meta_value_is_refused_before_its_data() {
+fn t24_a_snapshot_without_a_required_meta_value_is_refused_before_its_data() {
     let src = backends().remove(0);
     fill(&src.store, 100);
     let (bytes, _) = snapshot_bytes(&src.store, 4096);
     for b in backends() {
         b.store.commit(&batch(&[("mine", "keep me")], &[])).expect("commit");
-        let e = b.store.restore(&mut &bytes[..], &[(meta::MODULE_DIGEST, &[0xcd; 32])]).expect_err("refused");
+        let e = b.store.restore(&mut &bytes[..], &[(meta::CONTRACT, &[0xcd; 32])]).expect_err("refused");
         assert!(matches!(e, StorageError::SnapshotRefused(_)), "{}: {e}", b.name);
-        assert!(e.to_string().contains("`module_digest` is abab"), "{e}");
+        assert!(e.to_string().contains("`fsm_contract` is abab"), "{e}");
         assert_eq!(get(&b.store, "mine").as_deref(), Some("keep me"), "{}", b.name);
-        b.store.restore(&mut &bytes[..], &[(meta::MODULE_DIGEST, &[0xab; 32])]).expect("matching digest restores");
+        b.store.restore(&mut &bytes[..], &[(meta::CONTRACT, &[0xab; 32])]).expect("matching digest restores");
         assert_eq!(get(&b.store, "mine"), None, "{}", b.name);
     }
 }

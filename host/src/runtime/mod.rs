@@ -15,10 +15,12 @@
 //!
 //! [`Store`]: crate::storage::Store
 
+mod contract;
 mod host_functions;
 mod module;
 mod overlay;
 
+pub use self::contract::{Contract, WASMTIME_VERSION};
 pub use self::host_functions::{BYTES_PER_FUEL, HOST_CALL_FUEL, SCAN_ENTRY_FUEL};
 pub use self::module::{FsmEngine, FsmModule, LoadError, RuntimeLimits};
 
@@ -47,17 +49,18 @@ pub enum ApplyError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
-    /// The store holds state produced by another module.
+    /// The store holds state produced under another contract (another module, or other limits).
     #[error(
-        "the store's state was produced by module {stored}, but the configured module is {configured}; \
-         refusing to apply with a different module"
+        "the store's state was produced under another state-machine contract ({differences}; stored vs \
+         configured): refusing to apply with a different module or different limits"
     )]
-    ModuleMismatch {
-        /// Digest recorded in the store.
-        stored: String,
-        /// Digest of the module given.
-        configured: String,
+    ContractMismatch {
+        /// Each differing field, as `name: stored vs configured`.
+        differences: String,
     },
+    /// The recorded contract does not decode: the store is damaged or not ours.
+    #[error("the store's recorded state-machine contract is unreadable: {0}")]
+    UnreadableContract(String),
     /// Reading or writing the store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -211,22 +214,21 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Opens a runtime on `store`. A store that already holds another module's state is refused;
-    /// a fresh store records this module's digest.
+    /// Opens a runtime on `store`. A store produced under another [`Contract`] (another module,
+    /// or other limits) is refused; a fresh store records this module's contract.
     pub fn open(module: Arc<FsmModule>, store: SharedStore) -> Result<Self, OpenError> {
-        let digest = module.digest();
-        let recorded = store.read()?.meta()?.remove(meta::MODULE_DIGEST);
-        match recorded {
-            Some(stored) if stored != digest => {
-                return Err(OpenError::ModuleMismatch {
-                    stored: crate::storage::hex(&stored),
-                    configured: crate::storage::hex(&digest),
-                });
+        let contract = module.contract();
+        match store.read()?.meta()?.remove(meta::CONTRACT) {
+            Some(bytes) => {
+                let stored = Contract::decode(&bytes).map_err(OpenError::UnreadableContract)?;
+                let differences = stored.differences(&contract);
+                if !differences.is_empty() {
+                    return Err(OpenError::ContractMismatch { differences: differences.join("; ") });
+                }
             }
-            Some(_) => {}
             None => {
                 let mut batch = WriteBatch::default();
-                batch.set_meta(meta::MODULE_DIGEST, &digest);
+                batch.set_meta(meta::CONTRACT, &contract.encode());
                 store.commit(&batch)?;
             }
         }
@@ -312,10 +314,10 @@ impl Runtime {
     }
 
     /// Replaces the state with a snapshot's (see [`crate::storage::snapshot`]), refusing, before
-    /// anything changes, a snapshot produced by another module.
+    /// anything changes, a snapshot produced under another contract (another module, say).
     pub fn restore(&mut self, source: &mut dyn std::io::Read) -> Result<SnapshotInfo, StorageError> {
-        let digest = self.module.digest();
-        self.store.restore(source, &[(meta::MODULE_DIGEST, &digest)])
+        let contract = self.module.contract().encode();
+        self.store.restore(source, &[(meta::CONTRACT, &contract)])
     }
 
     fn take_overlay(&mut self) -> overlay::Overlay {

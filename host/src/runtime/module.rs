@@ -199,6 +199,11 @@ impl FsmModule {
         self.digest
     }
 
+    /// The replicated contract this module runs under: its digest plus the engine's limits.
+    pub fn contract(&self) -> super::Contract {
+        super::Contract::new(self.digest, self.engine.limits)
+    }
+
     /// The command table, in the module's order.
     pub fn commands(&self) -> &[CommandInfo<String>] {
         &self.commands

@@ -7,7 +7,7 @@
 //! The store knows nothing of wasm or Raft. It holds two keyspaces:
 //! * **data**: the module's ordered byte keys and values;
 //! * **meta**: a few named byte strings the layers above record atomically with the data (the
-//!   last-applied log id, the module digest). See [`meta`].
+//!   last-applied log id, the state-machine contract). See [`meta`].
 //!
 //! Writes arrive as a [`WriteBatch`] and commit atomically: data changes and meta entries of one
 //! batch are visible together or not at all, and with the redb backend they are on disk before
@@ -53,8 +53,9 @@ pub(crate) fn redb_err(e: impl Into<::redb::Error>) -> StorageError {
 pub mod meta {
     /// The last log entry whose effects are in the data, in whatever encoding the Raft layer uses.
     pub const LAST_APPLIED: &str = "last_applied";
-    /// SHA-256 of the wasm module that produced the data.
-    pub const MODULE_DIGEST: &str = "module_digest";
+    /// The state-machine contract the data was produced under (module digest, ABI, engine,
+    /// limits), encoded by the runtime.
+    pub const CONTRACT: &str = "fsm_contract";
 }
 
 /// A scan's callback: gets each `(key, value)` in order; returns `Break` to stop the scan.

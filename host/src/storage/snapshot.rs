@@ -14,8 +14,8 @@
 //! end      'E' u64 data entry count, [32] SHA-256 of every byte up to and including this 'E'
 //! ```
 //!
-//! The meta entries carry the last-applied log id and the module digest, so a snapshot says
-//! which module produced it and up to where.
+//! The meta entries carry the last-applied log id and the state-machine contract (module digest
+//! and limits), so a snapshot says which module produced it and up to where.
 //!
 //! [`Store::restore`]: super::Store::restore
 
