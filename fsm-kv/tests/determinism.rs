@@ -39,10 +39,10 @@ impl Replica {
 
     /// Applies the whole log in batches of random size (from this replica's own seed), writing
     /// the index of each batch's last entry as last-applied in the same commit.
-    fn apply_log(&mut self, log: &[Vec<u8>], seed: u64) -> Vec<Reply> {
+    fn apply_log(&mut self, log: &[Vec<u8>], seed: u64) -> (Vec<Reply>, u64) {
         let mut rng = Rng(seed);
         let mut replies = Vec::with_capacity(log.len());
-        let (mut at, mut batches) = (0usize, 0u64);
+        let (mut at, mut batches, mut fuel) = (0usize, 0u64, 0u64);
         while at < log.len() {
             let n = (1 + rng.below(self.batch_max) as usize).min(log.len() - at);
             let last = (at + n) as u64;
@@ -51,10 +51,11 @@ impl Replica {
             at += n;
             batches += 1;
             if self.reopen_every.is_some_and(|every| batches.is_multiple_of(every)) {
+                fuel += self.runtime.fuel_consumed();
                 self.runtime = Runtime::open(support::module(), self.store.clone()).expect("reopen");
             }
         }
-        replies
+        (replies, fuel + self.runtime.fuel_consumed())
     }
 }
 
@@ -77,14 +78,17 @@ fn replicas_agree_on_replies_and_state() {
         Replica::new("memory, batches of 1, reopened", Arc::new(MemoryStore::new()), 1, Some(7_919)),
     ];
 
-    let reference = replicas[0].apply_log(&log, 1);
+    let (reference, reference_fuel) = replicas[0].apply_log(&log, 1);
     let errors = reference.iter().filter(|r| r.is_error()).count();
     assert!(errors > 1_000 && errors < COMMANDS / 2, "the log exercises error paths: {errors} errors");
     for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
-        let replies = replica.apply_log(&log, 1 + i as u64);
+        let (replies, fuel) = replica.apply_log(&log, 1 + i as u64);
         if let Some(at) = (0..COMMANDS).find(|&n| replies[n] != reference[n]) {
             panic!("{} diverges at command {at}: {:?} vs {:?}", replica.name, replies[at], reference[at]);
         }
+        // Same instructions too: a command near its fuel budget must end the same way everywhere,
+        // so fuel use may not depend on a replica's history (instance age, restarts, batching).
+        assert_eq!(fuel, reference_fuel, "{} burnt different fuel for the same log", replica.name);
     }
     let digest = replicas[0].digest();
     for replica in &replicas {

@@ -26,9 +26,9 @@ pub mod export {
     pub const ABI_VERSION: &str = "redraft_abi_version";
     /// `() -> i64`: packed pointer and length of the encoded command table.
     pub const COMMANDS: &str = "redraft_commands";
-    /// `(len: i32) -> i32`: pointer to a guest buffer of at least `len` bytes for the next call's
-    /// input. The buffer never shrinks and stays at that address until the next `INPUT` call, so
-    /// the host calls this only when an input is longer than any before it.
+    /// `(len: i32) -> i32`: starts a command: the guest frees everything from the previous one
+    /// and returns a buffer of `len` bytes for this command's input. Called before every
+    /// [`APPLY`] or [`QUERY`].
     pub const INPUT: &str = "redraft_input";
     /// `(command_index: i32, input_len: i32) -> i64`: run a command that may write; returns the
     /// packed pointer and length of the encoded reply.
@@ -169,66 +169,187 @@ pub(crate) fn host_scan(start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<u8>
     buf
 }
 
+/// The guest's memory allocator: a bump arena **reset at the start of every call**.
+///
+/// Why not the default allocator: its free lists carry over from one call to the next, so the
+/// instructions (fuel) a command burns, and the memory it needs, would depend on which commands
+/// ran before in the same instance. A replica that restarted (fresh instance) and one that did
+/// not could then disagree on a command near its fuel budget or memory cap. With an arena reset
+/// per call, every call starts from the same allocator state, and growth of the linear memory runs
+/// the same instructions whether or not the instance already has the pages (it always executes
+/// `memory.grow`, by zero pages when they are there). Freeing the newest block, and growing or
+/// shrinking it, happen in place; other frees wait for the reset.
+#[cfg(target_arch = "wasm32")]
+mod arena {
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    const PAGE_BYTES: usize = 65_536;
+
+    unsafe extern "C" {
+        /// The first address after the module's static data and stack (defined by `wasm-ld`).
+        static __heap_base: u8;
+    }
+
+    /// Next free address.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    /// End of the memory this call has claimed so far (a page boundary). Reset with `NEXT`, so
+    /// that growth happens at the same points in every instance, however old.
+    static LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+    fn base() -> usize {
+        core::ptr::addr_of!(__heap_base) as usize
+    }
+
+    /// Starts a new call: everything allocated before is forgotten.
+    pub fn reset() {
+        NEXT.store(base(), Relaxed);
+        LIMIT.store(base(), Relaxed);
+    }
+
+    /// Claims memory up to `end`. Runs the same instructions whatever the current memory size:
+    /// `memory.grow` by however many pages are missing, possibly zero.
+    fn claim(end: usize) -> bool {
+        if end <= LIMIT.load(Relaxed) {
+            return true;
+        }
+        let Some(limit) = end.checked_next_multiple_of(PAGE_BYTES) else { return false };
+        let pages = limit / PAGE_BYTES;
+        let current = core::arch::wasm32::memory_size(0);
+        let missing = pages - pages.min(current);
+        if core::arch::wasm32::memory_grow(0, missing) == usize::MAX {
+            return false;
+        }
+        LIMIT.store(limit, Relaxed);
+        true
+    }
+
+    pub struct CallArena;
+
+    // SAFETY: single-threaded (wasm32 without threads); every block handed out lies in claimed
+    // memory between `base()` and `LIMIT`, blocks never overlap while live (the bump pointer only
+    // moves back over the newest block, when it is freed or resized), and a reset happens only at
+    // the start of a call, when no block from an earlier call is in use (see `guest`).
+    unsafe impl GlobalAlloc for CallArena {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let next = NEXT.load(Relaxed).max(base());
+            let Some(start) = next.checked_next_multiple_of(layout.align()) else { return core::ptr::null_mut() };
+            let Some(end) = start.checked_add(layout.size()) else { return core::ptr::null_mut() };
+            if !claim(end) {
+                return core::ptr::null_mut();
+            }
+            NEXT.store(end, Relaxed);
+            start as *mut u8
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if ptr as usize + layout.size() == NEXT.load(Relaxed) {
+                NEXT.store(ptr as usize, Relaxed);
+            }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if ptr as usize + layout.size() == NEXT.load(Relaxed) {
+                // The newest block: resize in place.
+                let Some(end) = (ptr as usize).checked_add(new_size) else { return core::ptr::null_mut() };
+                if !claim(end) {
+                    return core::ptr::null_mut();
+                }
+                NEXT.store(end, Relaxed);
+                return ptr;
+            }
+            // SAFETY: `new_size` with the old alignment is a valid layout (the caller's contract).
+            let new = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+            if !new.is_null() {
+                // SAFETY: both blocks are live, distinct, and at least this long.
+                unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            }
+            new
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: CallArena = CallArena;
+}
+
+/// Starts a call from a clean allocator (see [`arena`]); a no-op outside wasm.
+fn begin_call() {
+    #[cfg(target_arch = "wasm32")]
+    arena::reset();
+}
+
 /// The guest half of the exports. [`crate::export_state_machine!`] generates `#[no_mangle]`
 /// wrappers that call these, so a state machine author writes no `unsafe` at all.
+///
+/// Every command is two calls: [`export::INPUT`] (which starts a fresh allocator arena and
+/// allocates the input buffer in it) then [`export::APPLY`] or [`export::QUERY`]. Nothing
+/// allocated in one command survives into the next.
 #[doc(hidden)]
 pub mod guest {
-    use super::{len32, pack};
+    use super::{begin_call, len32, pack};
     use crate::{StateMachine, codec};
-    use std::cell::RefCell;
+    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-    /// Buffers reused across calls. They carry no meaning from one call to the next: the host
-    /// overwrites the input before every call and reads the output right after it.
-    struct Buffers {
-        input: Vec<u8>,
-        output: Vec<u8>,
-    }
-
-    thread_local! {
-        static BUFFERS: RefCell<Buffers> = const {
-            RefCell::new(Buffers { input: Vec::new(), output: Vec::new() })
-        };
-    }
+    /// Where [`input`] put this command's input buffer, and its length.
+    static INPUT_PTR: AtomicUsize = AtomicUsize::new(0);
+    static INPUT_LEN: AtomicUsize = AtomicUsize::new(0);
 
     fn ptr32(ptr: *const u8) -> u32 {
         // On wasm32 a pointer is a 32-bit offset into linear memory.
         ptr as usize as u32
     }
 
-    /// Backs [`super::export::COMMANDS`].
-    pub fn commands<M: StateMachine>() -> u64 {
-        BUFFERS.with_borrow_mut(|b| {
-            b.output.clear();
-            let infos: Vec<_> = M::COMMANDS.iter().map(|c| c.info()).collect();
-            codec::encode_commands(infos.iter(), &mut b.output);
-            pack(ptr32(b.output.as_ptr()), len32(b.output.len()))
-        })
+    /// Hands `bytes` to the host: they stay valid until the next call begins.
+    fn leak_to_host(bytes: Vec<u8>) -> u64 {
+        let packed = pack(ptr32(bytes.as_ptr()), len32(bytes.len()));
+        core::mem::forget(bytes);
+        packed
     }
 
-    /// Backs [`super::export::INPUT`].
+    /// Backs [`super::export::COMMANDS`].
+    pub fn commands<M: StateMachine>() -> u64 {
+        begin_call();
+        let infos: Vec<_> = M::COMMANDS.iter().map(|c| c.info()).collect();
+        let mut out = Vec::new();
+        codec::encode_commands(infos.iter(), &mut out);
+        leak_to_host(out)
+    }
+
+    /// Backs [`super::export::INPUT`]: starts a command.
     pub fn input(len: u32) -> u32 {
-        BUFFERS.with_borrow_mut(|b| {
-            if b.input.len() < len as usize {
-                b.input.resize(len as usize, 0);
-            }
-            ptr32(b.input.as_ptr())
-        })
+        begin_call();
+        let buffer: Vec<u8> = Vec::with_capacity(len as usize);
+        let ptr = buffer.as_ptr();
+        core::mem::forget(buffer);
+        INPUT_PTR.store(ptr as usize, Relaxed);
+        INPUT_LEN.store(len as usize, Relaxed);
+        ptr32(ptr)
     }
 
     /// Backs [`super::export::APPLY`] and [`super::export::QUERY`]. A malformed input or an
     /// index outside the table is a host bug: the guest traps rather than guess.
-    pub fn call<M: StateMachine>(index: u32, len: u32, read_only: bool) -> u64 {
-        BUFFERS.with_borrow_mut(|b| {
-            let Buffers { input, output } = b;
-            let input = input.get(..len as usize).expect("input length within the input buffer");
-            let mut args = Vec::new();
-            codec::decode_args_into(input, &mut args).expect("host sent a well-formed argument list");
-            let command = M::COMMANDS.get(index as usize).expect("command index within the table");
-            let reply = command.run(&args, read_only);
-            output.clear();
-            codec::encode_reply(&reply, output);
-            pack(ptr32(output.as_ptr()), len32(output.len()))
-        })
+    pub fn apply<M: StateMachine>(index: u32, len: u32) -> u64 {
+        run::<M>(index, len, false)
+    }
+
+    /// As [`apply`], refusing write commands.
+    pub fn query<M: StateMachine>(index: u32, len: u32) -> u64 {
+        run::<M>(index, len, true)
+    }
+
+    fn run<M: StateMachine>(index: u32, len: u32, read_only: bool) -> u64 {
+        assert!(len as usize <= INPUT_LEN.load(Relaxed), "input longer than the buffer INPUT handed out");
+        // SAFETY: INPUT allocated this buffer for the current command with at least `len` bytes,
+        // nothing has freed or reused it since (the arena resets only when the next command
+        // starts), and the host wrote all `len` bytes before this call.
+        let input = unsafe { core::slice::from_raw_parts(INPUT_PTR.load(Relaxed) as *const u8, len as usize) };
+        let mut args = Vec::new();
+        codec::decode_args_into(input, &mut args).expect("host sent a well-formed argument list");
+        let command = M::COMMANDS.get(index as usize).expect("command index within the table");
+        let reply = command.run(&args, read_only);
+        let mut out = Vec::new();
+        codec::encode_reply(&reply, &mut out);
+        leak_to_host(out)
     }
 }
 

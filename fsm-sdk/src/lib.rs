@@ -253,14 +253,14 @@ macro_rules! export_state_machine {
         #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
         pub extern "C" fn redraft_apply(index: u32, len: u32) -> u64 {
-            $crate::abi::guest::call::<$machine>(index, len, false)
+            $crate::abi::guest::apply::<$machine>(index, len)
         }
 
         #[doc(hidden)]
         #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
         pub extern "C" fn redraft_query(index: u32, len: u32) -> u64 {
-            $crate::abi::guest::call::<$machine>(index, len, true)
+            $crate::abi::guest::query::<$machine>(index, len)
         }
     };
 }

@@ -76,9 +76,6 @@ struct Instance {
     input: TypedFunc<u32, u32>,
     apply: TypedFunc<(u32, u32), u64>,
     query: TypedFunc<(u32, u32), u64>,
-    /// The guest's input buffer and the largest length asked of it so far (see
-    /// [`abi::export::INPUT`]): most commands fit, saving a call per command.
-    input_buffer: Option<(u32, u32)>,
 }
 
 impl Instance {
@@ -99,21 +96,13 @@ impl Instance {
             query: instance.get_typed_func(&mut store, abi::export::QUERY)?,
             memory,
             store,
-            input_buffer: None,
         })
     }
 
     /// Copies `bytes` into the guest's input buffer; returns its length as the guest sees it.
     fn write_input(&mut self, bytes: &[u8]) -> Result<u32, wasmtime::Error> {
         let len = u32::try_from(bytes.len()).map_err(|_| HostFault::Guest("command larger than 4 GiB".into()))?;
-        let ptr = match self.input_buffer {
-            Some((ptr, cap)) if cap >= len => ptr,
-            _ => {
-                let ptr = self.input.call(&mut self.store, len)?;
-                self.input_buffer = Some((ptr, len));
-                ptr
-            }
-        };
+        let ptr = self.input.call(&mut self.store, len)?;
         self.memory.write(&mut self.store, ptr as usize, bytes)?;
         Ok(len)
     }
@@ -211,6 +200,9 @@ pub struct Runtime {
     instance: Option<Instance>,
     /// Commands whose calls ended in a trap, fault or out-of-fuel: useful for tests and `INFO`.
     aborted: u64,
+    /// Fuel burnt by every command run so far: identical on replicas that ran the same commands
+    /// from the same state, which the determinism tests check.
+    fuel_consumed: u64,
 }
 
 impl Runtime {
@@ -233,7 +225,7 @@ impl Runtime {
             }
         }
         let instance = Instance::new(&module).map_err(|e| ApplyError::Engine(format!("{e:#}")))?;
-        Ok(Runtime { module, store, instance: Some(instance), aborted: 0 })
+        Ok(Runtime { module, store, instance: Some(instance), aborted: 0, fuel_consumed: 0 })
     }
 
     /// The module this runtime runs.
@@ -249,6 +241,12 @@ impl Runtime {
     /// How many commands were aborted by a trap, out-of-fuel, the memory cap or an ABI fault.
     pub fn aborted_commands(&self) -> u64 {
         self.aborted
+    }
+
+    /// Total fuel the commands run by this runtime have burnt (guest instructions plus host-call
+    /// charges). Part of what must be identical across replicas: see `docs/DESIGN.md`.
+    pub fn fuel_consumed(&self) -> u64 {
+        self.fuel_consumed
     }
 
     fn instance(&mut self) -> Result<&mut Instance, ApplyError> {
@@ -373,29 +371,31 @@ impl Runtime {
             return Ok(Reply::error(format!("ERR '{}' writes and cannot run as a read-only query", info.name)));
         }
         let limits = self.module.engine.limits;
-        let instance = self.instance()?;
-        let call = (|| -> Result<Reply, wasmtime::Error> {
-            instance.store.set_fuel(limits.fuel_per_apply)?;
-            let len = instance.write_input(encoded)?;
-            let index = index as u32;
-            let packed = match access {
-                Access::Read => instance.query.call(&mut instance.store, (index, len))?,
-                _ => instance.apply.call(&mut instance.store, (index, len))?,
-            };
-            instance.read_reply(packed)
-        })();
-        match call {
-            Ok(reply) => {
-                let overlay = &mut instance.store.data_mut().overlay;
-                if reply.is_error() {
-                    overlay.undo_command();
-                } else {
-                    overlay.keep_command();
-                }
-                Ok(reply)
+        let (call, fuel_used) = {
+            let instance = self.instance()?;
+            let call = (|| -> Result<Reply, wasmtime::Error> {
+                instance.store.set_fuel(limits.fuel_per_apply)?;
+                let len = instance.write_input(encoded)?;
+                let index = index as u32;
+                let packed = match access {
+                    Access::Read => instance.query.call(&mut instance.store, (index, len))?,
+                    _ => instance.apply.call(&mut instance.store, (index, len))?,
+                };
+                instance.read_reply(packed)
+            })();
+            let fuel_used = limits.fuel_per_apply - instance.store.get_fuel().unwrap_or(0);
+            // Keep the command's writes only if it succeeded.
+            let overlay = &mut instance.store.data_mut().overlay;
+            match &call {
+                Ok(reply) if !reply.is_error() => overlay.keep_command(),
+                _ => overlay.undo_command(),
             }
+            (call, fuel_used)
+        };
+        self.fuel_consumed += fuel_used;
+        match call {
+            Ok(reply) => Ok(reply),
             Err(error) => {
-                instance.store.data_mut().overlay.undo_command();
                 match classify(error, limits) {
                     Failure::Deterministic(text) => {
                         self.aborted += 1;
