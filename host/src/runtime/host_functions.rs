@@ -202,8 +202,8 @@ fn put(
     require(state, true)?;
     let key = slice(data, key_ptr, key_len)?;
     let value = slice(data, val_ptr, val_len)?;
-    let existed = state.overlay.exists(view(state)?, key).map_err(HostFault::Storage)?;
-    state.overlay.write(key, Some(value));
+    let view = state.view.as_deref().ok_or_else(|| guest_fault("host function called outside a command"))?;
+    let existed = state.overlay.write(view, key, Some(value)).map_err(HostFault::Storage)?;
     Ok(u32::from(existed))
 }
 
@@ -214,10 +214,8 @@ fn delete(mut caller: Caller<'_, HostState>, key_ptr: u32, key_len: u32) -> wasm
     let (data, state) = memory.data_and_store_mut(&mut caller);
     require(state, true)?;
     let key = slice(data, key_ptr, key_len)?;
-    let existed = state.overlay.exists(view(state)?, key).map_err(HostFault::Storage)?;
-    if existed {
-        state.overlay.write(key, None);
-    }
+    let view = state.view.as_deref().ok_or_else(|| guest_fault("host function called outside a command"))?;
+    let existed = state.overlay.write(view, key, None).map_err(HostFault::Storage)?;
     Ok(u32::from(existed))
 }
 

@@ -46,28 +46,30 @@ impl Overlay {
         }
     }
 
-    /// Whether `key` has a value, in the overlay or else in the committed state.
-    pub(crate) fn exists(&self, view: &dyn ReadView, key: &[u8]) -> Result<bool, StorageError> {
-        match self.lookup(key) {
-            Lookup::Value(_) => Ok(true),
-            Lookup::Deleted => Ok(false),
-            Lookup::Unknown => view.get(key, &mut |_| {}),
-        }
-    }
-
-    /// Sets `key` to `value` (`None` deletes) and records how to undo it.
-    pub(crate) fn write(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let value = value.map(<[u8]>::to_vec);
-        let before = match self.batch.data.get_mut(key) {
-            Some(slot) => Some(std::mem::replace(slot, value)),
+    /// Sets `key` to `value` (`None` deletes), records how to undo it, and returns whether the
+    /// key had a value before: in the overlay, or else in the committed state `view`.
+    pub(crate) fn write(
+        &mut self,
+        view: &dyn ReadView,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<bool, StorageError> {
+        let (existed, before) = match self.batch.data.get_mut(key) {
+            Some(slot) => (slot.is_some(), Some(std::mem::replace(slot, value.map(<[u8]>::to_vec)))),
             None => {
-                self.batch.data.insert(key.to_vec(), value);
-                None
+                let existed = view.get(key, &mut |_| {})?;
+                if !existed && value.is_none() {
+                    // Deleting what is not there changes nothing.
+                    return Ok(false);
+                }
+                self.batch.data.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+                (existed, None)
             }
         };
         let start = self.undo_keys.len();
         self.undo_keys.extend_from_slice(key);
         self.undo.push((start..self.undo_keys.len(), before));
+        Ok(existed)
     }
 
     /// The current command succeeded: keep its writes.
@@ -195,10 +197,11 @@ mod tests {
         let store = store_with(&[("a", "1"), ("c", "3"), ("e", "5")]);
         let view = store.read().expect("view");
         let mut o = Overlay::default();
-        o.write(b"b", Some(b"2"));
-        o.write(b"c", Some(b"33"));
-        o.write(b"e", None);
-        o.write(b"f", Some(b"6"));
+        assert!(!o.write(&*view, b"b", Some(b"2")).expect("write"));
+        assert!(o.write(&*view, b"c", Some(b"33")).expect("write"), "c is committed");
+        assert!(o.write(&*view, b"e", None).expect("write"), "e is committed");
+        assert!(!o.write(&*view, b"f", Some(b"6")).expect("write"));
+        assert!(!o.write(&*view, b"e", None).expect("write"), "e is deleted in the overlay");
         assert_eq!(collect(&o, &*view, b"", None), pairs(&[("a", "1"), ("b", "2"), ("c", "33"), ("f", "6")]));
         assert_eq!(collect(&o, &*view, b"b", Some(b"e")), pairs(&[("b", "2"), ("c", "33")]));
     }
@@ -208,7 +211,7 @@ mod tests {
         let store = store_with(&[("a", "1"), ("c", "3")]);
         let view = store.read().expect("view");
         let mut o = Overlay::default();
-        o.write(b"b", Some(b"2"));
+        o.write(&*view, b"b", Some(b"2")).expect("write");
         let mut seen = Vec::new();
         o.scan(&*view, b"", None, &mut |k, _| {
             seen.push(k.to_vec());
@@ -220,12 +223,14 @@ mod tests {
 
     #[test]
     fn undo_restores_the_overlay_exactly() {
+        let store = store_with(&[]);
+        let view = store.read().expect("view");
         let mut o = Overlay::default();
-        o.write(b"k", Some(b"v1"));
+        o.write(&*view, b"k", Some(b"v1")).expect("write");
         o.keep_command();
-        o.write(b"k", Some(b"v2"));
-        o.write(b"k", None);
-        o.write(b"new", Some(b"x"));
+        assert!(o.write(&*view, b"k", Some(b"v2")).expect("write"));
+        assert!(o.write(&*view, b"k", None).expect("write"));
+        assert!(!o.write(&*view, b"new", Some(b"x")).expect("write"));
         o.undo_command();
         assert!(matches!(o.lookup(b"k"), Lookup::Value(b"v1")));
         assert!(matches!(o.lookup(b"new"), Lookup::Unknown));
