@@ -117,3 +117,52 @@ fn replicas_agree_on_replies_and_state() {
         }
     }
 }
+
+/// A command run at the edge of its fuel budget ends the same way on a fresh instance and on one
+/// warmed by thousands of earlier calls: fuel use does not depend on an instance's history, so
+/// replicas agree even there. (wasmtime checks fuel at block boundaries, so the exact budget at
+/// which the command starts failing may be a little below what it consumed.)
+#[test]
+fn a_command_at_its_fuel_budget_ends_the_same_on_fresh_and_warm_instances() {
+    use redraft::runtime::{FsmEngine, FsmModule, RuntimeLimits};
+    let mut args: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
+    for i in 0..50 {
+        args.push(format!("key:{i}").into_bytes());
+        args.push(vec![b'v'; 100 + i]);
+    }
+    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    let command = support::encode(&refs);
+
+    // How much fuel the command needs, measured on a fresh store.
+    let mut probe = Runtime::open(support::module(), Arc::new(MemoryStore::new())).expect("open");
+    assert_eq!(probe.apply(&command).expect("apply"), Reply::ok());
+    let needed = probe.fuel_consumed();
+
+    let bytes = redraft_tests::fsm_kv_wasm();
+    let mut rng = Rng(7);
+    let warmup: Vec<Vec<u8>> = (0..3_000)
+        .map(|_| {
+            let args = [b"MGET".to_vec(), rng.key(), rng.key(), rng.key()];
+            support::encode(&args.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        })
+        .collect();
+    let budgets = [needed, needed - 1, needed - 2, needed - 5, needed - 20, needed - 100, needed / 2];
+    let mut outcomes = Vec::new();
+    for fuel in budgets {
+        let limits = RuntimeLimits { fuel_per_apply: fuel, ..RuntimeLimits::default() };
+        let module = Arc::new(FsmModule::load(&FsmEngine::new(limits).expect("engine"), &bytes).expect("load"));
+        let mut fresh = Runtime::open(module.clone(), Arc::new(MemoryStore::new())).expect("open");
+        let mut warm = Runtime::open(module, Arc::new(MemoryStore::new())).expect("open");
+        for query in &warmup {
+            warm.query(query).expect("warm-up query");
+        }
+        let fresh_reply = fresh.apply(&command).expect("apply");
+        let warm_reply = warm.apply(&command).expect("apply");
+        assert_eq!(fresh_reply, warm_reply, "fresh and warm instances differ with a budget of {fuel}");
+        outcomes.push(fresh_reply);
+    }
+    assert_eq!(outcomes[0], Reply::ok(), "the measured fuel suffices");
+    let exhausted = Reply::Error(format!("ERR command aborted: fuel budget of {} exhausted", needed / 2));
+    assert_eq!(outcomes[outcomes.len() - 1], exhausted);
+    assert!(outcomes[1..6].iter().any(Reply::is_error), "the edge lies within 100 units: {outcomes:?}");
+}

@@ -207,7 +207,8 @@ fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
             if count > r.bytes.len() {
                 return Err(err("array length exceeds the reply"));
             }
-            let mut items = Vec::with_capacity(count);
+            // Grow as items decode: a declared count is only a claim.
+            let mut items = Vec::with_capacity(count.min(64));
             for _ in 0..count {
                 items.push(read_reply(r, depth + 1)?);
             }

@@ -40,9 +40,12 @@ impl Arity {
         }
     }
 
-    /// Parses Redis's integer form; zero means nothing and is refused.
+    /// Parses Redis's integer form; zero (meaningless) and `i32::MIN` (no positive counterpart)
+    /// are refused.
     pub const fn from_wire(n: i32) -> Option<Self> {
-        if n > 0 {
+        if n == i32::MIN {
+            None
+        } else if n > 0 {
             Some(Arity::Exact(n as u32))
         } else if n < 0 {
             Some(Arity::AtLeast(n.unsigned_abs()))

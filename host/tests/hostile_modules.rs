@@ -18,6 +18,9 @@ fn abi_module(apply: &str, query: &str, extra: &str) -> String {
     format!(
         r#"(module
   (import "redraft" "put" (func $put (param i32 i32 i32 i32) (result i32)))
+  (import "redraft" "get" (func $get (param i32 i32 i32 i32) (result i64)))
+  (import "redraft" "delete" (func $delete (param i32 i32) (result i32)))
+  (import "redraft" "scan" (func $scan (param i32 i32 i32 i32 i32 i32 i32) (result i64)))
   {extra}
   (memory (export "memory") 1)
   ;; Command table at 0: count 2; "cmd" arity -1 write; "rd" arity -1 read; no keys.
@@ -153,7 +156,9 @@ fn t14_a_trap_discards_writes_and_the_instance_is_renewed() {
 
 #[test]
 fn t15_a_trap_in_a_batch_aborts_only_that_command() {
-    let apply = format!("(call $put_a) (if (i32.eq (local.get 1) (i32.const 19)) (then unreachable)) {OK}");
+    // Every command writes "a"; the trapping one writes "b" first.
+    let apply =
+        format!("(if (i32.eq (local.get 1) (i32.const 19)) (then (call $put_b) unreachable)) (call $put_a) {OK}");
     let wat = abi_module(&apply, OK, "");
     let module = Arc::new(load(&wat).expect("loads"));
     let store: SharedStore = Arc::new(MemoryStore::new());
@@ -166,6 +171,7 @@ fn t15_a_trap_in_a_batch_aborts_only_that_command() {
     assert_eq!(replies[2], Reply::ok());
     let view = store.read().expect("view");
     assert_eq!(get_owned(&*view, b"a").expect("get").as_deref(), Some(&b"v"[..]));
+    assert_eq!(get_owned(&*view, b"b").expect("get"), None, "the trapped command's write was undone");
     assert_eq!(view.meta().expect("meta").get("last_applied").map(Vec::as_slice), Some(&b"3"[..]));
 }
 
@@ -192,10 +198,64 @@ fn t18_deep_recursion_is_a_deterministic_stack_overflow() {
     let wat = abi_module("(call $put_a) (call $deep) unreachable", OK, "(func $deep (call $deep))");
     let module = Arc::new(load(&wat).expect("loads"));
     let store: SharedStore = Arc::new(MemoryStore::new());
-    let mut runtime = Runtime::open(module, store).expect("open");
-    let reply = runtime.apply(&encode(&["cmd"])).expect("apply");
-    // Out of fuel may come first on a small budget; either way it is an abort, not a crash.
-    assert!(matches!(&reply, Reply::Error(t) if t.contains("stack overflow") || t.contains("fuel")), "{reply:?}");
+    let mut runtime = Runtime::open(module.clone(), store.clone()).expect("open");
+    // The 512 KiB stack runs out long before the 1M fuel does.
+    let first = runtime.apply(&encode(&["cmd"])).expect("apply");
+    assert_eq!(first, Reply::error("ERR command aborted: wasm stack overflow"));
+    // Again on the renewed instance, and on another runtime: the same outcome, the same fuel.
+    let fuel = runtime.fuel_consumed();
+    assert_eq!(runtime.apply(&encode(&["cmd"])).expect("apply"), first);
+    assert_eq!(runtime.fuel_consumed(), 2 * fuel, "the overflow comes at the same depth every time");
+    let mut other = Runtime::open(module, store.clone()).expect("open");
+    assert_eq!(other.apply(&encode(&["cmd"])).expect("apply"), first);
+    assert_eq!(other.fuel_consumed(), fuel);
+    assert_eq!(get_owned(&*store.read().expect("view"), b"a").expect("get"), None);
+}
+
+#[test]
+fn t19_host_functions_check_every_pointer_and_range() {
+    let wild = [
+        ("(drop (call $get (i32.const 0x7fffffff) (i32.const 8) (i32.const 0) (i32.const 0)))", "pointer outside"),
+        // A value that fits the capacity the module claims, at an address it does not have.
+        ("(drop (call $get (i32.const 400) (i32.const 1) (i32.const 0xfffffff0) (i32.const 64)))", "pointer outside"),
+        ("(drop (call $delete (i32.const 0xffffff00) (i32.const 0x1000)))", "pointer outside"),
+        (
+            "(drop (call $scan (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 10) (i32.const 0xfffffff0) (i32.const 64)))",
+            "pointer outside",
+        ),
+    ];
+    for (body, expected) in wild {
+        // Each writes "b" first, so the abort must also undo that.
+        Fixture::new(&format!("(call $put_b) {body} {OK}"), OK).expect_abort(expected);
+    }
+}
+
+#[test]
+fn t20_an_inverted_or_empty_scan_range_is_empty_not_a_crash() {
+    // Writes "b" (so the batch overlay is not empty), then scans ["b", "a") and ["a", "a"):
+    // both empty. The reply is +OK only if both scans returned 0 bytes.
+    let body = format!(
+        "(call $put_b)
+         (if (i64.ne (call $scan (i32.const 401) (i32.const 1) (i32.const 400) (i32.const 1) (i32.const 10) (i32.const 2048) (i32.const 64)) (i64.const 0)) (then unreachable))
+         (if (i64.ne (call $scan (i32.const 400) (i32.const 1) (i32.const 400) (i32.const 1) (i32.const 10) (i32.const 2048) (i32.const 64)) (i64.const 0)) (then unreachable))
+         {OK}"
+    );
+    let mut f = Fixture::new(&body, OK);
+    assert_eq!(f.runtime.apply(&encode(&["cmd"])).expect("apply"), Reply::ok());
+    assert_eq!(f.value(b"b").as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
+fn t21_a_command_cannot_write_more_than_the_cap() {
+    // Puts a 64 KiB value (the page starting at 0) under ever new keys until stopped.
+    let body = "(local $i i32)
+        (loop $l
+          (i32.store (i32.const 2048) (local.get $i))
+          (drop (call $put (i32.const 2048) (i32.const 4) (i32.const 0) (i32.const 65536)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $l))
+        unreachable";
+    Fixture::new(body, OK).expect_abort("command wrote more than 4194304 bytes");
 }
 
 // ----- modules refused at load --------------------------------------------------------------
@@ -205,7 +265,7 @@ fn load_error(wat: &str) -> String {
 }
 
 #[test]
-fn t20_an_unknown_import_is_refused_by_name() {
+fn t40_an_unknown_import_is_refused_by_name() {
     let wasi = r#"(import "wasi_snapshot_preview1" "clock_time_get" (func (param i32 i64 i32) (result i32)))"#;
     let e = load_error(&abi_module(OK, OK, wasi));
     assert!(e.contains("`wasi_snapshot_preview1::clock_time_get`"), "{e}");
@@ -215,7 +275,7 @@ fn t20_an_unknown_import_is_refused_by_name() {
 }
 
 #[test]
-fn t21_an_allowed_import_with_the_wrong_type_is_refused() {
+fn t41_an_allowed_import_with_the_wrong_type_is_refused() {
     let bad = abi_module(OK, OK, "").replace(
         r#"(import "redraft" "put" (func $put (param i32 i32 i32 i32) (result i32)))"#,
         r#"(import "redraft" "put" (func $put (param i32 i32 i32 i32) (result i32)))
@@ -226,14 +286,14 @@ fn t21_an_allowed_import_with_the_wrong_type_is_refused() {
 }
 
 #[test]
-fn t22_a_missing_export_is_named() {
+fn t42_a_missing_export_is_named() {
     let wat = abi_module(OK, OK, "").replace("(export \"redraft_query\")", "");
     let e = load_error(&wat);
     assert!(e.contains("does not export `redraft_query`"), "{e}");
 }
 
 #[test]
-fn t23_a_wrong_abi_version_is_refused() {
+fn t43_a_wrong_abi_version_is_refused() {
     let wat = abi_module(OK, OK, "").replace(
         "(func (export \"redraft_abi_version\") (result i32) (i32.const 1))",
         "(func (export \"redraft_abi_version\") (result i32) (i32.const 99))",
@@ -243,7 +303,7 @@ fn t23_a_wrong_abi_version_is_refused() {
 }
 
 #[test]
-fn t24_bytes_that_are_not_wasm_are_refused() {
+fn t44_bytes_that_are_not_wasm_are_refused() {
     let engine = engine();
     for (bytes, expected) in [
         (&b"hello, world"[..], "wasm magic number"),
@@ -259,7 +319,7 @@ fn t24_bytes_that_are_not_wasm_are_refused() {
 }
 
 #[test]
-fn t25_a_bad_command_table_is_refused() {
+fn t45_a_bad_command_table_is_refused() {
     let wat = abi_module(OK, OK, "").replace("\\03\\00\\00\\00cmd", "\\03\\00\\00\\00CMD");
     let e = load_error(&wat);
     assert!(e.contains("command table is invalid"), "{e}");
@@ -269,14 +329,14 @@ fn t25_a_bad_command_table_is_refused() {
 }
 
 #[test]
-fn t26_a_module_whose_start_loops_is_refused() {
+fn t46_a_module_whose_start_loops_is_refused() {
     let wat = abi_module(OK, OK, "(func $spin (loop $l (br $l))) (start $spin)");
     let e = load_error(&wat);
     assert!(e.contains("fuel") || e.contains("all fuel consumed"), "{e}");
 }
 
 #[test]
-fn t30_a_store_from_another_contract_is_refused() {
+fn t50_a_store_from_another_contract_is_refused() {
     let store: SharedStore = Arc::new(MemoryStore::new());
     let one = Arc::new(load(&abi_module(OK, OK, "")).expect("loads"));
     let two = Arc::new(load(&abi_module(ERR, OK, "")).expect("loads"));
@@ -343,7 +403,7 @@ impl Store for FailingStore {
 }
 
 #[test]
-fn t31_a_storage_failure_is_fatal_never_a_reply() {
+fn t51_a_storage_failure_is_fatal_never_a_reply() {
     let store = Arc::new(FailingStore { inner: MemoryStore::new(), fail: false.into() });
     let module = Arc::new(load(&abi_module(&format!("(call $put_a) (call $put_b) {OK}"), OK, "")).expect("loads"));
     let mut runtime = Runtime::open(module, store.clone()).expect("open");

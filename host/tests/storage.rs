@@ -249,18 +249,40 @@ fn t31_digest_ignores_meta_and_backend() {
     assert_ne!(digest(&a.store), digest(&b.store));
 }
 
+/// A reader that fails the test if anything past its first `limit` bytes is read.
+struct Fence<'a> {
+    bytes: &'a [u8],
+    limit: usize,
+    read: usize,
+}
+
+impl std::io::Read for Fence<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.bytes.len() - self.read);
+        assert!(self.read + n <= self.limit, "read past the meta section: the check came too late");
+        buf[..n].copy_from_slice(&self.bytes[self.read..self.read + n]);
+        self.read += n;
+        Ok(n)
+    }
+}
+
 #[test]
 fn t24_a_snapshot_without_a_required_meta_value_is_refused_before_its_data() {
     let src = backends().remove(0);
     fill(&src.store, 100);
     let (bytes, _) = snapshot_bytes(&src.store, 4096);
+    // Header and meta records, then one more byte: the tag that ends the meta section.
+    let meta = src.store.read().expect("view").meta().expect("meta");
+    let meta_bytes: usize = meta.iter().map(|(k, v)| 9 + k.len() + v.len()).sum();
+    let limit = 20 + meta_bytes + 1;
     for b in backends() {
         b.store.commit(&batch(&[("mine", "keep me")], &[])).expect("commit");
-        let e = b.store.restore(&mut &bytes[..], &[(meta::CONTRACT, &[0xcd; 32])]).expect_err("refused");
+        let mut fence = Fence { bytes: &bytes, limit, read: 0 };
+        let e = b.store.restore(&mut fence, &[(meta::CONTRACT, &[0xcd; 32])]).expect_err("refused");
         assert!(matches!(e, StorageError::SnapshotRefused(_)), "{}: {e}", b.name);
         assert!(e.to_string().contains("`fsm_contract` is abab"), "{e}");
         assert_eq!(get(&b.store, "mine").as_deref(), Some("keep me"), "{}", b.name);
-        b.store.restore(&mut &bytes[..], &[(meta::CONTRACT, &[0xab; 32])]).expect("matching digest restores");
+        b.store.restore(&mut &bytes[..], &[(meta::CONTRACT, &[0xab; 32])]).expect("matching value restores");
         assert_eq!(get(&b.store, "mine"), None, "{}", b.name);
     }
 }

@@ -115,10 +115,13 @@ pub enum Dialect {
 pub fn random_command(rng: &mut Rng, dialect: Dialect) -> Vec<Vec<u8>> {
     let c = |s: &str| s.as_bytes().to_vec();
     if rng.below(200) == 0 {
-        return match rng.below(3) {
+        return match rng.below(5) {
             0 => vec![c("GET")],
             1 => vec![c("SET"), rng.key()],
-            _ => vec![c("NOSUCHCMD"), rng.key()],
+            2 => vec![c("NOSUCHCMD"), rng.key()],
+            // Redis quotes unknown commands' arguments up to 128 bytes in all, and stops at NUL.
+            3 => vec![c("NOSUCHCMD"), vec![b'a'; 90], vec![b'b'; 90], c("c")],
+            _ => vec![[vec![b'N'; 150], c("\0x")].concat(), c("a\0b"), c("c\r\nd")],
         };
     }
     let del = if dialect == Dialect::Redis || rng.below(2) == 0 { "DEL" } else { "DELETE" };

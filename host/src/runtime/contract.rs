@@ -21,7 +21,7 @@ pub struct Contract {
     pub module_digest: [u8; 32],
     /// [`abi::ABI_VERSION`] the module speaks.
     pub abi_version: u32,
-    /// The engine, as `wasmtime <version>`.
+    /// The engine: `wasmtime <version> <arch> codegen <fingerprint>` ([`super::FsmEngine::identity`]).
     pub engine: String,
     /// Fuel per command.
     pub fuel_per_apply: u64,
@@ -32,12 +32,12 @@ pub struct Contract {
 }
 
 impl Contract {
-    /// The contract of a module with these limits, on this build.
-    pub fn new(module_digest: [u8; 32], limits: RuntimeLimits) -> Self {
+    /// The contract of a module run by `engine` (its identity) with these limits.
+    pub fn new(module_digest: [u8; 32], engine: &str, limits: RuntimeLimits) -> Self {
         Contract {
             module_digest,
             abi_version: abi::ABI_VERSION,
-            engine: format!("wasmtime {WASMTIME_VERSION}"),
+            engine: engine.to_owned(),
             fuel_per_apply: limits.fuel_per_apply,
             memory_bytes_max: limits.memory_bytes_max as u64,
             stack_bytes_max: limits.stack_bytes_max as u64,
@@ -122,14 +122,14 @@ mod tests {
     use super::*;
 
     fn sample() -> Contract {
-        Contract::new([0xa5; 32], RuntimeLimits::default())
+        Contract::new([0xa5; 32], "wasmtime 48.0.8 x86_64 codegen 0011223344556677", RuntimeLimits::default())
     }
 
     #[test]
     fn encoding_round_trips_and_is_readable() {
         let c = sample();
         let text = String::from_utf8(c.encode()).expect("utf8");
-        assert!(text.contains("engine=wasmtime 48.0.8\n"), "{text}");
+        assert!(text.contains("engine=wasmtime 48.0.8 x86_64 codegen 0011223344556677\n"), "{text}");
         assert!(text.starts_with("module_digest=a5a5"), "{text}");
         assert_eq!(Contract::decode(&c.encode()), Ok(c));
     }
@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(
             a.differences(&b),
             vec![
-                "engine: wasmtime 48.0.8 vs wasmtime 49.0.0".to_owned(),
+                "engine: wasmtime 48.0.8 x86_64 codegen 0011223344556677 vs wasmtime 49.0.0".to_owned(),
                 format!("fuel_per_apply: {} vs {}", a.fuel_per_apply, b.fuel_per_apply),
             ]
         );

@@ -41,6 +41,12 @@ pub(crate) enum HostFault {
     /// The guest tried to grow its memory past the cap.
     #[error("memory limit of {0} bytes reached")]
     MemoryLimit(usize),
+    /// The guest wrote more bytes in one command than the cap allows.
+    #[error("command wrote more than {0} bytes")]
+    WriteLimit(usize),
+    /// The host could not provide memory the cap allows (out of memory): not deterministic.
+    #[error("host out of resources: {0}")]
+    HostResources(String),
     /// The storage engine failed: not deterministic, the apply stops.
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
@@ -53,11 +59,19 @@ pub(crate) struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.bytes_max {
             return Err(HostFault::MemoryLimit(self.bytes_max).into());
         }
-        Ok(true)
+        // Past the module's own declared maximum `memory.grow` returns -1, as the spec says:
+        // deterministic. Refusing here means every later growth failure is the host's.
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    /// Growth this limiter approved failed anyway: the host is out of memory. Not deterministic
+    /// (another replica may have had the memory), so it must not become a `-1` the guest sees.
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(HostFault::HostResources(format!("memory growth failed: {error:#}")).into())
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -75,6 +89,9 @@ pub(crate) struct HostState {
     pub(crate) overlay: Overlay,
     pub(crate) memory: Option<Memory>,
     pub(crate) cap: MemoryCap,
+    /// Key and value bytes the current command has written; bounded by the memory cap so a
+    /// command cannot fill the host's memory through `put`.
+    pub(crate) written_bytes: usize,
     /// Reused buffer for keys and scan results, so host calls do not allocate per call.
     scratch: Vec<u8>,
 }
@@ -87,6 +104,7 @@ impl HostState {
             overlay: Overlay::default(),
             memory: None,
             cap: MemoryCap { bytes_max: memory_bytes_max },
+            written_bytes: 0,
             scratch: Vec::new(),
         }
     }
@@ -119,8 +137,8 @@ fn charge(caller: &mut Caller<'_, HostState>, units: u64) -> wasmtime::Result<()
     caller.set_fuel(fuel - units)
 }
 
-fn byte_fuel(bytes: usize) -> u64 {
-    HOST_CALL_FUEL + bytes as u64 / BYTES_PER_FUEL
+fn byte_fuel(bytes: u64) -> u64 {
+    HOST_CALL_FUEL + bytes / BYTES_PER_FUEL
 }
 
 /// The guest slice `[ptr, ptr + len)`, or a fault naming the problem.
@@ -160,7 +178,7 @@ fn get(
     dst_ptr: u32,
     dst_cap: u32,
 ) -> wasmtime::Result<i64> {
-    charge(&mut caller, byte_fuel(key_len as usize))?;
+    charge(&mut caller, byte_fuel(u64::from(key_len)))?;
     let memory = memory(&caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
     require(state, false)?;
@@ -196,12 +214,16 @@ fn put(
     val_ptr: u32,
     val_len: u32,
 ) -> wasmtime::Result<u32> {
-    charge(&mut caller, byte_fuel(key_len as usize + val_len as usize))?;
+    charge(&mut caller, byte_fuel(u64::from(key_len) + u64::from(val_len)))?;
     let memory = memory(&caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
     require(state, true)?;
     let key = slice(data, key_ptr, key_len)?;
     let value = slice(data, val_ptr, val_len)?;
+    state.written_bytes = state.written_bytes.saturating_add(key.len() + value.len());
+    if state.written_bytes > state.cap.bytes_max {
+        return Err(HostFault::WriteLimit(state.cap.bytes_max).into());
+    }
     let view = state.view.as_deref().ok_or_else(|| guest_fault("host function called outside a command"))?;
     let existed = state.overlay.write(view, key, Some(value)).map_err(HostFault::Storage)?;
     Ok(u32::from(existed))
@@ -209,7 +231,7 @@ fn put(
 
 /// `delete(key_ptr, key_len) -> i32`.
 fn delete(mut caller: Caller<'_, HostState>, key_ptr: u32, key_len: u32) -> wasmtime::Result<u32> {
-    charge(&mut caller, byte_fuel(key_len as usize))?;
+    charge(&mut caller, byte_fuel(u64::from(key_len)))?;
     let memory = memory(&caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
     require(state, true)?;
@@ -231,12 +253,16 @@ fn scan(
     dst_ptr: u32,
     dst_cap: u32,
 ) -> wasmtime::Result<i64> {
-    charge(&mut caller, byte_fuel(start_len as usize + end_len as usize))?;
+    charge(&mut caller, byte_fuel(u64::from(start_len) + u64::from(end_len)))?;
     let memory = memory(&caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
     require(state, false)?;
     let start = slice(data, start_ptr, start_len)?.to_vec();
     let end = (end_len > 0).then(|| slice(data, end_ptr, end_len).map(<[u8]>::to_vec)).transpose()?;
+    if end.as_ref().is_some_and(|end| *end <= start) {
+        // An empty (or inverted) range: nothing to visit. Ordered maps panic on inverted ranges.
+        return Ok(0);
+    }
     let size_max = state.cap.bytes_max;
     let mut out = std::mem::take(&mut state.scratch);
     out.clear();

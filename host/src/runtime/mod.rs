@@ -102,8 +102,13 @@ impl Instance {
     /// Copies `bytes` into the guest's input buffer; returns its length as the guest sees it.
     fn write_input(&mut self, bytes: &[u8]) -> Result<u32, wasmtime::Error> {
         let len = u32::try_from(bytes.len()).map_err(|_| HostFault::Guest("command larger than 4 GiB".into()))?;
-        let ptr = self.input.call(&mut self.store, len)?;
-        self.memory.write(&mut self.store, ptr as usize, bytes)?;
+        let ptr = self.input.call(&mut self.store, len)? as usize;
+        let buffer = self
+            .memory
+            .data_mut(&mut self.store)
+            .get_mut(ptr..ptr.saturating_add(bytes.len()))
+            .ok_or_else(|| HostFault::Guest("module's input buffer lies outside its memory".into()))?;
+        buffer.copy_from_slice(bytes);
         Ok(len)
     }
 
@@ -112,7 +117,7 @@ impl Instance {
         let (ptr, len) = abi::unpack(packed);
         let data = self.memory.data(&self.store);
         let bytes = data
-            .get(ptr as usize..ptr as usize + len as usize)
+            .get(ptr as usize..(ptr as usize).saturating_add(len as usize))
             .ok_or_else(|| HostFault::Guest("module returned a reply outside its memory".into()))?;
         codec::decode_reply(bytes)
             .map_err(|e| HostFault::Guest(format!("module returned a malformed reply: {e}")).into())
@@ -142,7 +147,7 @@ pub(crate) fn describe(module: &FsmModule) -> Result<Vec<CommandInfo<String>>, L
     let (ptr, len) = abi::unpack(packed);
     let bytes = memory
         .data(&store)
-        .get(ptr as usize..ptr as usize + len as usize)
+        .get(ptr as usize..(ptr as usize).saturating_add(len as usize))
         .ok_or_else(|| LoadError::Describe("command table outside the module's memory".into()))?;
     module::decode_table(bytes)
 }
@@ -165,9 +170,10 @@ fn classify(error: wasmtime::Error, limits: RuntimeLimits) -> Failure {
     }
     match error.downcast::<HostFault>() {
         Ok(HostFault::Guest(msg)) => Failure::Deterministic(format!("ERR command aborted: {msg}")),
-        Ok(HostFault::MemoryLimit(max)) => {
-            Failure::Deterministic(format!("ERR command aborted: memory limit of {max} bytes reached"))
+        Ok(fault @ (HostFault::MemoryLimit(_) | HostFault::WriteLimit(_))) => {
+            Failure::Deterministic(format!("ERR command aborted: {fault}"))
         }
+        Ok(fault @ HostFault::HostResources(_)) => Failure::Fatal(ApplyError::Engine(fault.to_string())),
         Ok(HostFault::Storage(e)) => Failure::Fatal(ApplyError::Storage(e)),
         // Anything else came from wasmtime itself, not from the module's code: we cannot claim
         // another replica would see it too.
@@ -181,15 +187,28 @@ fn unknown_command(encoded: &[u8]) -> Reply {
     if codec::decode_args_into(encoded, &mut args).is_err() || args.is_empty() {
         return Reply::error("ERR empty command");
     }
-    let quote = |b: &[u8]| {
-        let s = String::from_utf8_lossy(&b[..b.len().min(128)]).into_owned();
-        s.replace(['\r', '\n'], " ")
-    };
-    let mut text = format!("ERR unknown command '{}', with args beginning with: ", quote(args[0]));
+    // Redis: the name cut at 128 bytes; arguments quoted while their text is under 128 bytes,
+    // each cut to what is left of the 128; then CR and LF become spaces.
+    let mut quoted: Vec<u8> = Vec::new();
+    // C's `%s` stops at a NUL byte, so Redis's text does too.
+    let c_str = |b: &[u8]| -> usize { b.iter().position(|&c| c == 0).unwrap_or(b.len()) };
     for arg in &args[1..] {
-        text.push_str(&format!("'{}' ", quote(arg)));
+        if quoted.len() >= 128 {
+            break;
+        }
+        let arg = &arg[..c_str(arg)];
+        let room = 128 - quoted.len();
+        quoted.push(b'\'');
+        quoted.extend_from_slice(&arg[..arg.len().min(room)]);
+        quoted.extend_from_slice(b"' ");
     }
-    Reply::Error(text)
+    let name = &args[0][..c_str(args[0]).min(128)];
+    let text = format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        String::from_utf8_lossy(name),
+        String::from_utf8_lossy(&quoted)
+    );
+    Reply::Error(text.replace(['\r', '\n'], " "))
 }
 
 /// Runs one module's commands against one store. Owns a single wasm instance, re-created after
@@ -375,6 +394,7 @@ impl Runtime {
             let instance = self.instance()?;
             let call = (|| -> Result<Reply, wasmtime::Error> {
                 instance.store.set_fuel(limits.fuel_per_apply)?;
+                instance.store.data_mut().written_bytes = 0;
                 let len = instance.write_input(encoded)?;
                 let index = index as u32;
                 let packed = match access {

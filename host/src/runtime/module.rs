@@ -102,6 +102,8 @@ pub struct FsmEngine {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     pub(crate) limits: RuntimeLimits,
+    /// `wasmtime <version> <arch> codegen <fingerprint>`: see [`FsmEngine::identity`].
+    identity: String,
 }
 
 impl FsmEngine {
@@ -120,13 +122,45 @@ impl FsmEngine {
             .max_wasm_stack(limits.stack_bytes_max);
         let engine = Engine::new(&config).map_err(|e| LoadError::Invalid(format!("engine configuration: {e}")))?;
         let linker = host_functions::linker(&engine).map_err(|e| LoadError::Invalid(format!("host functions: {e}")))?;
-        Ok(Arc::new(FsmEngine { engine, linker, limits }))
+        let identity = format!(
+            "wasmtime {} {} codegen {}",
+            super::WASMTIME_VERSION,
+            std::env::consts::ARCH,
+            codegen_fingerprint(&engine)
+        );
+        Ok(Arc::new(FsmEngine { engine, linker, limits, identity }))
     }
 
     /// The limits every call runs under.
     pub fn limits(&self) -> RuntimeLimits {
         self.limits
     }
+
+    /// What, besides the module and the limits, decides how a command runs here: the wasmtime
+    /// release (fuel costs), the architecture and the code generator's settings, including the
+    /// CPU features it targets (native stack use, so where a deep recursion overflows). Part of
+    /// the replicated [`super::Contract`].
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+}
+
+/// A short, stable digest of everything wasmtime says makes compiled code compatible (its
+/// version, compiler flags, target CPU features, tunables). Hashed with SHA-256 rather than
+/// `DefaultHasher`, whose algorithm may change between Rust releases.
+fn codegen_fingerprint(engine: &Engine) -> String {
+    struct Sha(Sha256);
+    impl std::hash::Hasher for Sha {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            0 // unused: the digest is read from the inner hasher
+        }
+    }
+    let mut hasher = Sha(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+    crate::storage::hex(&hasher.0.finalize()[..8])
 }
 
 /// A validated state-machine module, ready to instantiate.
@@ -199,9 +233,9 @@ impl FsmModule {
         self.digest
     }
 
-    /// The replicated contract this module runs under: its digest plus the engine's limits.
+    /// The replicated contract this module runs under: its digest, the engine, the limits.
     pub fn contract(&self) -> super::Contract {
-        super::Contract::new(self.digest, self.engine.limits)
+        super::Contract::new(self.digest, self.engine.identity(), self.engine.limits)
     }
 
     /// The command table, in the module's order.

@@ -32,8 +32,8 @@ impl MemoryStore {
     }
 
     fn current(&self) -> State {
-        // A poisoned lock means a panic mid-commit elsewhere; the map itself is never left
-        // half-updated (commits build on a clone), so the last stored state is still consistent.
+        // A poisoned lock means a panic during a commit; no code in a commit panics on valid
+        // input (map inserts and removes), so take the state as it stands.
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

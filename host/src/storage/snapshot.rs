@@ -93,7 +93,12 @@ impl SnapshotChunks {
                 let mut last: Option<Vec<u8>> = None;
                 let limit = self.chunk_bytes_max;
                 let entries = &mut self.entries;
+                let mut too_big = None;
                 self.view.scan(start, Bound::Unbounded, &mut |k, v| {
+                    if k.len().max(v.len()) > FIELD_BYTES_MAX as usize {
+                        too_big = Some(k.to_vec());
+                        return ControlFlow::Break(());
+                    }
                     put_record(&mut chunk, TAG_DATA, k, v);
                     *entries += 1;
                     if chunk.len() >= limit {
@@ -103,6 +108,12 @@ impl SnapshotChunks {
                         ControlFlow::Continue(())
                     }
                 })?;
+                if let Some(key) = too_big {
+                    return Err(StorageError::InvalidSnapshot(format!(
+                        "entry {} is larger than the {FIELD_BYTES_MAX}-byte snapshot field limit",
+                        super::hex(&key[..key.len().min(32)])
+                    )));
+                }
                 // A chunk that filled up may have more behind it; one that did not is the last.
                 self.phase = match last {
                     Some(k) => Phase::Data(Some(k)),
