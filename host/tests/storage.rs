@@ -286,3 +286,31 @@ fn t24_a_snapshot_without_a_required_meta_value_is_refused_before_its_data() {
         assert_eq!(get(&b.store, "mine"), None, "{}", b.name);
     }
 }
+
+#[test]
+fn t25_random_damage_to_a_snapshot_is_an_error_never_a_panic_or_a_change() {
+    let src = backends().remove(0);
+    fill(&src.store, 50);
+    let (bytes, _) = snapshot_bytes(&src.store, 1024);
+    let mut seed = 0x5eedu64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    for b in backends() {
+        b.store.commit(&batch(&[("mine", "keep me")], &[])).expect("commit");
+        let before = digest(&b.store);
+        for _ in 0..300 {
+            let mut damaged = bytes.clone();
+            for _ in 0..1 + next() % 3 {
+                let i = next() % damaged.len();
+                damaged[i] ^= 1 + (next() % 255) as u8;
+            }
+            if damaged == bytes {
+                continue;
+            }
+            assert!(restore(&b.store, &damaged).is_err(), "{}: damaged snapshot accepted", b.name);
+            assert_eq!(digest(&b.store), before, "{}", b.name);
+        }
+    }
+}
