@@ -13,7 +13,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
-GUESTS := -p fsm-kv
+GUESTS := -p fsm-kv -p fsm-probe
 
 .PHONY: all toolchain test-deps wasm build test verify lint fmt-check clippy doc unit bench bench-apply fix clean
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates to build: (package, env var the tests read the `.wasm` path from).
-const GUESTS: &[(&str, &str)] = &[("fsm-kv", "FSM_KV_WASM")];
+const GUESTS: &[(&str, &str)] = &[("fsm-kv", "FSM_KV_WASM"), ("fsm-probe", "FSM_PROBE_WASM")];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -15,7 +15,15 @@ fn main() {
     let target_dir = workspace.join("target").join("guest-build");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
 
-    for dir in ["fsm-sdk/src", "fsm-sdk/Cargo.toml", "fsm-kv/src", "fsm-kv/Cargo.toml", "Cargo.lock"] {
+    for dir in [
+        "fsm-sdk/src",
+        "fsm-sdk/Cargo.toml",
+        "fsm-kv/src",
+        "fsm-kv/Cargo.toml",
+        "tests/guests/probe/src",
+        "tests/guests/probe/Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 

@@ -19,10 +19,12 @@ mod contract;
 mod host_functions;
 mod module;
 mod overlay;
+mod statics;
 
 pub use self::contract::{Contract, WASMTIME_VERSION};
 pub use self::host_functions::{BYTES_PER_FUEL, HOST_CALL_FUEL, SCAN_ENTRY_FUEL};
 pub use self::module::{FsmEngine, FsmModule, LoadError, RuntimeLimits};
+pub use self::statics::{MUTABLE_GLOBALS_MAX, STATICS_BYTES_MAX};
 
 use self::host_functions::{Access, HostFault, HostState};
 use crate::storage::snapshot::SnapshotInfo;
@@ -99,6 +101,17 @@ impl Instance {
         })
     }
 
+    /// Puts the module's static data back as instantiated (see [`statics`]).
+    fn reset_statics(&mut self, module: &FsmModule) -> Result<(), wasmtime::Error> {
+        let region = self
+            .memory
+            .data_mut(&mut self.store)
+            .get_mut(module.statics.clone())
+            .ok_or_else(|| HostFault::Guest("static data outside the module's memory".into()))?;
+        region.copy_from_slice(&module.pristine_statics);
+        Ok(())
+    }
+
     /// Copies `bytes` into the guest's input buffer; returns its length as the guest sees it.
     fn write_input(&mut self, bytes: &[u8]) -> Result<u32, wasmtime::Error> {
         let len = u32::try_from(bytes.len()).map_err(|_| HostFault::Guest("command larger than 4 GiB".into()))?;
@@ -124,14 +137,23 @@ impl Instance {
     }
 }
 
-/// Reads a module's ABI version and command table, in a throwaway instance.
-pub(crate) fn describe(module: &FsmModule) -> Result<Vec<CommandInfo<String>>, LoadError> {
+/// Reads a module's static data as instantiated, its ABI version and its command table, in a
+/// throwaway instance.
+pub(crate) fn describe(module: &FsmModule) -> Result<(Vec<CommandInfo<String>>, Vec<u8>), LoadError> {
     let describe_err = |e: wasmtime::Error| LoadError::Describe(format!("{e:#}"));
     let limits = module.engine.limits;
     let mut store = Store::new(&module.engine.engine, HostState::new(limits.memory_bytes_max));
     store.limiter(|s| &mut s.cap);
     store.set_fuel(limits.fuel_per_apply).map_err(describe_err)?;
     let instance = module.pre.instantiate(&mut store).map_err(describe_err)?;
+    let memory = instance
+        .get_memory(&mut store, abi::export::MEMORY)
+        .ok_or_else(|| LoadError::Describe("no memory export".into()))?;
+    let pristine = memory
+        .data(&store)
+        .get(module.statics.clone())
+        .ok_or_else(|| LoadError::Describe("static data outside the initial memory".into()))?
+        .to_vec();
     let version: TypedFunc<(), u32> =
         instance.get_typed_func(&mut store, abi::export::ABI_VERSION).map_err(describe_err)?;
     let found = version.call(&mut store, ()).map_err(describe_err)?;
@@ -141,15 +163,12 @@ pub(crate) fn describe(module: &FsmModule) -> Result<Vec<CommandInfo<String>>, L
     let commands: TypedFunc<(), u64> =
         instance.get_typed_func(&mut store, abi::export::COMMANDS).map_err(describe_err)?;
     let packed = commands.call(&mut store, ()).map_err(describe_err)?;
-    let memory = instance
-        .get_memory(&mut store, abi::export::MEMORY)
-        .ok_or_else(|| LoadError::Describe("no memory export".into()))?;
     let (ptr, len) = abi::unpack(packed);
     let bytes = memory
         .data(&store)
         .get(ptr as usize..(ptr as usize).saturating_add(len as usize))
         .ok_or_else(|| LoadError::Describe("command table outside the module's memory".into()))?;
-    module::decode_table(bytes)
+    Ok((module::decode_table(bytes)?, pristine))
 }
 
 /// How a failed call is classified.
@@ -390,9 +409,11 @@ impl Runtime {
             return Ok(Reply::error(format!("ERR '{}' writes and cannot run as a read-only query", info.name)));
         }
         let limits = self.module.engine.limits;
+        let module = self.module.clone();
         let (call, fuel_used) = {
             let instance = self.instance()?;
             let call = (|| -> Result<Reply, wasmtime::Error> {
+                instance.reset_statics(&module)?;
                 instance.store.set_fuel(limits.fuel_per_apply)?;
                 instance.store.data_mut().written_bytes = 0;
                 let len = instance.write_input(encoded)?;

@@ -95,6 +95,15 @@ pub enum LoadError {
     /// The command table does not decode or breaks a rule.
     #[error("module's command table is invalid: {0}")]
     CommandTable(String),
+    /// The module keeps state in wasm globals, which the host cannot reset between commands.
+    #[error(
+        "module has {0} mutable globals; a state machine may have at most one (the shadow stack pointer): \
+         keep state in the store"
+    )]
+    MutableGlobals(usize),
+    /// The module's static data is too large to reset before every command.
+    #[error("module's static data is {0} bytes; at most {max} are allowed (it is reset before every command)", max = super::statics::STATICS_BYTES_MAX)]
+    StaticsTooLarge(usize),
 }
 
 /// A configured wasmtime engine plus the host functions: built once, shared by every module.
@@ -169,6 +178,9 @@ pub struct FsmModule {
     pub(crate) pre: InstancePre<HostState>,
     digest: [u8; 32],
     commands: Vec<CommandInfo<String>>,
+    /// The static data region (see [`super::statics`]) and its bytes as instantiated.
+    pub(crate) statics: std::ops::Range<usize>,
+    pub(crate) pristine_statics: Vec<u8>,
 }
 
 impl std::fmt::Debug for FsmModule {
@@ -221,10 +233,20 @@ impl FsmModule {
         let module = Module::from_binary(&engine.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         check_imports(&engine.engine, &module)?;
         check_exports(&engine.engine, &module)?;
+        let statics = super::statics::region(bytes)?;
         let pre = engine.linker.instantiate_pre(&module).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let mut module = FsmModule { engine: engine.clone(), pre, digest, commands: Vec::new() };
-        module.commands = super::describe(&module)?;
+        let mut module = FsmModule {
+            engine: engine.clone(),
+            pre,
+            digest,
+            commands: Vec::new(),
+            statics,
+            pristine_statics: Vec::new(),
+        };
+        let (commands, pristine) = super::describe(&module)?;
+        module.commands = commands;
+        module.pristine_statics = pristine;
         Ok(module)
     }
 
