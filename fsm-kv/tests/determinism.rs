@@ -156,9 +156,15 @@ fn a_command_at_its_fuel_budget_ends_the_same_on_fresh_and_warm_instances() {
         for query in &warmup {
             warm.query(query).expect("warm-up query");
         }
+        let warm_fuel_before = warm.fuel_consumed();
         let fresh_reply = fresh.apply(&command).expect("apply");
         let warm_reply = warm.apply(&command).expect("apply");
         assert_eq!(fresh_reply, warm_reply, "fresh and warm instances differ with a budget of {fuel}");
+        assert_eq!(
+            warm.fuel_consumed() - warm_fuel_before,
+            fresh.fuel_consumed(),
+            "fresh and warm instances burn different fuel with a budget of {fuel}"
+        );
         outcomes.push(fresh_reply);
     }
     assert_eq!(outcomes[0], Reply::ok(), "the measured fuel suffices");

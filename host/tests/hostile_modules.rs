@@ -258,6 +258,33 @@ fn t21_a_command_cannot_write_more_than_the_cap() {
     Fixture::new(body, OK).expect_abort("command wrote more than 4194304 bytes");
 }
 
+#[test]
+fn t22_growing_past_the_modules_own_maximum_is_a_plain_minus_one() {
+    // The module declares at most 2 pages; growing by 2 from 1 must return -1 (the spec), not
+    // trap and not be treated as a host failure.
+    let body =
+        format!("(call $put_a) (if (i32.ne (memory.grow (i32.const 2)) (i32.const -1)) (then unreachable)) {OK}");
+    let wat = abi_module(&body, OK, "").replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 1 2)");
+    let module = Arc::new(load(&wat).expect("loads"));
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let mut runtime = Runtime::open(module, store.clone()).expect("open");
+    assert_eq!(runtime.apply(&encode(&["cmd"])).expect("not fatal"), Reply::ok());
+    assert_eq!(get_owned(&*store.read().expect("view"), b"a").expect("get").as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
+fn t23_deletes_count_against_the_write_cap() {
+    // Stores a 64 KiB key, then deletes it over and over: each delete leaves a tombstone and an
+    // undo entry behind, so each counts.
+    let body = "(drop (call $put (i32.const 0) (i32.const 65536) (i32.const 0) (i32.const 0)))
+        (loop $l
+          (drop (call $delete (i32.const 0) (i32.const 65536)))
+          (br $l))
+        unreachable";
+    // 64 KiB for the put, then 64 KiB per delete: past 4 MiB after about 63 deletes.
+    Fixture::new(body, OK).expect_abort("command wrote more than 4194304 bytes");
+}
+
 // ----- modules refused at load --------------------------------------------------------------
 
 fn load_error(wat: &str) -> String {
@@ -326,6 +353,22 @@ fn t45_a_bad_command_table_is_refused() {
     let wat = abi_module(OK, OK, "").replace("(i64.const 57)", "(i64.const 0x0000ffff00000044)");
     let e = load_error(&wat);
     assert!(e.contains("outside the module's memory"), "{e}");
+}
+
+#[test]
+fn t47_simd_is_refused_at_load() {
+    let wat = abi_module(OK, OK, "(func $simd (drop (v128.const i32x4 1 2 3 4)))");
+    let e = load_error(&wat);
+    assert!(e.contains("invalid WebAssembly module") && e.to_lowercase().contains("simd"), "{e}");
+}
+
+#[test]
+fn t48_the_engine_identity_is_the_same_for_every_engine_of_this_build() {
+    let a = FsmEngine::new(LIMITS).expect("engine");
+    let b = FsmEngine::new(RuntimeLimits { fuel_per_apply: 5, ..LIMITS }).expect("engine");
+    assert_eq!(a.identity(), b.identity(), "limits are recorded apart from the engine");
+    let prefix = format!("wasmtime {} ", redraft::runtime::WASMTIME_VERSION);
+    assert!(a.identity().starts_with(&prefix) && a.identity().contains(" codegen "), "{}", a.identity());
 }
 
 #[test]

@@ -236,6 +236,11 @@ fn delete(mut caller: Caller<'_, HostState>, key_ptr: u32, key_len: u32) -> wasm
     let (data, state) = memory.data_and_store_mut(&mut caller);
     require(state, true)?;
     let key = slice(data, key_ptr, key_len)?;
+    // Deletes count too: each leaves a tombstone and an undo entry in host memory.
+    state.written_bytes = state.written_bytes.saturating_add(key.len());
+    if state.written_bytes > state.cap.bytes_max {
+        return Err(HostFault::WriteLimit(state.cap.bytes_max).into());
+    }
     let view = state.view.as_deref().ok_or_else(|| guest_fault("host function called outside a command"))?;
     let existed = state.overlay.write(view, key, None).map_err(HostFault::Storage)?;
     Ok(u32::from(existed))

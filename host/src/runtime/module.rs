@@ -117,26 +117,30 @@ pub struct FsmEngine {
 
 impl FsmEngine {
     /// Builds the engine with the deterministic-execution settings: fuel metering, NaN
-    /// canonicalisation, no threads, no relaxed SIMD, no memory64 or multi-memory, a fixed stack.
+    /// canonicalisation, the target's baseline CPU, no threads, no SIMD, no memory64,
+    /// multi-memory or custom page sizes, a fixed stack.
     pub fn new(limits: RuntimeLimits) -> Result<Arc<Self>, LoadError> {
         // Threads (shared memory, atomics) are compiled out: wasmtime's `threads` feature is off.
         let mut config = Config::new();
+        // Compile for this target's baseline CPU, not the features detected on this machine: the
+        // code (and so its native stack use, which decides where a deep recursion overflows)
+        // is then the same on every replica of this architecture, whatever its CPU model.
+        config.target(TARGET_TRIPLE).map_err(|e| LoadError::Invalid(format!("engine target {TARGET_TRIPLE}: {e}")))?;
         config
             .consume_fuel(true)
             .cranelift_nan_canonicalization(true)
             .cranelift_opt_level(OptLevel::Speed)
+            .wasm_simd(false)
             .wasm_relaxed_simd(false)
             .wasm_multi_memory(false)
             .wasm_memory64(false)
+            .wasm_custom_page_sizes(false)
+            .memory_may_move(true)
             .max_wasm_stack(limits.stack_bytes_max);
         let engine = Engine::new(&config).map_err(|e| LoadError::Invalid(format!("engine configuration: {e}")))?;
         let linker = host_functions::linker(&engine).map_err(|e| LoadError::Invalid(format!("host functions: {e}")))?;
-        let identity = format!(
-            "wasmtime {} {} codegen {}",
-            super::WASMTIME_VERSION,
-            std::env::consts::ARCH,
-            codegen_fingerprint(&engine)
-        );
+        let identity =
+            format!("wasmtime {} {TARGET_TRIPLE} codegen {}", super::WASMTIME_VERSION, codegen_fingerprint(&engine));
         Ok(Arc::new(FsmEngine { engine, linker, limits, identity }))
     }
 
@@ -146,17 +150,18 @@ impl FsmEngine {
     }
 
     /// What, besides the module and the limits, decides how a command runs here: the wasmtime
-    /// release (fuel costs), the architecture and the code generator's settings, including the
-    /// CPU features it targets (native stack use, so where a deep recursion overflows). Part of
-    /// the replicated [`super::Contract`].
+    /// release (fuel costs), the target and the code generator's settings (native stack use, so
+    /// where a deep recursion overflows). Part of the replicated [`super::Contract`]. The same on
+    /// every machine running this build for this target: CPU features are not detected.
     pub fn identity(&self) -> &str {
         &self.identity
     }
 }
 
-/// A short, stable digest of everything wasmtime says makes compiled code compatible (its
-/// version, compiler flags, target CPU features, tunables). Hashed with SHA-256 rather than
-/// `DefaultHasher`, whose algorithm may change between Rust releases.
+/// A short digest of everything wasmtime says makes compiled code compatible (its version,
+/// compiler flags, target CPU features, tunables). Hashed with SHA-256 rather than
+/// `DefaultHasher`, whose algorithm may change between Rust releases; the sequence of values fed
+/// to it comes from wasmtime's `Hash` impls, stable for one build of Redraft.
 fn codegen_fingerprint(engine: &Engine) -> String {
     struct Sha(Sha256);
     impl std::hash::Hasher for Sha {
@@ -171,6 +176,9 @@ fn codegen_fingerprint(engine: &Engine) -> String {
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
     crate::storage::hex(&hasher.0.finalize()[..8])
 }
+
+/// The target this host was built for (from `build.rs`).
+const TARGET_TRIPLE: &str = env!("REDRAFT_TARGET_TRIPLE");
 
 /// A validated state-machine module, ready to instantiate.
 pub struct FsmModule {
