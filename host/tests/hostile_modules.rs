@@ -372,6 +372,13 @@ fn t48_the_engine_identity_is_the_same_for_every_engine_of_this_build() {
 }
 
 #[test]
+fn t49_a_memory_cap_too_large_for_snapshots_is_refused() {
+    let limits = RuntimeLimits { memory_bytes_max: 1 << 30, ..LIMITS };
+    let e = FsmEngine::new(limits).err().expect("refused").to_string();
+    assert!(e.contains("memory_bytes_max 1073741824 exceeds"), "{e}");
+}
+
+#[test]
 fn t46_a_module_whose_start_loops_is_refused() {
     let wat = abi_module(OK, OK, "(func $spin (loop $l (br $l))) (start $spin)");
     let e = load_error(&wat);

@@ -120,6 +120,14 @@ impl FsmEngine {
     /// canonicalisation, the target's baseline CPU, no threads, no SIMD, no memory64,
     /// multi-memory or custom page sizes, a fixed stack.
     pub fn new(limits: RuntimeLimits) -> Result<Arc<Self>, LoadError> {
+        let snapshot_field_max = crate::storage::snapshot::FIELD_BYTES_MAX as usize;
+        if limits.memory_bytes_max > snapshot_field_max {
+            // A value as large as the memory allows must still fit in a snapshot.
+            return Err(LoadError::Invalid(format!(
+                "memory_bytes_max {} exceeds {snapshot_field_max}, the largest value a snapshot carries",
+                limits.memory_bytes_max
+            )));
+        }
         // Threads (shared memory, atomics) are compiled out: wasmtime's `threads` feature is off.
         let mut config = Config::new();
         // Compile for this target's baseline CPU, not the features detected on this machine: the
