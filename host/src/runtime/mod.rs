@@ -17,6 +17,7 @@
 
 mod contract;
 mod host_functions;
+mod instance;
 mod module;
 mod overlay;
 mod statics;
@@ -26,12 +27,14 @@ pub use self::host_functions::{BYTES_PER_FUEL, HOST_CALL_FUEL, SCAN_ENTRY_FUEL};
 pub use self::module::{FsmEngine, FsmModule, LoadError, RuntimeLimits};
 pub use self::statics::{MUTABLE_GLOBALS_MAX, STATICS_BYTES_MAX};
 
-use self::host_functions::{Access, HostFault, HostState};
+use self::host_functions::{Access, HostFault};
+use self::instance::Instance;
+pub(crate) use self::instance::describe;
 use crate::storage::snapshot::SnapshotInfo;
 use crate::storage::{SharedStore, StorageError, WriteBatch, meta};
-use fsm_sdk::{CommandInfo, Reply, abi, codec};
+use fsm_sdk::{Reply, codec};
 use std::sync::Arc;
-use wasmtime::{Memory, Store, Trap, TypedFunc};
+use wasmtime::Trap;
 
 /// A failure that is not the command's fault and not deterministic. The command must not be
 /// reported as applied, and the caller should stop applying (the node halts, as toydb and etcd do
@@ -69,106 +72,6 @@ pub enum OpenError {
     /// The module could not be instantiated.
     #[error(transparent)]
     Apply(#[from] ApplyError),
-}
-
-/// One live instance of the module with its typed entry points.
-struct Instance {
-    store: Store<HostState>,
-    memory: Memory,
-    input: TypedFunc<u32, u32>,
-    apply: TypedFunc<(u32, u32), u64>,
-    query: TypedFunc<(u32, u32), u64>,
-}
-
-impl Instance {
-    fn new(module: &FsmModule) -> Result<Self, wasmtime::Error> {
-        let limits = module.engine.limits;
-        let mut store = Store::new(&module.engine.engine, HostState::new(limits.memory_bytes_max));
-        store.limiter(|s| &mut s.cap);
-        // Instantiation runs the module's start code: bound it like a command.
-        store.set_fuel(limits.fuel_per_apply)?;
-        let instance = module.pre.instantiate(&mut store)?;
-        let memory = instance
-            .get_memory(&mut store, abi::export::MEMORY)
-            .ok_or_else(|| wasmtime::Error::msg("module has no memory export"))?;
-        store.data_mut().memory = Some(memory);
-        Ok(Instance {
-            input: instance.get_typed_func(&mut store, abi::export::INPUT)?,
-            apply: instance.get_typed_func(&mut store, abi::export::APPLY)?,
-            query: instance.get_typed_func(&mut store, abi::export::QUERY)?,
-            memory,
-            store,
-        })
-    }
-
-    /// Puts the module's static data back as instantiated (see [`statics`]).
-    fn reset_statics(&mut self, module: &FsmModule) -> Result<(), wasmtime::Error> {
-        let region = self
-            .memory
-            .data_mut(&mut self.store)
-            .get_mut(module.statics.clone())
-            .ok_or_else(|| HostFault::Guest("static data outside the module's memory".into()))?;
-        region.copy_from_slice(&module.pristine_statics);
-        Ok(())
-    }
-
-    /// Copies `bytes` into the guest's input buffer; returns its length as the guest sees it.
-    fn write_input(&mut self, bytes: &[u8]) -> Result<u32, wasmtime::Error> {
-        let len = u32::try_from(bytes.len()).map_err(|_| HostFault::Guest("command larger than 4 GiB".into()))?;
-        let ptr = self.input.call(&mut self.store, len)? as usize;
-        let buffer = self
-            .memory
-            .data_mut(&mut self.store)
-            .get_mut(ptr..ptr.saturating_add(bytes.len()))
-            .ok_or_else(|| HostFault::Guest("module's input buffer lies outside its memory".into()))?;
-        buffer.copy_from_slice(bytes);
-        Ok(len)
-    }
-
-    /// Reads and decodes the reply a call returned.
-    fn read_reply(&self, packed: u64) -> Result<Reply, wasmtime::Error> {
-        let (ptr, len) = abi::unpack(packed);
-        let data = self.memory.data(&self.store);
-        let bytes = data
-            .get(ptr as usize..(ptr as usize).saturating_add(len as usize))
-            .ok_or_else(|| HostFault::Guest("module returned a reply outside its memory".into()))?;
-        codec::decode_reply(bytes)
-            .map_err(|e| HostFault::Guest(format!("module returned a malformed reply: {e}")).into())
-    }
-}
-
-/// Reads a module's static data as instantiated, its ABI version and its command table, in a
-/// throwaway instance.
-pub(crate) fn describe(module: &FsmModule) -> Result<(Vec<CommandInfo<String>>, Vec<u8>), LoadError> {
-    let describe_err = |e: wasmtime::Error| LoadError::Describe(format!("{e:#}"));
-    let limits = module.engine.limits;
-    let mut store = Store::new(&module.engine.engine, HostState::new(limits.memory_bytes_max));
-    store.limiter(|s| &mut s.cap);
-    store.set_fuel(limits.fuel_per_apply).map_err(describe_err)?;
-    let instance = module.pre.instantiate(&mut store).map_err(describe_err)?;
-    let memory = instance
-        .get_memory(&mut store, abi::export::MEMORY)
-        .ok_or_else(|| LoadError::Describe("no memory export".into()))?;
-    let pristine = memory
-        .data(&store)
-        .get(module.statics.clone())
-        .ok_or_else(|| LoadError::Describe("static data outside the initial memory".into()))?
-        .to_vec();
-    let version: TypedFunc<(), u32> =
-        instance.get_typed_func(&mut store, abi::export::ABI_VERSION).map_err(describe_err)?;
-    let found = version.call(&mut store, ()).map_err(describe_err)?;
-    if found != abi::ABI_VERSION {
-        return Err(LoadError::AbiVersion { found, expected: abi::ABI_VERSION });
-    }
-    let commands: TypedFunc<(), u64> =
-        instance.get_typed_func(&mut store, abi::export::COMMANDS).map_err(describe_err)?;
-    let packed = commands.call(&mut store, ()).map_err(describe_err)?;
-    let (ptr, len) = abi::unpack(packed);
-    let bytes = memory
-        .data(&store)
-        .get(ptr as usize..(ptr as usize).saturating_add(len as usize))
-        .ok_or_else(|| LoadError::Describe("command table outside the module's memory".into()))?;
-    Ok((module::decode_table(bytes)?, pristine))
 }
 
 /// How a failed call is classified.

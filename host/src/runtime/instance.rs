@@ -1,0 +1,109 @@
+//! One live instance of a module, and the throwaway instance that describes a module at load.
+//!
+//! An [`Instance`] owns a wasmtime store whose data is the [`HostState`] the host functions work
+//! on. The runtime keeps one per [`super::Runtime`] and replaces it after any trap.
+
+use super::host_functions::{HostFault, HostState};
+use super::module::{self, FsmModule, LoadError};
+use fsm_sdk::{CommandInfo, Reply, abi, codec};
+use wasmtime::{Memory, Store, TypedFunc};
+
+/// One live instance of the module with its typed entry points.
+pub(crate) struct Instance {
+    pub(crate) store: Store<HostState>,
+    memory: Memory,
+    input: TypedFunc<u32, u32>,
+    pub(crate) apply: TypedFunc<(u32, u32), u64>,
+    pub(crate) query: TypedFunc<(u32, u32), u64>,
+}
+
+impl Instance {
+    pub(crate) fn new(module: &FsmModule) -> Result<Self, wasmtime::Error> {
+        let limits = module.engine.limits;
+        let mut store = Store::new(&module.engine.engine, HostState::new(limits.memory_bytes_max));
+        store.limiter(|s| &mut s.cap);
+        // Instantiation runs the module's start code: bound it like a command.
+        store.set_fuel(limits.fuel_per_apply)?;
+        let instance = module.pre.instantiate(&mut store)?;
+        let memory = instance
+            .get_memory(&mut store, abi::export::MEMORY)
+            .ok_or_else(|| wasmtime::Error::msg("module has no memory export"))?;
+        store.data_mut().memory = Some(memory);
+        Ok(Instance {
+            input: instance.get_typed_func(&mut store, abi::export::INPUT)?,
+            apply: instance.get_typed_func(&mut store, abi::export::APPLY)?,
+            query: instance.get_typed_func(&mut store, abi::export::QUERY)?,
+            memory,
+            store,
+        })
+    }
+
+    /// Puts the module's static data back as instantiated (see [`super::statics`]).
+    pub(crate) fn reset_statics(&mut self, module: &FsmModule) -> Result<(), wasmtime::Error> {
+        let region = self
+            .memory
+            .data_mut(&mut self.store)
+            .get_mut(module.statics.clone())
+            .ok_or_else(|| HostFault::Guest("static data outside the module's memory".into()))?;
+        region.copy_from_slice(&module.pristine_statics);
+        Ok(())
+    }
+
+    /// Copies `bytes` into the guest's input buffer; returns its length as the guest sees it.
+    pub(crate) fn write_input(&mut self, bytes: &[u8]) -> Result<u32, wasmtime::Error> {
+        let len = u32::try_from(bytes.len()).map_err(|_| HostFault::Guest("command larger than 4 GiB".into()))?;
+        let ptr = self.input.call(&mut self.store, len)? as usize;
+        let buffer = self
+            .memory
+            .data_mut(&mut self.store)
+            .get_mut(ptr..ptr.saturating_add(bytes.len()))
+            .ok_or_else(|| HostFault::Guest("module's input buffer lies outside its memory".into()))?;
+        buffer.copy_from_slice(bytes);
+        Ok(len)
+    }
+
+    /// Reads and decodes the reply a call returned.
+    pub(crate) fn read_reply(&self, packed: u64) -> Result<Reply, wasmtime::Error> {
+        let (ptr, len) = abi::unpack(packed);
+        let data = self.memory.data(&self.store);
+        let bytes = data
+            .get(ptr as usize..(ptr as usize).saturating_add(len as usize))
+            .ok_or_else(|| HostFault::Guest("module returned a reply outside its memory".into()))?;
+        codec::decode_reply(bytes)
+            .map_err(|e| HostFault::Guest(format!("module returned a malformed reply: {e}")).into())
+    }
+}
+
+/// Reads a module's static data as instantiated, its ABI version and its command table, in a
+/// throwaway instance.
+pub(crate) fn describe(module: &FsmModule) -> Result<(Vec<CommandInfo<String>>, Vec<u8>), LoadError> {
+    let describe_err = |e: wasmtime::Error| LoadError::Describe(format!("{e:#}"));
+    let limits = module.engine.limits;
+    let mut store = Store::new(&module.engine.engine, HostState::new(limits.memory_bytes_max));
+    store.limiter(|s| &mut s.cap);
+    store.set_fuel(limits.fuel_per_apply).map_err(describe_err)?;
+    let instance = module.pre.instantiate(&mut store).map_err(describe_err)?;
+    let memory = instance
+        .get_memory(&mut store, abi::export::MEMORY)
+        .ok_or_else(|| LoadError::Describe("no memory export".into()))?;
+    let pristine = memory
+        .data(&store)
+        .get(module.statics.clone())
+        .ok_or_else(|| LoadError::Describe("static data outside the initial memory".into()))?
+        .to_vec();
+    let version: TypedFunc<(), u32> =
+        instance.get_typed_func(&mut store, abi::export::ABI_VERSION).map_err(describe_err)?;
+    let found = version.call(&mut store, ()).map_err(describe_err)?;
+    if found != abi::ABI_VERSION {
+        return Err(LoadError::AbiVersion { found, expected: abi::ABI_VERSION });
+    }
+    let commands: TypedFunc<(), u64> =
+        instance.get_typed_func(&mut store, abi::export::COMMANDS).map_err(describe_err)?;
+    let packed = commands.call(&mut store, ()).map_err(describe_err)?;
+    let (ptr, len) = abi::unpack(packed);
+    let bytes = memory
+        .data(&store)
+        .get(ptr as usize..(ptr as usize).saturating_add(len as usize))
+        .ok_or_else(|| LoadError::Describe("command table outside the module's memory".into()))?;
+    Ok((module::decode_table(bytes)?, pristine))
+}
