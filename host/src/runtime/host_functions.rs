@@ -207,42 +207,37 @@ fn get(
 }
 
 /// `put(key_ptr, key_len, value_ptr, value_len) -> i32`.
-fn put(
-    mut caller: Caller<'_, HostState>,
-    key_ptr: u32,
-    key_len: u32,
-    val_ptr: u32,
-    val_len: u32,
-) -> wasmtime::Result<u32> {
-    charge(&mut caller, byte_fuel(u64::from(key_len) + u64::from(val_len)))?;
-    let memory = memory(&caller)?;
-    let (data, state) = memory.data_and_store_mut(&mut caller);
-    require(state, true)?;
-    let key = slice(data, key_ptr, key_len)?;
-    let value = slice(data, val_ptr, val_len)?;
-    state.written_bytes = state.written_bytes.saturating_add(key.len() + value.len());
-    if state.written_bytes > state.cap.bytes_max {
-        return Err(HostFault::WriteLimit(state.cap.bytes_max).into());
-    }
-    let view = state.view.as_deref().ok_or_else(|| guest_fault("host function called outside a command"))?;
-    let existed = state.overlay.write(view, key, Some(value)).map_err(HostFault::Storage)?;
-    Ok(u32::from(existed))
+fn put(caller: Caller<'_, HostState>, key_ptr: u32, key_len: u32, val_ptr: u32, val_len: u32) -> wasmtime::Result<u32> {
+    write(caller, key_ptr, key_len, Some((val_ptr, val_len)))
 }
 
 /// `delete(key_ptr, key_len) -> i32`.
-fn delete(mut caller: Caller<'_, HostState>, key_ptr: u32, key_len: u32) -> wasmtime::Result<u32> {
-    charge(&mut caller, byte_fuel(u64::from(key_len)))?;
+fn delete(caller: Caller<'_, HostState>, key_ptr: u32, key_len: u32) -> wasmtime::Result<u32> {
+    write(caller, key_ptr, key_len, None)
+}
+
+/// A `put` (with a value) or a `delete` (without): one overlay write, counted against the
+/// write cap. Returns 1 if the key existed before.
+fn write(
+    mut caller: Caller<'_, HostState>,
+    key_ptr: u32,
+    key_len: u32,
+    value: Option<(u32, u32)>,
+) -> wasmtime::Result<u32> {
+    let value_len = value.map_or(0, |(_, len)| len);
+    charge(&mut caller, byte_fuel(u64::from(key_len) + u64::from(value_len)))?;
     let memory = memory(&caller)?;
     let (data, state) = memory.data_and_store_mut(&mut caller);
     require(state, true)?;
     let key = slice(data, key_ptr, key_len)?;
+    let value = value.map(|(ptr, len)| slice(data, ptr, len)).transpose()?;
     // Deletes count too: each leaves a tombstone and an undo entry in host memory.
-    state.written_bytes = state.written_bytes.saturating_add(key.len());
+    state.written_bytes = state.written_bytes.saturating_add(key.len() + value.map_or(0, <[u8]>::len));
     if state.written_bytes > state.cap.bytes_max {
         return Err(HostFault::WriteLimit(state.cap.bytes_max).into());
     }
     let view = state.view.as_deref().ok_or_else(|| guest_fault("host function called outside a command"))?;
-    let existed = state.overlay.write(view, key, None).map_err(HostFault::Storage)?;
+    let existed = state.overlay.write(view, key, value).map_err(HostFault::Storage)?;
     Ok(u32::from(existed))
 }
 
