@@ -7,7 +7,9 @@
 #   make fix      format and apply lint fixes
 #   make clean    remove build output
 #
-# Every target installs what it needs first (the pinned toolchain and the wasm target).
+# test, wasm, build, bench and fix install what they need first (the pinned toolchain and the
+# wasm target; test also redis-server). Prerequisites: rustup, make, a C toolchain (cc), and apt
+# for redis-server.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -31,7 +33,7 @@ test-deps:
 	@command -v redis-server >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing redis-server (the tests' reply oracle)"; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 wasm: toolchain
 	$(CARGO) build --target $(WASM_TARGET) --profile guest $(GUESTS)

@@ -22,14 +22,16 @@ fn main() {
         "fsm-kv/Cargo.toml",
         "tests/guests/probe/src",
         "tests/guests/probe/Cargo.toml",
+        "Cargo.toml",
         "Cargo.lock",
+        "rust-toolchain.toml",
     ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "--target", "wasm32-unknown-unknown", "--profile", "guest", "--target-dir"])
+        .args(["build", "--locked", "--target", "wasm32-unknown-unknown", "--profile", "guest", "--target-dir"])
         .arg(&target_dir);
     for (package, _) in GUESTS {
         cmd.args(["-p", package]);

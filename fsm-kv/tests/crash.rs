@@ -12,7 +12,8 @@ mod support;
 
 use redraft::runtime::Runtime;
 use redraft::storage::{RedbStore, Store, meta};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +35,10 @@ fn child_writer() {
     loop {
         batch_no += 1;
         runtime.apply_batch(&commands, &[(meta::LAST_APPLIED, &batch_no.to_le_bytes())]).expect("apply");
-        println!("committed {batch_no}");
+        // Once the parent stops reading, writes fail: keep applying until killed, so the kill
+        // lands mid-batch rather than after a clean exit.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "committed {batch_no}").and_then(|()| out.flush());
     }
 }
 
@@ -98,7 +102,8 @@ fn kill_9_while_applying_loses_nothing_acknowledged_and_splits_no_batch() {
         // kill -9, by pid, somewhere in the next batch.
         std::thread::sleep(delay);
         child.0.kill().expect("SIGKILL the writer");
-        child.0.wait().expect("reap the writer");
+        let status = child.0.wait().expect("reap the writer");
+        assert_eq!(status.signal(), Some(9), "round {round}: the writer must die by SIGKILL, not exit ({status})");
         let acknowledged = acknowledged.expect("the writer committed something");
         let (counter, last) = read_back(&path);
         assert!(last >= acknowledged, "round {round}: batch {acknowledged} was acknowledged, store has {last}");

@@ -32,6 +32,18 @@ impl Drop for RedisServer {
 impl RedisServer {
     fn start() -> Self {
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        // The texts compared are Redis 7's (`SET ... GET` needs 6.2; unknown-command quoting
+        // changed in 7.0): refuse an older oracle with a clear message rather than a diff.
+        let version = Command::new(&binary)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `{binary}` ({e}): install redis-server (`make test` does)"));
+        let version = String::from_utf8_lossy(&version.stdout).into_owned();
+        let major = version
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("v="))
+            .and_then(|v| v.split('.').next()?.parse::<u32>().ok());
+        assert!(major.is_some_and(|m| m >= 7), "the oracle must be redis-server 7 or later, found: {version}");
         // Ask the OS for a free loopback port, then hand it to redis-server.
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let child = Command::new(&binary)

@@ -58,6 +58,25 @@ pub mod import {
 /// Status returned by [`import::GET`] for a key that does not exist.
 pub const ABSENT: i64 = -1;
 
+/// Reply tags: the first byte of every encoded [`crate::Reply`].
+pub mod tag {
+    /// `+text`: a status reply such as `OK`.
+    pub const SIMPLE: u8 = 1;
+    /// `-CODE text`: an error reply.
+    pub const ERROR: u8 = 2;
+    /// `:n`: a signed 64-bit integer.
+    pub const INTEGER: u8 = 3;
+    /// `$len bytes`: a binary-safe string.
+    pub const BULK: u8 = 4;
+    /// `$-1` / `_`: no value.
+    pub const NULL: u8 = 5;
+    /// `*n items`: an array of replies.
+    pub const ARRAY: u8 = 6;
+}
+
+/// Flag bit of a command that changes state (goes through the Raft log).
+pub const FLAG_WRITE: u32 = 1;
+
 /// Packs a guest pointer and length into the `i64` an export returns.
 pub const fn pack(ptr: u32, len: u32) -> u64 {
     ((ptr as u64) << 32) | len as u64
@@ -351,6 +370,48 @@ pub mod guest {
         codec::encode_reply(&reply, &mut out);
         leak_to_host(out)
     }
+}
+
+/// Exports a [`crate::StateMachine`] as a Redraft module: generates the `#[no_mangle]` entry points the
+/// host calls (see [`export`]). Call it once, at the crate root of a `cdylib`.
+#[macro_export]
+macro_rules! export_state_machine {
+    ($machine:ty) => {
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_abi_version() -> u32 {
+            $crate::abi::ABI_VERSION
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_commands() -> u64 {
+            $crate::abi::guest::commands::<$machine>()
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_input(len: u32) -> u32 {
+            $crate::abi::guest::input(len)
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_apply(index: u32, len: u32) -> u64 {
+            $crate::abi::guest::apply::<$machine>(index, len)
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_query(index: u32, len: u32) -> u64 {
+            $crate::abi::guest::query::<$machine>(index, len)
+        }
+    };
 }
 
 #[cfg(test)]

@@ -27,21 +27,7 @@ const fn err(reason: &'static str) -> DecodeError {
     DecodeError { reason }
 }
 
-/// Reply tags: the first byte of every encoded [`Reply`].
-pub mod tag {
-    /// `+text`: a status reply such as `OK`.
-    pub const SIMPLE: u8 = 1;
-    /// `-CODE text`: an error reply.
-    pub const ERROR: u8 = 2;
-    /// `:n`: a signed 64-bit integer.
-    pub const INTEGER: u8 = 3;
-    /// `$len bytes`: a binary-safe string.
-    pub const BULK: u8 = 4;
-    /// `$-1` / `_`: no value.
-    pub const NULL: u8 = 5;
-    /// `*n items`: an array of replies.
-    pub const ARRAY: u8 = 6;
-}
+pub use crate::abi::tag;
 
 /// Nesting limit for arrays in a decoded reply, so a hostile module cannot exhaust the host's
 /// stack with a deeply nested reply.
@@ -192,7 +178,8 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, DecodeError> {
 }
 
 fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    // Status and error lines cannot carry CR or LF in RESP: spaces instead, as Redis does.
+    let text = |b: &[u8]| String::from_utf8_lossy(b).replace(['\r', '\n'], " ");
     Ok(match r.u8("reply tag missing")? {
         tag::SIMPLE => Reply::Simple(text(r.bytes("simple string truncated")?)),
         tag::ERROR => Reply::Error(text(r.bytes("error truncated")?)),
@@ -220,8 +207,7 @@ fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
 
 // ----- command table ------------------------------------------------------------------------
 
-/// Flag bit of a command that changes state (goes through the Raft log).
-pub const FLAG_WRITE: u32 = 1;
+pub use crate::abi::FLAG_WRITE;
 
 /// Appends the command table: `u32 count`, then per command `u32 len, name`, `i32 arity`,
 /// `u32 flags`, `i32 first_key`, `i32 last_key`, `i32 key_step`.
@@ -353,6 +339,14 @@ mod tests {
         assert_eq!(decode_reply(&enc), Ok(reply));
         assert!(decode_reply(&enc[..enc.len() - 1]).is_err());
         assert!(decode_reply(&[99]).is_err());
+    }
+
+    #[test]
+    fn line_breaks_in_status_and_error_lines_become_spaces() {
+        let mut enc = Vec::new();
+        encode_reply(&Reply::Array(vec![Reply::Simple("a\r\nb".into()), Reply::Error("ERR x\ny".into())]), &mut enc);
+        let expected = Reply::Array(vec![Reply::Simple("a  b".into()), Reply::Error("ERR x y".into())]);
+        assert_eq!(decode_reply(&enc), Ok(expected));
     }
 
     #[test]

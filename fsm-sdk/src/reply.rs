@@ -4,10 +4,10 @@
 /// A command's reply. The variants are the RESP types every Redis client understands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// A status line (`+OK`). Must not contain CR or LF; the host replaces them with spaces.
+    /// A status line (`+OK`). CR and LF become spaces on the way to the host.
     Simple(String),
     /// An error, starting with its code (`ERR ...`, `WRONGTYPE ...`). It also tells the host to
-    /// discard the command's writes.
+    /// discard the command's writes. CR and LF become spaces on the way to the host.
     Error(String),
     /// A signed 64-bit integer.
     Integer(i64),

@@ -314,9 +314,12 @@ fn t41_an_allowed_import_with_the_wrong_type_is_refused() {
 
 #[test]
 fn t42_a_missing_export_is_named() {
-    let wat = abi_module(OK, OK, "").replace("(export \"redraft_query\")", "");
-    let e = load_error(&wat);
-    assert!(e.contains("does not export `redraft_query`"), "{e}");
+    for name in ["memory", "redraft_abi_version", "redraft_commands", "redraft_input", "redraft_apply", "redraft_query"]
+    {
+        let wat = abi_module(OK, OK, "").replace(&format!("(export \"{name}\")"), "");
+        let e = load_error(&wat);
+        assert!(e.contains(&format!("does not export `{name}`")), "{e}");
+    }
 }
 
 #[test]

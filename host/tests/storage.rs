@@ -2,7 +2,7 @@
 //! identically (redb only adds durability).
 
 use redraft::storage::snapshot::{SnapshotChunks, SnapshotInfo};
-use redraft::storage::{MemoryStore, RedbStore, SharedStore, StorageError, WriteBatch, get_owned, meta, state_digest};
+use redraft::storage::{RedbStore, SharedStore, StorageError, WriteBatch, get_owned, meta, state_digest};
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
@@ -12,13 +12,25 @@ struct Backend {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// Both backends, opened the way a node's config selects them.
 fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let redb = RedbStore::open(&dir.path().join("s.redb"), true).expect("open redb");
+    let path = dir.path().join("s.redb");
+    let open = |name: &str| redraft::storage::open(name.parse().expect("backend name"), &path, true).expect("open");
     vec![
-        Backend { name: "memory", store: Arc::new(MemoryStore::new()), _dir: None },
-        Backend { name: "redb", store: Arc::new(redb), _dir: Some(dir) },
+        Backend { name: "memory", store: open("memory"), _dir: None },
+        Backend { name: "redb", store: open("redb"), _dir: Some(dir) },
     ]
+}
+
+#[test]
+fn t01_backends_are_selected_by_name() {
+    for name in ["redb", "memory"] {
+        let backend: redraft::storage::Backend = name.parse().expect("known backend");
+        assert_eq!(backend.to_string(), name);
+    }
+    let e = "rocksdb".parse::<redraft::storage::Backend>().expect_err("unknown");
+    assert_eq!(e, "unknown store backend \"rocksdb\": expected `redb` or `memory`");
 }
 
 fn batch(puts: &[(&str, &str)], deletes: &[&str]) -> WriteBatch {

@@ -100,6 +100,45 @@ pub trait Store: Send + Sync {
 /// Shared handle to a store, as the runtime and (later) the Raft layer hold it.
 pub type SharedStore = Arc<dyn Store>;
 
+/// Which backend holds the state, as a node's config names it (`store_backend: redb | memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// [`RedbStore`]: durable.
+    Redb,
+    /// [`MemoryStore`]: lost with the process.
+    Memory,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "redb" => Ok(Backend::Redb),
+            "memory" => Ok(Backend::Memory),
+            other => Err(format!("unknown store backend {other:?}: expected `redb` or `memory`")),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Redb => "redb",
+            Backend::Memory => "memory",
+        })
+    }
+}
+
+/// Opens the configured backend: a redb file at `path` (fsynced on every commit when `durable`),
+/// or a fresh memory store (`path` unused).
+pub fn open(backend: Backend, path: &std::path::Path, durable: bool) -> Result<SharedStore, StorageError> {
+    Ok(match backend {
+        Backend::Redb => Arc::new(RedbStore::open(path, durable)?),
+        Backend::Memory => Arc::new(MemoryStore::new()),
+    })
+}
+
 /// Data changes and meta entries to commit together. Later operations on the same key replace
 /// earlier ones, so the batch holds at most one operation per key.
 #[derive(Debug, Default, Clone)]
