@@ -312,11 +312,13 @@ impl Runtime {
             return Ok(Reply::error(format!("ERR '{}' writes and cannot run as a read-only query", info.name)));
         }
         let limits = self.module.engine.limits;
-        let module = self.module.clone();
+        self.instance()?;
         let (call, fuel_used) = {
-            let instance = self.instance()?;
+            // Borrow the two fields apart: the module to read, the instance to run.
+            let module = &*self.module;
+            let instance = self.instance.as_mut().ok_or_else(|| ApplyError::Engine("no instance".into()))?;
             let call = (|| -> Result<Reply, wasmtime::Error> {
-                instance.reset_statics(&module)?;
+                instance.reset_statics(module)?;
                 instance.store.set_fuel(limits.fuel_per_apply)?;
                 instance.store.data_mut().written_bytes = 0;
                 let len = instance.write_input(encoded)?;
