@@ -362,11 +362,20 @@ pub mod guest {
         // nothing has freed or reused it since (the arena resets only when the next command
         // starts), and the host wrote all `len` bytes before this call.
         let input = unsafe { core::slice::from_raw_parts(INPUT_PTR.load(Relaxed) as *const u8, len as usize) };
-        let mut args = Vec::new();
-        codec::decode_args_into(input, &mut args).expect("host sent a well-formed argument list");
+        // Most commands have few arguments: keep them on the stack.
+        let mut small: [&[u8]; 16] = [&[]; 16];
+        let mut large = Vec::new();
+        let decoded = codec::decode_args_to_slice(input, &mut small).expect("host sent a well-formed argument list");
+        let args: &[&[u8]] = match decoded {
+            Some(count) => &small[..count],
+            None => {
+                codec::decode_args_into(input, &mut large).expect("host sent a well-formed argument list");
+                &large
+            }
+        };
         let command = M::COMMANDS.get(index as usize).expect("command index within the table");
-        let reply = command.run(&args, read_only);
-        let mut out = Vec::new();
+        let reply = command.run(args, read_only);
+        let mut out = Vec::with_capacity(codec::encoded_reply_len(&reply));
         codec::encode_reply(&reply, &mut out);
         leak_to_host(out)
     }

@@ -126,6 +126,24 @@ pub fn decode_args_into<'a>(bytes: &'a [u8], out: &mut Vec<&'a [u8]>) -> Result<
     Ok(())
 }
 
+/// Decodes an argument list into `out` when it has room: `Some(count)`, or `None` (nothing
+/// decoded) when there are more arguments than `out` holds. Lets the guest keep the common case
+/// on the stack.
+pub fn decode_args_to_slice<'a>(bytes: &'a [u8], out: &mut [&'a [u8]]) -> Result<Option<usize>, DecodeError> {
+    let mut r = Reader { bytes };
+    let count = r.u32("argument count truncated")? as usize;
+    if count > out.len() {
+        return Ok(None);
+    }
+    for slot in out.iter_mut().take(count) {
+        *slot = r.bytes("argument truncated")?;
+    }
+    if !r.bytes.is_empty() {
+        return Err(err("trailing bytes after the arguments"));
+    }
+    Ok(Some(count))
+}
+
 /// The first argument (the command name) of an encoded argument list, without decoding the rest.
 pub fn command_name(bytes: &[u8]) -> Result<&[u8], DecodeError> {
     let mut r = Reader { bytes };
@@ -136,6 +154,17 @@ pub fn command_name(bytes: &[u8]) -> Result<&[u8], DecodeError> {
 }
 
 // ----- replies ------------------------------------------------------------------------------
+
+/// The encoded size of `reply`, so the encoder can allocate once.
+pub fn encoded_reply_len(reply: &Reply) -> usize {
+    match reply {
+        Reply::Simple(s) | Reply::Error(s) => 5 + s.len(),
+        Reply::Integer(_) => 9,
+        Reply::Bulk(b) => 5 + b.len(),
+        Reply::Null => 1,
+        Reply::Array(items) => 5 + items.iter().map(encoded_reply_len).sum::<usize>(),
+    }
+}
 
 /// Appends the encoding of `reply` to `out`: a [`tag`] byte, then the payload.
 pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
@@ -313,6 +342,19 @@ mod tests {
     }
 
     #[test]
+    fn args_decode_to_a_slice_when_they_fit() {
+        let args: [&[u8]; 3] = [b"SET", b"k", b"v"];
+        let mut enc = Vec::new();
+        encode_args(&args, &mut enc);
+        let mut room: [&[u8]; 3] = [&[]; 3];
+        assert_eq!(decode_args_to_slice(&enc, &mut room), Ok(Some(3)));
+        assert_eq!(room, args);
+        let mut small: [&[u8]; 2] = [&[]; 2];
+        assert_eq!(decode_args_to_slice(&enc, &mut small), Ok(None));
+        assert!(decode_args_to_slice(&enc[..enc.len() - 1], &mut room).is_err());
+    }
+
+    #[test]
     fn truncated_args_are_errors_not_panics() {
         let mut enc = Vec::new();
         encode_args(&[b"GET".as_slice(), b"key"], &mut enc);
@@ -336,6 +378,7 @@ mod tests {
         ]);
         let mut enc = Vec::new();
         encode_reply(&reply, &mut enc);
+        assert_eq!(enc.len(), encoded_reply_len(&reply));
         assert_eq!(decode_reply(&enc), Ok(reply));
         assert!(decode_reply(&enc[..enc.len() - 1]).is_err());
         assert!(decode_reply(&[99]).is_err());
@@ -437,6 +480,7 @@ mod garbage {
 
         for bytes in mutations(&args, &mut rng) {
             let _ = decode_args_into(&bytes, &mut Vec::new());
+            let _ = decode_args_to_slice(&bytes, &mut [&[][..]; 4]);
             let _ = command_name(&bytes);
         }
         for bytes in mutations(&reply, &mut rng) {
