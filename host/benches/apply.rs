@@ -5,10 +5,14 @@
 //! Run: `make bench-apply` (or `cargo bench -p redraft --bench apply`). Figures go to
 //! `docs/BENCHMARKS.md`.
 
+#[path = "support/native.rs"]
+mod native;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use native::Native;
 use fsm_sdk::codec;
 use redraft::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};
-use redraft::storage::{MemoryStore, RedbStore, SharedStore, WriteBatch, meta};
+use redraft::storage::{MemoryStore, RedbStore, SharedStore, meta};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -26,48 +30,6 @@ fn commands(n: usize, offset: usize) -> Vec<Vec<u8>> {
             out
         })
         .collect()
-}
-
-/// The native reference: fsm-kv's `SET` written directly against the store.
-struct Native {
-    store: SharedStore,
-    batch: WriteBatch,
-}
-
-impl Native {
-    fn apply_batch(&mut self, commands: &[Vec<u8>], last_applied: &[u8]) -> Vec<fsm_sdk::Reply> {
-        let view = self.store.read().expect("view");
-        let mut replies = Vec::with_capacity(commands.len());
-        let mut args = Vec::new();
-        let mut added = 0i64;
-        for command in commands {
-            codec::decode_args_into(command, &mut args).expect("decode");
-            assert!(args[0].eq_ignore_ascii_case(b"set") && args.len() == 3);
-            let mut key = Vec::with_capacity(args[1].len() + 1);
-            key.push(b'k');
-            key.extend_from_slice(args[1]);
-            let existed = match self.batch.data.get(&key) {
-                Some(v) => v.is_some(),
-                None => view.get(&key, &mut |_| {}).expect("get"),
-            };
-            self.batch.put(&key, args[2]);
-            if !existed {
-                added += 1;
-            }
-            replies.push(fsm_sdk::Reply::ok());
-        }
-        if added != 0 {
-            let mut count = [0u8; 8];
-            view.get(b"m:dbsize", &mut |v| count.copy_from_slice(&v[..8])).expect("get");
-            let n = i64::from_le_bytes(count) + added;
-            self.batch.put(b"m:dbsize", &n.to_le_bytes());
-        }
-        self.batch.set_meta(meta::LAST_APPLIED, last_applied);
-        drop(view);
-        self.store.commit(&self.batch).expect("commit");
-        self.batch.clear();
-        replies
-    }
 }
 
 fn module() -> Arc<FsmModule> {
@@ -96,7 +58,7 @@ fn bench_backend(c: &mut Criterion, backend: &str, batch: usize, open: &dyn Fn()
         )
     });
 
-    let mut native = Native { store: open(), batch: WriteBatch::default() };
+    let mut native = Native::new(open());
     let mut i = 0usize;
     group.bench_function("native", |b| {
         b.iter_batched(
