@@ -172,3 +172,26 @@ fn a_command_at_its_fuel_budget_ends_the_same_on_fresh_and_warm_instances() {
     assert_eq!(outcomes[outcomes.len() - 1], exhausted);
     assert!(outcomes[1..6].iter().any(Reply::is_error), "the edge lies within 100 units: {outcomes:?}");
 }
+
+/// Commands that need memory beyond the guaranteed arena (a 1 MiB value in and out) burn the
+/// same fuel on a fresh instance and on one whose memory an earlier command already grew: the
+/// guest's growth path runs the same instructions whether or not the pages exist.
+#[test]
+fn growing_memory_costs_the_same_on_fresh_and_grown_instances() {
+    let big = vec![b'x'; 1 << 20];
+    let huge = vec![b'y'; 2 << 20];
+    let set = support::encode(&[b"SET", b"k", &big]);
+    let get = support::encode(&[b"GET", b"k"]);
+    let run = |runtime: &mut Runtime| {
+        let before = runtime.fuel_consumed();
+        assert_eq!(runtime.apply(&set).expect("set"), Reply::ok());
+        assert_eq!(runtime.query(&get).expect("get"), Reply::Bulk(big.clone()));
+        runtime.fuel_consumed() - before
+    };
+    let mut fresh = Runtime::open(support::module(), Arc::new(MemoryStore::new())).expect("open");
+    let mut grown = Runtime::open(support::module(), Arc::new(MemoryStore::new())).expect("open");
+    // A 2 MiB command that fails (syntax error) grows the instance's memory and changes nothing.
+    let failing = support::encode(&[b"SET", b"k", &huge, b"NX", b"XX"]);
+    assert_eq!(grown.apply(&failing).expect("apply"), Reply::error("ERR syntax error"));
+    assert_eq!(run(&mut fresh), run(&mut grown));
+}

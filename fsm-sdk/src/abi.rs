@@ -4,10 +4,11 @@
 //!
 //! The contract, byte by byte, is in `docs/DESIGN.md` ("The ABI, byte by byte"). In short:
 //!
-//! * The host writes an encoded argument list ([`crate::codec::encode_args`]) into a buffer the
-//!   guest hands out through [`export::INPUT`], then calls [`export::APPLY`] or [`export::QUERY`]
-//!   with the command's index in the table. The guest returns `(ptr << 32) | len` of an encoded
-//!   reply that stays valid until the next call.
+//! * The host writes an encoded argument list ([`crate::codec::encode_args`]) at the module's
+//!   [`export::HEAP_BASE`], where the guest's per-command allocator arena starts, then calls
+//!   [`export::APPLY`] or [`export::QUERY`] with the command's index in the table and the input's
+//!   length. The guest returns `(ptr << 32) | len` of an encoded reply that stays valid until the
+//!   next call.
 //! * State lives in the host. The guest reaches it through the functions in [`import`]; pointers
 //!   are offsets into the guest's own linear memory.
 
@@ -26,12 +27,13 @@ pub mod export {
     pub const ABI_VERSION: &str = "redraft_abi_version";
     /// `() -> i64`: packed pointer and length of the encoded command table.
     pub const COMMANDS: &str = "redraft_commands";
-    /// `(len: i32) -> i32`: starts a command: the guest frees everything from the previous one
-    /// and returns a buffer of `len` bytes for this command's input. Called before every
-    /// [`APPLY`] or [`QUERY`].
-    pub const INPUT: &str = "redraft_input";
-    /// `(command_index: i32, input_len: i32) -> i64`: run a command that may write; returns the
-    /// packed pointer and length of the encoded reply.
+    /// An immutable `i32` global (exported by every Rust cdylib): the first address after the
+    /// module's static data and stack. The host writes each command's input there, growing the
+    /// memory first if it must; the guest's allocator arena starts there too.
+    pub const HEAP_BASE: &str = "__heap_base";
+    /// `(command_index: i32, input_len: i32) -> i64`: run a command that may write; its input is
+    /// at [`HEAP_BASE`]. Returns the packed pointer and length of the encoded reply. The guest
+    /// starts every call with a fresh allocator arena, its input as the first block.
     pub const APPLY: &str = "redraft_apply";
     /// `(command_index: i32, input_len: i32) -> i64`: as [`APPLY`], but the host refuses writes.
     pub const QUERY: &str = "redraft_query";
@@ -54,6 +56,11 @@ pub mod import {
     /// Every name above: the host's allow-list.
     pub const ALL: [&str; 4] = [GET, PUT, DELETE, SCAN];
 }
+
+/// Bytes of linear memory after `__heap_base` that the host guarantees exist at the start of
+/// every call (it grows the memory first if they do not). The guest's arena takes them as already
+/// claimed, so a call that stays within them runs no `memory.grow` at all, on any instance.
+pub const ARENA_BYTES_GUARANTEED: usize = 64 * 1024;
 
 /// Status returned by [`import::GET`] for a key that does not exist.
 pub const ABSENT: i64 = -1;
@@ -216,14 +223,15 @@ mod arena {
     /// that growth happens at the same points in every instance, however old.
     static LIMIT: AtomicUsize = AtomicUsize::new(0);
 
-    fn base() -> usize {
+    pub(super) fn base() -> usize {
         core::ptr::addr_of!(__heap_base) as usize
     }
 
-    /// Starts a new call: everything allocated before is forgotten.
+    /// Starts a new call: everything allocated before is forgotten. The host guarantees the
+    /// first [`super::ARENA_BYTES_GUARANTEED`] bytes, so most calls never need to grow memory.
     pub fn reset() {
         NEXT.store(base(), Relaxed);
-        LIMIT.store(base(), Relaxed);
+        LIMIT.store(base() + super::ARENA_BYTES_GUARANTEED, Relaxed);
     }
 
     /// Claims memory up to `end`. Runs the same instructions whatever the current memory size:
@@ -243,7 +251,7 @@ mod arena {
         true
     }
 
-    pub struct CallArena;
+    pub(super) struct CallArena;
 
     // SAFETY: single-threaded (wasm32 without threads); every block handed out lies in claimed
     // memory between `base()` and `LIMIT`, blocks never overlap while live (the bump pointer only
@@ -297,21 +305,39 @@ fn begin_call() {
     arena::reset();
 }
 
+/// The `len` input bytes the host wrote at `__heap_base`, claimed as the arena's first block so
+/// that nothing allocated later overwrites them. Must follow [`begin_call`].
+#[cfg(target_arch = "wasm32")]
+fn claim_input(len: usize) -> &'static [u8] {
+    let layout = core::alloc::Layout::from_size_align(len, 1).expect("input length fits a layout");
+    // SAFETY: the arena was just reset, so its first block (alignment 1) starts exactly at
+    // `__heap_base`, where the host wrote `len` bytes (growing the memory to hold them) before
+    // this call; the block stays reserved until the next call resets the arena, and the slice
+    // does not outlive the call (`guest::run` drops it before returning).
+    unsafe {
+        let ptr = <arena::CallArena as core::alloc::GlobalAlloc>::alloc(&arena::CallArena, layout);
+        assert!(!ptr.is_null() && ptr as usize == arena::base(), "input block at __heap_base");
+        core::slice::from_raw_parts(ptr, len)
+    }
+}
+
+/// Outside wasm there is no host to write an input: the exports exist only so that a state
+/// machine crate compiles natively.
+#[cfg(not(target_arch = "wasm32"))]
+fn claim_input(_len: usize) -> &'static [u8] {
+    panic!("the guest entry points run only inside the Redraft wasm runtime")
+}
+
 /// The guest half of the exports. [`crate::export_state_machine!`] generates `#[no_mangle]`
 /// wrappers that call these, so a state machine author writes no `unsafe` at all.
 ///
-/// Every command is two calls: [`export::INPUT`] (which starts a fresh allocator arena and
-/// allocates the input buffer in it) then [`export::APPLY`] or [`export::QUERY`]. Nothing
-/// allocated in one command survives into the next.
+/// Every command is one call: the host writes the input at [`export::HEAP_BASE`], then calls
+/// [`export::APPLY`] or [`export::QUERY`], which starts a fresh allocator arena whose first block
+/// is that input. Nothing allocated in one command survives into the next.
 #[doc(hidden)]
 pub mod guest {
     use super::{begin_call, len32, pack};
     use crate::{StateMachine, codec};
-    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
-    /// Where [`input`] put this command's input buffer, and its length.
-    static INPUT_PTR: AtomicUsize = AtomicUsize::new(0);
-    static INPUT_LEN: AtomicUsize = AtomicUsize::new(0);
 
     fn ptr32(ptr: *const u8) -> u32 {
         // On wasm32 a pointer is a 32-bit offset into linear memory.
@@ -334,17 +360,6 @@ pub mod guest {
         leak_to_host(out)
     }
 
-    /// Backs [`super::export::INPUT`]: starts a command.
-    pub fn input(len: u32) -> u32 {
-        begin_call();
-        let buffer: Vec<u8> = Vec::with_capacity(len as usize);
-        let ptr = buffer.as_ptr();
-        core::mem::forget(buffer);
-        INPUT_PTR.store(ptr as usize, Relaxed);
-        INPUT_LEN.store(len as usize, Relaxed);
-        ptr32(ptr)
-    }
-
     /// Backs [`super::export::APPLY`] and [`super::export::QUERY`]. A malformed input or an
     /// index outside the table is a host bug: the guest traps rather than guess.
     pub fn apply<M: StateMachine>(index: u32, len: u32) -> u64 {
@@ -357,11 +372,8 @@ pub mod guest {
     }
 
     fn run<M: StateMachine>(index: u32, len: u32, read_only: bool) -> u64 {
-        assert!(len as usize <= INPUT_LEN.load(Relaxed), "input longer than the buffer INPUT handed out");
-        // SAFETY: INPUT allocated this buffer for the current command with at least `len` bytes,
-        // nothing has freed or reused it since (the arena resets only when the next command
-        // starts), and the host wrote all `len` bytes before this call.
-        let input = unsafe { core::slice::from_raw_parts(INPUT_PTR.load(Relaxed) as *const u8, len as usize) };
+        begin_call();
+        let input = super::claim_input(len as usize);
         // Most commands have few arguments: keep them on the stack.
         let mut small: [&[u8]; 16] = [&[]; 16];
         let mut large = Vec::new();
@@ -398,13 +410,6 @@ macro_rules! export_state_machine {
         #[unsafe(no_mangle)]
         pub extern "C" fn redraft_commands() -> u64 {
             $crate::abi::guest::commands::<$machine>()
-        }
-
-        #[doc(hidden)]
-        #[allow(unsafe_code)]
-        #[unsafe(no_mangle)]
-        pub extern "C" fn redraft_input(len: u32) -> u32 {
-            $crate::abi::guest::input(len)
         }
 
         #[doc(hidden)]

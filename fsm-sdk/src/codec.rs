@@ -208,7 +208,10 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, DecodeError> {
 
 fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
     // Status and error lines cannot carry CR or LF in RESP: spaces instead, as Redis does.
-    let text = |b: &[u8]| String::from_utf8_lossy(b).replace(['\r', '\n'], " ");
+    let text = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b);
+        if text.contains(['\r', '\n']) { text.replace(['\r', '\n'], " ") } else { text.into_owned() }
+    };
     Ok(match r.u8("reply tag missing")? {
         tag::SIMPLE => Reply::Simple(text(r.bytes("simple string truncated")?)),
         tag::ERROR => Reply::Error(text(r.bytes("error truncated")?)),

@@ -9,8 +9,8 @@
 mod native;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use native::Native;
 use fsm_sdk::codec;
+use native::Native;
 use redraft::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};
 use redraft::storage::{MemoryStore, RedbStore, SharedStore, meta};
 use std::hint::black_box;

@@ -75,7 +75,10 @@ fn main() {
     match mode.as_str() {
         "wasm" => {
             let ns = wasm(&mut fuel);
-            println!("wasm: {count} SETs in batches of {batch}: {ns:.0} ns/command, {} fuel/command", fuel / count as u64);
+            println!(
+                "wasm: {count} SETs in batches of {batch}: {ns:.0} ns/command, {} fuel/command",
+                fuel / count as u64
+            );
         }
         "native" => println!("native: {count} SETs in batches of {batch}: {:.0} ns/command", native()),
         "compare" => {

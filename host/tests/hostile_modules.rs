@@ -35,7 +35,7 @@ fn abi_module(apply: &str, query: &str, extra: &str) -> String {
   (func $put_b (drop (call $put (i32.const 401) (i32.const 1) (i32.const 402) (i32.const 1))))
   (func (export "redraft_abi_version") (result i32) (i32.const 1))
   (func (export "redraft_commands") (result i64) (i64.const 57))
-  (func (export "redraft_input") (param i32) (result i32) (i32.const 1024))
+  (global (export "__heap_base") i32 (i32.const 1024))
   (func (export "redraft_apply") (param i32 i32) (result i64) {apply})
   (func (export "redraft_query") (param i32 i32) (result i64) {query})
 )"#
@@ -273,6 +273,20 @@ fn t22_growing_past_the_modules_own_maximum_is_a_plain_minus_one() {
 }
 
 #[test]
+fn t24_a_module_too_small_for_the_guaranteed_arena_gets_a_clear_error() {
+    // A declared maximum of one page leaves no room for the 64 KiB the host guarantees after
+    // __heap_base: every command aborts with the same error; nothing is fatal.
+    let wat = abi_module(OK, OK, "").replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 1 1)");
+    let module = Arc::new(load(&wat).expect("loads"));
+    let mut runtime = Runtime::open(module, Arc::new(MemoryStore::new())).expect("open");
+    let reply = runtime.apply(&encode(&["cmd"])).expect("not fatal");
+    assert_eq!(
+        reply,
+        Reply::error("ERR command aborted: the module's memory cannot grow to hold the input and the guaranteed arena")
+    );
+}
+
+#[test]
 fn t23_deletes_count_against_the_write_cap() {
     // Stores a 64 KiB key, then deletes it over and over: each delete leaves a tombstone and an
     // undo entry behind, so each counts.
@@ -314,8 +328,7 @@ fn t41_an_allowed_import_with_the_wrong_type_is_refused() {
 
 #[test]
 fn t42_a_missing_export_is_named() {
-    for name in ["memory", "redraft_abi_version", "redraft_commands", "redraft_input", "redraft_apply", "redraft_query"]
-    {
+    for name in ["memory", "redraft_abi_version", "redraft_commands", "__heap_base", "redraft_apply", "redraft_query"] {
         let wat = abi_module(OK, OK, "").replace(&format!("(export \"{name}\")"), "");
         let e = load_error(&wat);
         assert!(e.contains(&format!("does not export `{name}`")), "{e}");

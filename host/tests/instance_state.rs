@@ -68,7 +68,7 @@ fn minimal(extra: &str) -> String {
   {extra}
   (func (export "redraft_abi_version") (result i32) (i32.const 1))
   (func (export "redraft_commands") (result i64) (i64.const 4))
-  (func (export "redraft_input") (param i32) (result i32) (i32.const 1024))
+  (global (export "__heap_base") i32 (i32.const 1024))
   (func (export "redraft_apply") (param i32 i32) (result i64) (i64.const 0))
   (func (export "redraft_query") (param i32 i32) (result i64) (i64.const 0)))"#
     )

@@ -18,7 +18,6 @@ impl Native {
         Native { store, batch: WriteBatch::default() }
     }
 
-
     /// Applies encoded `SET`s as fsm-kv would, with `last_applied` in the same commit.
     pub fn apply_batch(&mut self, commands: &[Vec<u8>], last_applied: &[u8]) -> Vec<fsm_sdk::Reply> {
         let view = self.store.read().expect("view");
@@ -54,4 +53,3 @@ impl Native {
         replies
     }
 }
-

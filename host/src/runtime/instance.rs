@@ -8,11 +8,13 @@ use super::module::{self, FsmModule, LoadError};
 use fsm_sdk::{CommandInfo, Reply, abi, codec};
 use wasmtime::{Memory, Store, TypedFunc};
 
+/// Size of a wasm page.
+const PAGE_BYTES: usize = 65_536;
+
 /// One live instance of the module with its typed entry points.
 pub(crate) struct Instance {
     pub(crate) store: Store<HostState>,
     memory: Memory,
-    input: TypedFunc<u32, u32>,
     pub(crate) apply: TypedFunc<(u32, u32), u64>,
     pub(crate) query: TypedFunc<(u32, u32), u64>,
 }
@@ -30,7 +32,6 @@ impl Instance {
             .ok_or_else(|| wasmtime::Error::msg("module has no memory export"))?;
         store.data_mut().memory = Some(memory);
         Ok(Instance {
-            input: instance.get_typed_func(&mut store, abi::export::INPUT)?,
             apply: instance.get_typed_func(&mut store, abi::export::APPLY)?,
             query: instance.get_typed_func(&mut store, abi::export::QUERY)?,
             memory,
@@ -49,15 +50,32 @@ impl Instance {
         Ok(())
     }
 
-    /// Copies `bytes` into the guest's input buffer; returns its length as the guest sees it.
-    pub(crate) fn write_input(&mut self, bytes: &[u8]) -> Result<u32, wasmtime::Error> {
+    /// Writes a command's input at the module's `__heap_base`, growing the memory first if it
+    /// must, to hold the input and at least [`abi::ARENA_BYTES_GUARANTEED`] (through the memory
+    /// cap: an input too large for it aborts the command, on every replica alike); returns its
+    /// length as the guest sees it.
+    pub(crate) fn write_input(&mut self, module: &FsmModule, bytes: &[u8]) -> Result<u32, wasmtime::Error> {
         let len = u32::try_from(bytes.len()).map_err(|_| HostFault::Guest("command larger than 4 GiB".into()))?;
-        let ptr = self.input.call(&mut self.store, len)? as usize;
+        let start = module.heap_base;
+        let end = start.saturating_add(bytes.len());
+        let needed = end.max(start.saturating_add(abi::ARENA_BYTES_GUARANTEED));
+        let size = self.memory.data_size(&self.store);
+        if needed > size {
+            let pages = (needed - size).div_ceil(PAGE_BYTES) as u64;
+            self.memory.grow(&mut self.store, pages).map_err(|e| match e.downcast::<HostFault>() {
+                // The cap, or the host out of memory: classified as usual.
+                Ok(fault) => fault.into(),
+                // The module's own declared maximum is too small: the same on every replica.
+                Err(_) => wasmtime::Error::from(HostFault::Guest(
+                    "the module's memory cannot grow to hold the input and the guaranteed arena".into(),
+                )),
+            })?;
+        }
         let buffer = self
             .memory
             .data_mut(&mut self.store)
-            .get_mut(ptr..ptr.saturating_add(bytes.len()))
-            .ok_or_else(|| HostFault::Guest("module's input buffer lies outside its memory".into()))?;
+            .get_mut(start..end)
+            .ok_or_else(|| HostFault::Guest("input does not fit the module's memory".into()))?;
         buffer.copy_from_slice(bytes);
         Ok(len)
     }

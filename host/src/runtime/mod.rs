@@ -321,7 +321,7 @@ impl Runtime {
                 instance.reset_statics(module)?;
                 instance.store.set_fuel(limits.fuel_per_apply)?;
                 instance.store.data_mut().written_bytes = 0;
-                let len = instance.write_input(encoded)?;
+                let len = instance.write_input(module, encoded)?;
                 let index = index as u32;
                 let packed = match access {
                     Access::Read => instance.query.call(&mut instance.store, (index, len))?,

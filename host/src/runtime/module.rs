@@ -197,6 +197,8 @@ pub struct FsmModule {
     /// The static data region (see [`super::statics`]) and its bytes as instantiated.
     pub(crate) statics: std::ops::Range<usize>,
     pub(crate) pristine_statics: Vec<u8>,
+    /// Where each command's input goes (the module's `__heap_base`).
+    pub(crate) heap_base: usize,
 }
 
 impl std::fmt::Debug for FsmModule {
@@ -218,7 +220,6 @@ fn required_exports(engine: &Engine) -> Vec<(&'static str, FuncType)> {
     vec![
         (abi::export::ABI_VERSION, func_type(engine, &[], &[I32])),
         (abi::export::COMMANDS, func_type(engine, &[], &[I64])),
-        (abi::export::INPUT, func_type(engine, &[I32], &[I32])),
         (abi::export::APPLY, func_type(engine, &[I32, I32], &[I64])),
         (abi::export::QUERY, func_type(engine, &[I32, I32], &[I64])),
     ]
@@ -249,7 +250,7 @@ impl FsmModule {
         let module = Module::from_binary(&engine.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         check_imports(&engine.engine, &module)?;
         check_exports(&engine.engine, &module)?;
-        let statics = super::statics::region(bytes)?;
+        let layout = super::statics::layout(bytes)?;
         let pre = engine.linker.instantiate_pre(&module).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let mut module = FsmModule {
@@ -257,8 +258,9 @@ impl FsmModule {
             pre,
             digest,
             commands: Vec::new(),
-            statics,
+            statics: layout.statics,
             pristine_statics: Vec::new(),
+            heap_base: layout.heap_base,
         };
         let (commands, pristine) = super::describe(&module)?;
         module.commands = commands;
@@ -317,6 +319,15 @@ fn check_imports(engine: &Engine, module: &Module) -> Result<(), LoadError> {
 fn check_exports(engine: &Engine, module: &Module) -> Result<(), LoadError> {
     if !matches!(module.get_export(abi::export::MEMORY), Some(ExternType::Memory(_))) {
         return Err(LoadError::MissingExport { name: abi::export::MEMORY, expected: "a memory".into() });
+    }
+    match module.get_export(abi::export::HEAP_BASE) {
+        Some(ExternType::Global(g)) if !g.mutability().is_var() && matches!(g.content(), ValType::I32) => {}
+        _ => {
+            return Err(LoadError::MissingExport {
+                name: abi::export::HEAP_BASE,
+                expected: "an immutable i32 global".into(),
+            });
+        }
     }
     for (name, expected) in required_exports(engine) {
         match module.get_export(name) {

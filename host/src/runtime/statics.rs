@@ -17,6 +17,7 @@
 //! stack pointer, which every call that returns puts back.
 
 use super::LoadError;
+use fsm_sdk::abi;
 use std::ops::Range;
 use wasmtime::wasmparser::{DataKind, ExternalKind, Operator, Parser, Payload};
 
@@ -33,9 +34,18 @@ fn const_i32(expr: &wasmtime::wasmparser::ConstExpr<'_>) -> Option<u32> {
     }
 }
 
-/// Finds the static region of a (compiled, so already valid) module, and enforces the limit on
-/// mutable globals.
-pub(crate) fn region(bytes: &[u8]) -> Result<Range<usize>, LoadError> {
+/// Where a module's static data lies and where its heap starts.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// The static region, reset before every command.
+    pub(crate) statics: Range<usize>,
+    /// The value of the module's `__heap_base`: where the host writes each command's input.
+    pub(crate) heap_base: usize,
+}
+
+/// Finds the layout of a (compiled, so already valid) module, and enforces the limit on mutable
+/// globals.
+pub(crate) fn layout(bytes: &[u8]) -> Result<Layout, LoadError> {
     let invalid = |e: wasmtime::wasmparser::BinaryReaderError| LoadError::Invalid(e.to_string());
     let mut segments: Vec<Range<usize>> = Vec::new();
     let mut global_inits: Vec<Option<u32>> = Vec::new();
@@ -75,16 +85,18 @@ pub(crate) fn region(bytes: &[u8]) -> Result<Range<usize>, LoadError> {
     if mutable_globals > MUTABLE_GLOBALS_MAX {
         return Err(LoadError::MutableGlobals(mutable_globals));
     }
-    let Some(start) = segments.iter().map(|s| s.start).min() else {
-        return Ok(0..0);
-    };
-    let data_end = segments.iter().map(|s| s.end).max().unwrap_or(start);
     // Globals are not imported (the import allow-list has functions only), so export indexes
     // count the module's own globals.
-    let heap_base = heap_base_global.and_then(|i| global_inits.get(i).copied().flatten()).map_or(0, |b| b as usize);
-    let end = data_end.max(heap_base);
+    let heap_base = heap_base_global
+        .and_then(|i| global_inits.get(i).copied().flatten())
+        .ok_or(LoadError::MissingExport { name: abi::export::HEAP_BASE, expected: "an i32 global".into() })?
+        as usize;
+    let Some(start) = segments.iter().map(|s| s.start).min() else {
+        return Ok(Layout { statics: 0..0, heap_base });
+    };
+    let end = segments.iter().map(|s| s.end).max().unwrap_or(start).max(heap_base);
     if end - start > STATICS_BYTES_MAX {
         return Err(LoadError::StaticsTooLarge(end - start));
     }
-    Ok(start..end)
+    Ok(Layout { statics: start..end, heap_base })
 }
