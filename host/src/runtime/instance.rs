@@ -109,6 +109,18 @@ pub(crate) fn describe(module: &FsmModule) -> Result<(Vec<CommandInfo<String>>, 
         .get(module.statics.clone())
         .ok_or_else(|| LoadError::Describe("static data outside the initial memory".into()))?
         .to_vec();
+    // The guest may rely on the guaranteed arena in every call, these two included.
+    let needed = module.heap_base.saturating_add(abi::ARENA_BYTES_GUARANTEED);
+    let size = memory.data_size(&store);
+    if needed > size {
+        memory.grow(&mut store, (needed - size).div_ceil(PAGE_BYTES) as u64).map_err(|e| {
+            LoadError::Describe(format!(
+                "its memory cannot grow to the {} bytes past __heap_base every call is guaranteed \
+                 (declared maximum or memory cap too small): {e:#}",
+                abi::ARENA_BYTES_GUARANTEED
+            ))
+        })?;
+    }
     let version: TypedFunc<(), u32> =
         instance.get_typed_func(&mut store, abi::export::ABI_VERSION).map_err(describe_err)?;
     let found = version.call(&mut store, ()).map_err(describe_err)?;
