@@ -13,7 +13,10 @@
 //!   are offsets into the guest's own linear memory.
 
 /// Version of this contract. The host refuses a module that reports another number.
-pub const ABI_VERSION: u32 = 1;
+///
+/// 2: the input is written at `__heap_base` (no `redraft_input` export) and every call is
+/// guaranteed [`ARENA_BYTES_GUARANTEED`] bytes past it. 1 (never released) had `redraft_input`.
+pub const ABI_VERSION: u32 = 2;
 
 /// The wasm import module every host function lives in. It is the only import module the host
 /// allows: no WASI, no clocks, no randomness.
@@ -201,10 +204,11 @@ pub(crate) fn host_scan(start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<u8>
 /// instructions (fuel) a command burns, and the memory it needs, would depend on which commands
 /// ran before in the same instance. A replica that restarted (fresh instance) and one that did
 /// not could then disagree on a command near its fuel budget or memory cap. With an arena reset
-/// per call, every call starts from the same allocator state, and growth of the linear memory runs
-/// the same instructions whether or not the instance already has the pages (it always executes
-/// `memory.grow`, by zero pages when they are there). Freeing the newest block, and growing or
-/// shrinking it, happen in place; other frees wait for the reset.
+/// per call, every call starts from the same allocator state. The first
+/// [`super::ARENA_BYTES_GUARANTEED`] bytes need no growth (the host guarantees them); past them,
+/// growth runs the same instructions whether or not the instance already has the pages (it always
+/// executes `memory.grow`, by zero pages when they are there). Freeing the newest block, and
+/// growing or shrinking it, happen in place; other frees wait for the reset.
 #[cfg(target_arch = "wasm32")]
 mod arena {
     use core::alloc::{GlobalAlloc, Layout};
@@ -219,8 +223,9 @@ mod arena {
 
     /// Next free address.
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    /// End of the memory this call has claimed so far (a page boundary). Reset with `NEXT`, so
-    /// that growth happens at the same points in every instance, however old.
+    /// End of the memory this call has claimed so far: `base + ARENA_BYTES_GUARANTEED` after a
+    /// reset, a page boundary after a growth. Reset with `NEXT`, so that growth happens at the
+    /// same points in every instance, however old.
     static LIMIT: AtomicUsize = AtomicUsize::new(0);
 
     pub(super) fn base() -> usize {
@@ -306,9 +311,13 @@ fn begin_call() {
 }
 
 /// The `len` input bytes the host wrote at `__heap_base`, claimed as the arena's first block so
-/// that nothing allocated later overwrites them. Must follow [`begin_call`].
+/// that nothing allocated later overwrites them.
+///
+/// # Safety
+/// Call it right after [`begin_call`], once per call, and drop the slice before the call returns
+/// (the next call's reset frees the block).
 #[cfg(target_arch = "wasm32")]
-fn claim_input(len: usize) -> &'static [u8] {
+unsafe fn claim_input<'a>(len: usize) -> &'a [u8] {
     let layout = core::alloc::Layout::from_size_align(len, 1).expect("input length fits a layout");
     // SAFETY: the arena was just reset, so its first block (alignment 1) starts exactly at
     // `__heap_base`, where the host wrote `len` bytes (growing the memory to hold them) before
@@ -324,7 +333,7 @@ fn claim_input(len: usize) -> &'static [u8] {
 /// Outside wasm there is no host to write an input: the exports exist only so that a state
 /// machine crate compiles natively.
 #[cfg(not(target_arch = "wasm32"))]
-fn claim_input(_len: usize) -> &'static [u8] {
+unsafe fn claim_input<'a>(_len: usize) -> &'a [u8] {
     panic!("the guest entry points run only inside the Redraft wasm runtime")
 }
 
@@ -373,7 +382,9 @@ pub mod guest {
 
     fn run<M: StateMachine>(index: u32, len: u32, read_only: bool) -> u64 {
         begin_call();
-        let input = super::claim_input(len as usize);
+        // SAFETY: right after `begin_call`, once; `input` and everything borrowing it are dropped
+        // before this function returns.
+        let input = unsafe { super::claim_input(len as usize) };
         // Most commands have few arguments: keep them on the stack.
         let mut small: [&[u8]; 16] = [&[]; 16];
         let mut large = Vec::new();

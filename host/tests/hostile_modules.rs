@@ -33,7 +33,7 @@ fn abi_module(apply: &str, query: &str, extra: &str) -> String {
   (data (i32.const 400) "abv")
   (func $put_a (drop (call $put (i32.const 400) (i32.const 1) (i32.const 402) (i32.const 1))))
   (func $put_b (drop (call $put (i32.const 401) (i32.const 1) (i32.const 402) (i32.const 1))))
-  (func (export "redraft_abi_version") (result i32) (i32.const 1))
+  (func (export "redraft_abi_version") (result i32) (i32.const 2))
   (func (export "redraft_commands") (result i64) (i64.const 57))
   (global (export "__heap_base") i32 (i32.const 1024))
   (func (export "redraft_apply") (param i32 i32) (result i64) {apply})
@@ -282,6 +282,23 @@ fn t24_a_module_too_small_for_the_guaranteed_arena_is_refused_at_load() {
 }
 
 #[test]
+fn t25_an_input_past_the_modules_declared_maximum_is_a_clear_error_not_fatal() {
+    // Two pages at most: enough for the arena, not for a 200 KB argument.
+    let wat = abi_module(OK, OK, "").replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 1 2)");
+    let module = Arc::new(load(&wat).expect("loads"));
+    let mut runtime = Runtime::open(module, Arc::new(MemoryStore::new())).expect("open");
+    let big = "x".repeat(200_000);
+    let reply = runtime.apply(&encode(&["cmd", &big])).expect("not fatal");
+    assert_eq!(
+        reply,
+        Reply::error(
+            "ERR command aborted: the module's declared memory maximum cannot hold the input and the guaranteed arena"
+        )
+    );
+    assert_eq!(runtime.apply(&encode(&["cmd"])).expect("apply"), Reply::ok(), "the next command runs");
+}
+
+#[test]
 fn t23_deletes_count_against_the_write_cap() {
     // Stores a 64 KiB key, then deletes it over and over: each delete leaves a tombstone and an
     // undo entry behind, so each counts.
@@ -333,11 +350,11 @@ fn t42_a_missing_export_is_named() {
 #[test]
 fn t43_a_wrong_abi_version_is_refused() {
     let wat = abi_module(OK, OK, "").replace(
-        "(func (export \"redraft_abi_version\") (result i32) (i32.const 1))",
+        "(func (export \"redraft_abi_version\") (result i32) (i32.const 2))",
         "(func (export \"redraft_abi_version\") (result i32) (i32.const 99))",
     );
     let e = load_error(&wat);
-    assert!(e.contains("ABI version 99") && e.contains("this host speaks 1"), "{e}");
+    assert!(e.contains("ABI version 99") && e.contains("this host speaks 2"), "{e}");
 }
 
 #[test]

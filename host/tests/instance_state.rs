@@ -66,7 +66,7 @@ fn minimal(extra: &str) -> String {
   (memory (export "memory") 40)
   (data (i32.const 0) "\00\00\00\00")
   {extra}
-  (func (export "redraft_abi_version") (result i32) (i32.const 1))
+  (func (export "redraft_abi_version") (result i32) (i32.const 2))
   (func (export "redraft_commands") (result i64) (i64.const 4))
   (global (export "__heap_base") i32 (i32.const 1024))
   (func (export "redraft_apply") (param i32 i32) (result i64) (i64.const 0))

@@ -138,7 +138,7 @@ mod tests {
     fn damaged_encodings_are_errors() {
         let good = String::from_utf8(sample().encode()).expect("utf8");
         for bad in [
-            good.replace("abi_version=1", "abi_version=x"),
+            good.replace("abi_version=2", "abi_version=x"),
             good.replace("module_digest=a5", "module_digest=zz"),
             good.replace("engine=", "engine"),
             format!("{good}extra=1\n"),

@@ -61,15 +61,17 @@ impl Instance {
         let needed = end.max(start.saturating_add(abi::ARENA_BYTES_GUARANTEED));
         let size = self.memory.data_size(&self.store);
         if needed > size {
-            let pages = (needed - size).div_ceil(PAGE_BYTES) as u64;
-            self.memory.grow(&mut self.store, pages).map_err(|e| match e.downcast::<HostFault>() {
-                // The cap, or the host out of memory: classified as usual.
-                Ok(fault) => fault.into(),
-                // The module's own declared maximum is too small: the same on every replica.
-                Err(_) => wasmtime::Error::from(HostFault::Guest(
-                    "the module's memory cannot grow to hold the input and the guaranteed arena".into(),
-                )),
-            })?;
+            // The module's own declared maximum is known up front: too small is the same on every
+            // replica. Any other growth failure (the cap, host out of memory) is classified as
+            // usual by the caller.
+            let max_bytes = self.memory.ty(&self.store).maximum().map(|pages| pages.saturating_mul(PAGE_BYTES as u64));
+            if max_bytes.is_some_and(|max| needed as u64 > max) {
+                return Err(HostFault::Guest(
+                    "the module's declared memory maximum cannot hold the input and the guaranteed arena".into(),
+                )
+                .into());
+            }
+            self.memory.grow(&mut self.store, (needed - size).div_ceil(PAGE_BYTES) as u64)?;
         }
         let buffer = self
             .memory
@@ -109,23 +111,26 @@ pub(crate) fn describe(module: &FsmModule) -> Result<(Vec<CommandInfo<String>>, 
         .get(module.statics.clone())
         .ok_or_else(|| LoadError::Describe("static data outside the initial memory".into()))?
         .to_vec();
-    // The guest may rely on the guaranteed arena in every call, these two included.
-    let needed = module.heap_base.saturating_add(abi::ARENA_BYTES_GUARANTEED);
-    let size = memory.data_size(&store);
-    if needed > size {
-        memory.grow(&mut store, (needed - size).div_ceil(PAGE_BYTES) as u64).map_err(|e| {
-            LoadError::Describe(format!(
-                "its memory cannot grow to the {} bytes past __heap_base every call is guaranteed \
-                 (declared maximum or memory cap too small): {e:#}",
-                abi::ARENA_BYTES_GUARANTEED
-            ))
-        })?;
-    }
     let version: TypedFunc<(), u32> =
         instance.get_typed_func(&mut store, abi::export::ABI_VERSION).map_err(describe_err)?;
     let found = version.call(&mut store, ()).map_err(describe_err)?;
     if found != abi::ABI_VERSION {
         return Err(LoadError::AbiVersion { found, expected: abi::ABI_VERSION });
+    }
+    // The guest may rely on the guaranteed arena in every call, this one included.
+    let needed = module.heap_base.saturating_add(abi::ARENA_BYTES_GUARANTEED);
+    let size = memory.data_size(&store);
+    if needed > size {
+        memory.grow(&mut store, (needed - size).div_ceil(PAGE_BYTES) as u64).map_err(|e| {
+            match e.downcast::<HostFault>() {
+                Ok(fault @ HostFault::HostResources(_)) => LoadError::Describe(fault.to_string()),
+                _ => LoadError::Describe(format!(
+                    "its memory cannot grow to the {} bytes past __heap_base every call is guaranteed \
+                 (declared maximum or memory cap too small)",
+                    abi::ARENA_BYTES_GUARANTEED
+                )),
+            }
+        })?;
     }
     let commands: TypedFunc<(), u64> =
         instance.get_typed_func(&mut store, abi::export::COMMANDS).map_err(describe_err)?;
