@@ -59,8 +59,7 @@ impl Instance {
         let start = module.heap_base;
         let end = start.saturating_add(bytes.len());
         let needed = end.max(start.saturating_add(abi::ARENA_BYTES_GUARANTEED));
-        let size = self.memory.data_size(&self.store);
-        if needed > size {
+        if needed > self.memory.data_size(&self.store) {
             // The module's own declared maximum is known up front: too small is the same on every
             // replica. Any other growth failure (the cap, host out of memory) is classified as
             // usual by the caller.
@@ -71,8 +70,8 @@ impl Instance {
                 )
                 .into());
             }
-            self.memory.grow(&mut self.store, (needed - size).div_ceil(PAGE_BYTES) as u64)?;
         }
+        grow_to(self.memory, &mut self.store, needed)?;
         let buffer = self
             .memory
             .data_mut(&mut self.store)
@@ -119,19 +118,14 @@ pub(crate) fn describe(module: &FsmModule) -> Result<(Vec<CommandInfo<String>>, 
     }
     // The guest may rely on the guaranteed arena in every call, this one included.
     let needed = module.heap_base.saturating_add(abi::ARENA_BYTES_GUARANTEED);
-    let size = memory.data_size(&store);
-    if needed > size {
-        memory.grow(&mut store, (needed - size).div_ceil(PAGE_BYTES) as u64).map_err(|e| {
-            match e.downcast::<HostFault>() {
-                Ok(fault @ HostFault::HostResources(_)) => LoadError::Describe(fault.to_string()),
-                _ => LoadError::Describe(format!(
-                    "its memory cannot grow to the {} bytes past __heap_base every call is guaranteed \
-                 (declared maximum or memory cap too small)",
-                    abi::ARENA_BYTES_GUARANTEED
-                )),
-            }
-        })?;
-    }
+    grow_to(memory, &mut store, needed).map_err(|e| match e.downcast::<HostFault>() {
+        Ok(fault @ HostFault::HostResources(_)) => LoadError::Describe(fault.to_string()),
+        _ => LoadError::Describe(format!(
+            "its memory cannot grow to the {} bytes past __heap_base every call is guaranteed \
+             (declared maximum or memory cap too small)",
+            abi::ARENA_BYTES_GUARANTEED
+        )),
+    })?;
     let commands: TypedFunc<(), u64> =
         instance.get_typed_func(&mut store, abi::export::COMMANDS).map_err(describe_err)?;
     let packed = commands.call(&mut store, ()).map_err(describe_err)?;
@@ -141,4 +135,13 @@ pub(crate) fn describe(module: &FsmModule) -> Result<(Vec<CommandInfo<String>>, 
         .get(ptr as usize..(ptr as usize).saturating_add(len as usize))
         .ok_or_else(|| LoadError::Describe("command table outside the module's memory".into()))?;
     Ok((module::decode_table(bytes)?, pristine))
+}
+
+/// Grows `memory` to at least `needed` bytes (a no-op when it is that large already).
+fn grow_to(memory: Memory, store: &mut Store<HostState>, needed: usize) -> Result<(), wasmtime::Error> {
+    let size = memory.data_size(&*store);
+    if needed > size {
+        memory.grow(&mut *store, (needed - size).div_ceil(PAGE_BYTES) as u64)?;
+    }
+    Ok(())
 }
