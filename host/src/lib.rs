@@ -3,13 +3,52 @@
 //! A Redis-compatible key-value server whose replicated state machine is a WebAssembly module.
 //! This crate is the node. Its layers, each depending only on the ones after it:
 //!
+//! * [`server`]: the Redis-facing side: RESP2/RESP3 connections, pipelining, local and cluster
+//!   commands, forwarding of follower writes;
+//! * [`raft`]: openraft glue: the log store, the state machine, the peer transport, and the node
+//!   that batches writes into entries and reads into read-index rounds;
 //! * [`runtime`]: runs a state-machine module (wasmtime) deterministically and transactionally;
 //! * [`storage`]: the state store, redb (durable) or memory, with chunked snapshots.
 //!
-//! [`config`] reads a node's settings (a YAML file and command-line overrides).
-//!
-//! The Raft layer and the Redis-facing server build on these (see `docs/DESIGN.md`).
+//! [`config`] reads a node's settings (a YAML file and command-line overrides); [`run`] starts a
+//! node from them. `docs/DESIGN.md` shows the request paths.
 
 pub mod config;
+pub mod raft;
 pub mod runtime;
+pub mod server;
 pub mod storage;
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs a node until `shutdown` resolves (the binary passes Ctrl-C / SIGTERM) or Raft stops on
+/// its own. Returns an error if the node could not start or stopped because of a failure.
+pub async fn run(config: config::Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let listener = tokio::net::TcpListener::bind(config.redis_addr)
+        .await
+        .map_err(|e| RunError::Start(format!("cannot listen on redis_addr {}: {e}", config.redis_addr)))?;
+    let node = raft::node::Node::start(&config).await.map_err(|e| RunError::Start(e.to_string()))?;
+    tracing::info!(id = config.id, redis = %config.redis_addr, raft = %config.raft_addr, "node ready");
+    let shared = Arc::new(server::Shared::new(node.clone(), &config));
+    let server = tokio::spawn(server::serve(listener, shared));
+    let outcome = tokio::select! {
+        () = shutdown => Ok(()),
+        reason = node.stopped() => Err(RunError::Stopped(reason)),
+    };
+    server.abort();
+    node.shutdown().await;
+    outcome
+}
+
+/// Why [`run`] returned with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The node did not start (the message names the setting or file at fault).
+    #[error("{0}")]
+    Start(String),
+    /// Raft stopped on a failure (storage, or a state-machine contract mismatch).
+    #[error("the node stopped: {0}")]
+    Stopped(String),
+}

@@ -104,7 +104,7 @@ fn classify(error: wasmtime::Error, limits: RuntimeLimits) -> Failure {
 }
 
 /// Redis's reply to a command name the table does not have.
-fn unknown_command(encoded: &[u8]) -> Reply {
+pub(crate) fn unknown_command(encoded: &[u8]) -> Reply {
     let mut args = Vec::new();
     if codec::decode_args_into(encoded, &mut args).is_err() || args.is_empty() {
         return Reply::error("ERR empty command");

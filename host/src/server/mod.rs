@@ -1,0 +1,95 @@
+//! The Redis-facing server: what a client's TCP connection talks to.
+//!
+//! * [`protocol`] is the only code that touches client bytes: it cuts requests out of the read
+//!   buffer (multibulk and inline, with Redis's limits and error texts) and encodes replies for
+//!   RESP2 or RESP3;
+//! * [`connection`] runs one client: dispatch, pipelining with replies in order, the session's
+//!   modes;
+//! * [`commands`] answers what the server knows itself (handshake, introspection, cluster
+//!   commands);
+//! * [`upstream`] forwards a follower's writes to the leader.
+//!
+//! Connections are capped (`limits.connections_max`); past the cap a client gets Redis's
+//! `-ERR max number of clients reached` and is closed.
+
+pub mod commands;
+pub mod connection;
+pub mod protocol;
+pub mod upstream;
+
+use crate::config::{Config, FollowerWrites};
+use crate::raft::node::Node;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// What every connection shares.
+pub struct Shared {
+    /// The node the commands run on.
+    pub node: Arc<Node>,
+    /// Request caps.
+    pub protocol_limits: protocol::ProtocolLimits,
+    /// `forward` or `redirect` writes sent to a follower.
+    pub follower_writes: FollowerWrites,
+    /// Connection cap.
+    pub connections_max: usize,
+    /// Process start, for `INFO`.
+    pub started: Instant,
+    slots: Arc<Semaphore>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    /// Settings from the config.
+    pub fn new(node: Arc<Node>, config: &Config) -> Self {
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Shared {
+            node,
+            protocol_limits: protocol::ProtocolLimits {
+                inline_bytes_max: size(config.limits.inline_bytes_max),
+                bulk_bytes_max: size(config.limits.bulk_bytes_max),
+                request_bytes_max: size(config.limits.request_bytes_max),
+                ..protocol::ProtocolLimits::default()
+            },
+            follower_writes: config.follower_writes,
+            connections_max: config.limits.connections_max,
+            started: Instant::now(),
+            slots: Arc::new(Semaphore::new(config.limits.connections_max)),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Connected clients right now.
+    pub fn connections(&self) -> usize {
+        self.connections_max - self.slots.available_permits()
+    }
+}
+
+/// Accepts clients on `listener` forever, one task per connection.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (mut stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("redis listener: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+            });
+            continue;
+        };
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            connection::serve(stream, shared, id).await;
+            drop(slot);
+        });
+    }
+}
