@@ -1,0 +1,276 @@
+//! The Raft log and vote: openraft's [`RaftLogStorage`], in redb or in memory.
+//!
+//! redb: one database file (`raft.redb`) with the entries by index and a meta table (vote,
+//! committed id, purged id, cluster id). Every append is one write transaction committed with
+//! `Durability::Immediate`, so an entry is on disk before openraft is told it is flushed, and so
+//! before any write it carries is acknowledged. Appends arrive batched (the node packs many client
+//! writes into one entry, and followers receive many entries per AppendEntries), so one fsync
+//! serves many writes.
+//!
+//! Memory: the same structure in a map; lost with the process (see `docs/DESIGN.md` on why a
+//! restarted memory node must not rejoin under its old id).
+//!
+//! redb calls block: they run under `block_in_place`, which keeps the async workers free.
+
+use super::{NodeId, TypeConfig, decode, encode};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "purged";
+const CLUSTER_ID: &str = "cluster_id";
+
+/// The log store handed to openraft; clones share the same log (one is the reader).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Backing>,
+}
+
+enum Backing {
+    Redb(Database),
+    Memory(Mutex<MemoryLog>),
+}
+
+#[derive(Default)]
+struct MemoryLog {
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    meta: BTreeMap<&'static str, Vec<u8>>,
+}
+
+fn io_error(make: fn(AnyError) -> StorageIOError<NodeId>, e: impl std::fmt::Display) -> StorageError<NodeId> {
+    make(AnyError::error(e.to_string())).into()
+}
+
+impl LogStore {
+    /// Opens (or creates) the redb log at `path`.
+    pub fn open_redb(path: &Path) -> Result<Self, StorageError<NodeId>> {
+        let db = Database::create(path).map_err(|e| io_error(StorageIOError::read_logs, e))?;
+        let tx = db.begin_write().map_err(|e| io_error(StorageIOError::write_logs, e))?;
+        tx.open_table(LOG).map_err(|e| io_error(StorageIOError::write_logs, e))?;
+        tx.open_table(META).map_err(|e| io_error(StorageIOError::write_logs, e))?;
+        tx.commit().map_err(|e| io_error(StorageIOError::write_logs, e))?;
+        Ok(LogStore { inner: Arc::new(Backing::Redb(db)) })
+    }
+
+    /// A fresh in-memory log.
+    pub fn memory() -> Self {
+        LogStore { inner: Arc::new(Backing::Memory(Mutex::new(MemoryLog::default()))) }
+    }
+
+    /// The cluster id this node belongs to, if it has been bootstrapped or has joined.
+    pub fn cluster_id(&self) -> Result<Option<String>, StorageError<NodeId>> {
+        Ok(self.meta_get(CLUSTER_ID)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Records the cluster id (durably, for redb).
+    pub fn set_cluster_id(&self, id: &str) -> Result<(), StorageError<NodeId>> {
+        self.meta_put(&[(CLUSTER_ID, id.as_bytes().to_vec())])
+    }
+
+    /// Whether the log has ever held anything (an entry, a vote or a purge).
+    pub fn is_pristine(&self) -> Result<bool, StorageError<NodeId>> {
+        let state = self.log_state()?;
+        Ok(state.last_log_id.is_none() && self.meta_get(VOTE)?.is_none())
+    }
+
+    fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError<NodeId>> {
+        match &*self.inner {
+            Backing::Redb(db) => tokio::task::block_in_place(|| {
+                let tx = db.begin_read().map_err(|e| io_error(StorageIOError::read, e))?;
+                let table = tx.open_table(META).map_err(|e| io_error(StorageIOError::read, e))?;
+                let value = table.get(name).map_err(|e| io_error(StorageIOError::read, e))?;
+                Ok(value.map(|v| v.value().to_vec()))
+            }),
+            Backing::Memory(log) => Ok(lock(log).meta.get(name).cloned()),
+        }
+    }
+
+    fn meta_put(&self, values: &[(&'static str, Vec<u8>)]) -> Result<(), StorageError<NodeId>> {
+        match &*self.inner {
+            Backing::Redb(db) => tokio::task::block_in_place(|| {
+                let w = |e: &dyn std::fmt::Display| io_error(StorageIOError::write, e);
+                let mut tx = db.begin_write().map_err(|e| w(&e))?;
+                tx.set_durability(Durability::Immediate).map_err(|e| w(&e))?;
+                {
+                    let mut table = tx.open_table(META).map_err(|e| w(&e))?;
+                    for (name, value) in values {
+                        table.insert(*name, value.as_slice()).map_err(|e| w(&e))?;
+                    }
+                }
+                tx.commit().map_err(|e| w(&e))
+            }),
+            Backing::Memory(log) => {
+                let mut log = lock(log);
+                for (name, value) in values {
+                    log.meta.insert(name, value.clone());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn meta_decode<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError<NodeId>> {
+        match self.meta_get(name)? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes).map(Some).map_err(|e| io_error(StorageIOError::read, e)),
+        }
+    }
+
+    fn meta_encode<T: serde::Serialize>(&self, name: &'static str, value: &T) -> Result<(), StorageError<NodeId>> {
+        let bytes = encode(value).map_err(|e| io_error(StorageIOError::write, e))?;
+        self.meta_put(&[(name, bytes)])
+    }
+
+    fn log_state(&self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let purged: Option<LogId<NodeId>> = self.meta_decode(PURGED)?;
+        let last = match &*self.inner {
+            Backing::Redb(db) => tokio::task::block_in_place(|| -> Result<_, StorageError<NodeId>> {
+                let r = |e: &dyn std::fmt::Display| io_error(StorageIOError::read_logs, e);
+                let tx = db.begin_read().map_err(|e| r(&e))?;
+                let table = tx.open_table(LOG).map_err(|e| r(&e))?;
+                match table.last().map_err(|e| r(&e))? {
+                    None => Ok(None),
+                    Some((_, value)) => {
+                        let entry: Entry<TypeConfig> = decode(value.value()).map_err(|e| r(&e))?;
+                        Ok(Some(entry.log_id))
+                    }
+                }
+            })?,
+            Backing::Memory(log) => lock(log).entries.values().next_back().map(|e| e.log_id),
+        };
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last.or(purged) })
+    }
+
+    fn entries<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        match &*self.inner {
+            Backing::Redb(db) => tokio::task::block_in_place(|| {
+                let r = |e: &dyn std::fmt::Display| io_error(StorageIOError::read_logs, e);
+                let tx = db.begin_read().map_err(|e| r(&e))?;
+                let table = tx.open_table(LOG).map_err(|e| r(&e))?;
+                let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+                let mut out = Vec::new();
+                for item in table.range::<u64>(bounds).map_err(|e| r(&e))? {
+                    let (_, value) = item.map_err(|e| r(&e))?;
+                    out.push(decode(value.value()).map_err(|e| r(&e))?);
+                }
+                Ok(out)
+            }),
+            Backing::Memory(log) => Ok(lock(log).entries.range(range).map(|(_, e)| e.clone()).collect()),
+        }
+    }
+
+    fn remove_range(&self, from: Bound<u64>, to: Bound<u64>) -> Result<(), StorageError<NodeId>> {
+        match &*self.inner {
+            Backing::Redb(db) => tokio::task::block_in_place(|| {
+                let w = |e: &dyn std::fmt::Display| io_error(StorageIOError::write_logs, e);
+                let mut tx = db.begin_write().map_err(|e| w(&e))?;
+                tx.set_durability(Durability::Immediate).map_err(|e| w(&e))?;
+                {
+                    let mut table = tx.open_table(LOG).map_err(|e| w(&e))?;
+                    table.retain_in::<u64, _>((from, to), |_, _| false).map_err(|e| w(&e))?;
+                }
+                tx.commit().map_err(|e| w(&e))
+            }),
+            Backing::Memory(log) => {
+                let mut log = lock(log);
+                let doomed: Vec<u64> = log.entries.range((from, to)).map(|(i, _)| *i).collect();
+                for index in doomed {
+                    log.entries.remove(&index);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        self.entries(range)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        self.log_state()
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.meta_encode(VOTE, vote)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        self.meta_decode(VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        self.meta_encode(COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.meta_decode::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        match &*self.inner {
+            Backing::Redb(db) => tokio::task::block_in_place(|| {
+                let w = |e: &dyn std::fmt::Display| io_error(StorageIOError::write_logs, e);
+                let mut tx = db.begin_write().map_err(|e| w(&e))?;
+                tx.set_durability(Durability::Immediate).map_err(|e| w(&e))?;
+                {
+                    let mut table = tx.open_table(LOG).map_err(|e| w(&e))?;
+                    for entry in entries {
+                        let bytes = encode(&entry).map_err(|e| w(&e))?;
+                        table.insert(entry.log_id.index, bytes.as_slice()).map_err(|e| w(&e))?;
+                    }
+                }
+                tx.commit().map_err(|e| w(&e))
+            })?,
+            Backing::Memory(log) => {
+                let mut log = lock(log);
+                for entry in entries {
+                    log.entries.insert(entry.log_id.index, entry);
+                }
+            }
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.remove_range(Bound::Included(log_id.index), Bound::Unbounded)
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        // Record the purge point first: a crash in between leaves entries behind it, which
+        // openraft ignores, never a gap it cannot explain.
+        self.meta_encode(PURGED, &log_id)?;
+        self.remove_range(Bound::Unbounded, Bound::Included(log_id.index))
+    }
+}

@@ -1,0 +1,363 @@
+//! The peer transport: Raft RPCs between nodes over TCP.
+//!
+//! **Why our own, over tokio.** The RPCs are a handful of openraft's serde types going one way
+//! and coming back; tonic or tarpc would bring code generation or a second RPC model for no gain.
+//! What we need is small and worth owning: persistent pooled connections (one RPC per connection
+//! at a time, so a slow snapshot chunk never holds up a heartbeat), a timeout on each call,
+//! reconnecting on any failure, a cluster id on every request, and a server that answers garbage
+//! by closing the connection rather than panicking or allocating what a bogus length claims.
+//!
+//! **Framing.** Each frame is the magic `RDFT`, a big-endian `u32` length, then a postcard body.
+//! The body is read as it arrives (never allocated up front from the declared length) and is
+//! capped at [`FRAME_BYTES_MAX`].
+//!
+//! **Cluster id.** Set when a node bootstraps (random); every request carries the sender's and
+//! the recipient's node id. A node that has none yet (a fresh node being joined) adopts the first
+//! it sees and keeps it; any other mismatch is refused with a message naming both ids, as is a
+//! request addressed to another node id.
+
+use super::log_store::LogStore;
+use super::{Member, NodeId, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::Raft;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Frame start: tells a peer's frame from stray bytes at once.
+const MAGIC: &[u8; 4] = b"RDFT";
+/// Largest frame body accepted, in bytes: bounds what a peer (or garbage) can make us buffer.
+pub const FRAME_BYTES_MAX: u32 = 1 << 30;
+/// Idle connections kept per peer.
+const POOL_IDLE_MAX: usize = 8;
+/// Connecting to a peer gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The error type for our transport failures (turned into openraft's `Unreachable`/`Network`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Socket failure.
+    #[error("peer I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer did not answer in time.
+    #[error("peer did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Bytes that are not a frame of ours, or a body that does not decode.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The peer refused the request (cluster id or node id mismatch).
+    #[error("peer refused: {0}")]
+    Refused(String),
+}
+
+/// What travels in a request frame.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    cluster_id: String,
+    from: NodeId,
+    to: NodeId,
+    rpc: Rpc,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Rpc {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A follower asks the leader for a read index (linearizable follower reads).
+    ReadIndex,
+}
+
+/// What travels in a response frame.
+#[derive(Serialize, Deserialize)]
+enum Answer {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    ReadIndex(Result<u64, String>),
+    Refused(String),
+}
+
+async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> Result<(), TransportError> {
+    let len = u32::try_from(body.len()).ok().filter(|l| *l <= FRAME_BYTES_MAX);
+    let len = len.ok_or_else(|| TransportError::Malformed(format!("frame of {} bytes is too big", body.len())))?;
+    let mut head = [0u8; 8];
+    head[..4].copy_from_slice(MAGIC);
+    head[4..].copy_from_slice(&len.to_be_bytes());
+    stream.write_all(&head).await?;
+    stream.write_all(body).await?;
+    Ok(())
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream before a frame starts.
+async fn read_frame(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, TransportError> {
+    let mut head = [0u8; 8];
+    match stream.read_exact(&mut head).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    if &head[..4] != MAGIC {
+        return Err(TransportError::Malformed("not a Redraft peer frame (bad magic)".into()));
+    }
+    let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    if len > FRAME_BYTES_MAX {
+        return Err(TransportError::Malformed(format!("frame of {len} bytes exceeds {FRAME_BYTES_MAX}")));
+    }
+    let mut body = Vec::new();
+    // Grows as bytes arrive: a bogus length costs nothing until the bytes are really sent.
+    stream.take(u64::from(len)).read_to_end(&mut body).await?;
+    if body.len() != len as usize {
+        return Err(TransportError::Malformed("connection closed inside a frame".into()));
+    }
+    Ok(Some(body))
+}
+
+/// This node's identity on the wire: its id and the cluster id (once it has one).
+pub struct Identity {
+    /// This node's id.
+    pub node_id: NodeId,
+    cluster_id: RwLock<Option<String>>,
+    log: LogStore,
+}
+
+impl Identity {
+    /// Loads the cluster id recorded in `log`, if any.
+    pub fn new(node_id: NodeId, log: LogStore) -> Result<Arc<Self>, openraft::StorageError<NodeId>> {
+        let cluster_id = log.cluster_id()?;
+        Ok(Arc::new(Identity { node_id, cluster_id: RwLock::new(cluster_id), log }))
+    }
+
+    /// The cluster id, if this node belongs to a cluster.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.cluster_id.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records a cluster id (at bootstrap, or adopting the first one a fresh node hears).
+    pub fn set_cluster_id(&self, id: &str) -> Result<(), openraft::StorageError<NodeId>> {
+        self.log.set_cluster_id(id)?;
+        *self.cluster_id.write().unwrap_or_else(|p| p.into_inner()) = Some(id.to_owned());
+        Ok(())
+    }
+
+    /// Accepts a request's cluster id or explains the refusal.
+    fn admit(&self, theirs: &str, to: NodeId) -> Result<(), String> {
+        if to != self.node_id {
+            return Err(format!("this is node {}, the request was for node {to}", self.node_id));
+        }
+        match self.cluster_id() {
+            Some(ours) if ours == theirs => Ok(()),
+            Some(ours) => Err(format!("cluster id mismatch: this node belongs to cluster {ours}, the request came from {theirs}")),
+            None => {
+                tracing::info!(cluster = theirs, "joining cluster");
+                self.set_cluster_id(theirs).map_err(|e| format!("cannot record the cluster id: {e}"))
+            }
+        }
+    }
+}
+
+/// Pooled connections to one peer address.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<TcpStream>>,
+}
+
+/// Creates [`PeerClient`]s for openraft; shares one pool per peer address.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    identity: Arc<Identity>,
+    pools: Arc<Mutex<HashMap<String, Arc<Pool>>>>,
+}
+
+impl PeerNetwork {
+    /// A factory for this node's outgoing RPCs.
+    pub fn new(identity: Arc<Identity>) -> Self {
+        PeerNetwork { identity, pools: Arc::default() }
+    }
+
+    /// A client for `target` at `member`'s Raft address.
+    pub fn client(&self, target: NodeId, member: &Member) -> PeerClient {
+        let pool = self
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(member.raft_addr.clone())
+            .or_default()
+            .clone();
+        PeerClient { target, addr: member.raft_addr.clone(), identity: self.identity.clone(), pool }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        self.client(target, node)
+    }
+}
+
+/// Sends RPCs to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    identity: Arc<Identity>,
+    pool: Arc<Pool>,
+}
+
+impl PeerClient {
+    async fn call(&self, rpc: Rpc, timeout: Duration) -> Result<Answer, TransportError> {
+        let cluster_id = self.identity.cluster_id().unwrap_or_default();
+        let body = super::encode(&Envelope { cluster_id, from: self.identity.node_id, to: self.target, rpc })
+            .map_err(|e| TransportError::Malformed(e.to_string()))?;
+        let idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let exchange = async {
+            let mut stream = match idle {
+                Some(stream) => stream,
+                None => {
+                    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                        .await
+                        .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))??;
+                    stream.set_nodelay(true)?;
+                    stream
+                }
+            };
+            write_frame(&mut stream, &body).await?;
+            let reply = read_frame(&mut stream)
+                .await?
+                .ok_or_else(|| TransportError::Malformed("peer closed the connection".into()))?;
+            let answer: Answer = super::decode(&reply).map_err(|e| TransportError::Malformed(e.to_string()))?;
+            Ok::<_, TransportError>((stream, answer))
+        };
+        let (stream, answer) = tokio::time::timeout(timeout, exchange).await.map_err(|_| TransportError::Timeout(timeout))??;
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < POOL_IDLE_MAX {
+            idle.push(stream);
+        }
+        drop(idle);
+        match answer {
+            Answer::Refused(why) => Err(TransportError::Refused(why)),
+            answer => Ok(answer),
+        }
+    }
+
+    /// Asks this peer (the leader) for a read index: the log index a linearizable read must wait
+    /// for. The leader confirms its leadership with a quorum first.
+    pub async fn read_index(&self, timeout: Duration) -> Result<u64, String> {
+        match self.call(Rpc::ReadIndex, timeout).await {
+            Ok(Answer::ReadIndex(result)) => result,
+            Ok(_) => Err("unexpected answer to a read-index request".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+fn rpc_error<E: std::error::Error>(e: TransportError) -> RPCError<NodeId, Member, E> {
+    match e {
+        TransportError::Io(io) => RPCError::Unreachable(Unreachable::new(&io)),
+        other => RPCError::Network(NetworkError::new(&other)),
+    }
+}
+
+fn unexpected<E: std::error::Error>() -> RPCError<NodeId, Member, E> {
+    rpc_error(TransportError::Malformed("answer of the wrong kind".into()))
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        match self.call(Rpc::Append(rpc), option.hard_ttl()).await.map_err(rpc_error)? {
+            Answer::Append(result) => result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        match self.call(Rpc::Snapshot(rpc), option.hard_ttl()).await.map_err(rpc_error)? {
+            Answer::Snapshot(result) => result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        match self.call(Rpc::Vote(rpc), option.hard_ttl()).await.map_err(rpc_error)? {
+            Answer::Vote(result) => result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// Serves peers' RPCs on `listener` until the process ends. Each connection is served in its own
+/// task, one request at a time; a malformed frame closes that connection and nothing else.
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, identity: Arc<Identity>, read_timeout: Duration) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("raft listener: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let raft = raft.clone();
+        let identity = identity.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, raft, identity, read_timeout).await {
+                tracing::warn!(%peer, "raft connection closed: {e}");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: Raft<TypeConfig>,
+    identity: Arc<Identity>,
+    read_timeout: Duration,
+) -> Result<(), TransportError> {
+    stream.set_nodelay(true)?;
+    while let Some(body) = read_frame(&mut stream).await? {
+        let envelope: Envelope = super::decode(&body).map_err(|e| TransportError::Malformed(e.to_string()))?;
+        let answer = match identity.admit(&envelope.cluster_id, envelope.to) {
+            Err(why) => {
+                tracing::warn!(from = envelope.from, "refused a peer request: {why}");
+                Answer::Refused(why)
+            }
+            Ok(()) => match envelope.rpc {
+                Rpc::Append(rpc) => Answer::Append(raft.append_entries(rpc).await),
+                Rpc::Vote(rpc) => Answer::Vote(raft.vote(rpc).await),
+                Rpc::Snapshot(rpc) => Answer::Snapshot(raft.install_snapshot(rpc).await),
+                Rpc::ReadIndex => Answer::ReadIndex(
+                    match tokio::time::timeout(read_timeout, raft.get_read_log_id()).await {
+                        Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("leadership not confirmed within {read_timeout:?}")),
+                    },
+                ),
+            },
+        };
+        let reply = super::encode(&answer).map_err(|e| TransportError::Malformed(e.to_string()))?;
+        write_frame(&mut stream, &reply).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,636 @@
+//! One running Redraft node: the stores, openraft, the peer transport, and the two batchers that
+//! make throughput (see `docs/DESIGN.md`, "Request paths").
+//!
+//! * **Writes** go to one batcher task. It waits for a free in-flight slot, takes every write
+//!   queued meanwhile (up to the configured count and bytes) and proposes them as one
+//!   [`Request::Commands`] entry. While an entry is being appended, fsynced, replicated and
+//!   applied, the next one fills up: one fsync and one AppendEntries round serve many clients.
+//! * **Linearizable reads** go to another batcher: one read-index round (a quorum heartbeat on the
+//!   leader, or one RPC to the leader from a follower) serves every read queued when it starts;
+//!   each then waits until the local state machine has applied up to that index and runs against
+//!   the local store.
+//!
+//! What this module does not do: decide between forwarding and redirecting (the server does),
+//! or speak RESP.
+
+use super::log_store::LogStore;
+use super::network::{Identity, PeerNetwork};
+use super::state_machine::{SharedState, StateMachine};
+use super::{Member, NodeId, Request, TypeConfig};
+use crate::config::Config;
+use crate::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};
+use crate::storage::{self, Backend, SharedStore};
+use fsm_sdk::Reply;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Why a client request could not be served. Each becomes one Redis error reply in the server.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The node is not part of a cluster yet (`BOOTSTRAP` or `JOIN` it).
+    #[error("No Raft Cluster")]
+    NoCluster,
+    /// No leader is known (an election is running, or no quorum).
+    #[error("No raft leader")]
+    NoLeader,
+    /// Another node leads; the request was not applied here.
+    #[error("node {leader} is the leader")]
+    NotLeader {
+        /// The leader's id.
+        leader: NodeId,
+        /// The leader's Redis address (empty if it joined without one).
+        redis_addr: String,
+    },
+    /// A write was proposed but its fate is unknown: it may or may not be applied.
+    #[error("{0}")]
+    Unknown(String),
+    /// A read could not confirm it is up to date in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// A cluster command was refused (the text says why).
+    #[error("{0}")]
+    Refused(String),
+    /// The node cannot serve: Raft stopped or the store failed.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Why a node could not start. Each message names what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A file or directory problem.
+    #[error("{0}")]
+    Io(String),
+    /// The state-machine module or store refused.
+    #[error("{0}")]
+    StateMachine(String),
+    /// The node must not run with this data dir (another id, or a memory node restarting).
+    #[error("{0}")]
+    Identity(String),
+    /// openraft refused the configuration or failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+struct WriteJob {
+    command: Vec<u8>,
+    reply: oneshot::Sender<Result<Reply, ClusterError>>,
+}
+
+struct ReadJob {
+    command: Vec<u8>,
+    reply: oneshot::Sender<Result<Reply, ClusterError>>,
+}
+
+/// Tunables the batchers and waits use, from the config.
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    batch_commands_max: usize,
+    batch_bytes_max: usize,
+    writes_in_flight_max: usize,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    election_timeout: Duration,
+}
+
+/// A running node. Cheap to share (`Arc`).
+pub struct Node {
+    id: NodeId,
+    member: Member,
+    raft: Raft<TypeConfig>,
+    identity: Arc<Identity>,
+    network: PeerNetwork,
+    module: Arc<FsmModule>,
+    store: SharedStore,
+    reader: Mutex<Runtime>,
+    shared: Arc<SharedState>,
+    log: LogStore,
+    writes: mpsc::Sender<WriteJob>,
+    reads: mpsc::Sender<ReadJob>,
+    tuning: Tuning,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Checks the data dir belongs to this node id, and that a memory node is not restarting.
+fn claim_data_dir(dir: &Path, id: NodeId, backend: Backend) -> Result<(), StartError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StartError::Io(format!("cannot create data_dir {}: {e}", dir.display())))?;
+    let marker = dir.join("node_id");
+    match std::fs::read_to_string(&marker) {
+        Ok(text) => {
+            let recorded = text.trim();
+            if recorded != id.to_string() {
+                return Err(StartError::Identity(format!(
+                    "data_dir {} belongs to node {recorded}, not node {id}: node ids are never reused; give each \
+                     node its own data_dir",
+                    dir.display()
+                )));
+            }
+            if backend == Backend::Memory {
+                return Err(StartError::Identity(format!(
+                    "node {id} ran before with store_backend: memory, so it lost its Raft log and vote when it \
+                     stopped. Rejoining under the same id could let it vote twice and lose acknowledged writes. \
+                     REMOVE {id} from the cluster and JOIN a node with a new id and an empty data_dir (or delete \
+                     {} if its cluster is gone)",
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(&marker, format!("{id}\n"))
+            .map_err(|e| StartError::Io(format!("cannot write {}: {e}", marker.display()))),
+        Err(e) => Err(StartError::Io(format!("cannot read {}: {e}", marker.display()))),
+    }
+}
+
+/// A fresh cluster id: unique, not secret (it only keeps clusters from talking to each other).
+fn new_cluster_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    for salt in 0..2u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.write_u32(std::process::id());
+        if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            h.write_u128(t.as_nanos());
+        }
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+impl Node {
+    /// Opens the stores, loads the module, starts openraft and the peer listener, and (with
+    /// `bootstrap: true` on a fresh node) initialises a one-node cluster.
+    pub async fn start(config: &Config) -> Result<Arc<Node>, StartError> {
+        claim_data_dir(&config.data_dir, config.id, config.store_backend)?;
+        let limits = RuntimeLimits {
+            fuel_per_apply: config.limits.fuel_per_apply,
+            memory_bytes_max: usize::try_from(config.limits.memory_bytes_max).unwrap_or(usize::MAX),
+            ..RuntimeLimits::default()
+        };
+        let engine = FsmEngine::new(limits).map_err(|e| StartError::StateMachine(e.to_string()))?;
+        let module = Arc::new(
+            FsmModule::load_file(&engine, &config.fsm_module).map_err(|e| StartError::StateMachine(e.to_string()))?,
+        );
+        let store = storage::open(config.store_backend, &config.data_dir.join("state.redb"), true)
+            .map_err(|e| StartError::StateMachine(format!("cannot open the state store: {e}")))?;
+        let applier = Runtime::open(module.clone(), store.clone()).map_err(|e| {
+            StartError::StateMachine(format!("{e} (module {})", config.fsm_module.display()))
+        })?;
+        let reader = Runtime::open(module.clone(), store.clone()).map_err(|e| StartError::StateMachine(e.to_string()))?;
+        let log = match config.store_backend {
+            Backend::Redb => LogStore::open_redb(&config.data_dir.join("raft.redb"))
+                .map_err(|e| StartError::Io(format!("cannot open the raft log: {e}")))?,
+            Backend::Memory => LogStore::memory(),
+        };
+        let chunk_bytes = usize::try_from(config.snapshot.chunk_bytes).unwrap_or(usize::MAX);
+        let (machine, shared) = StateMachine::new(applier, &config.data_dir.join("snapshots"), chunk_bytes)
+            .map_err(|e| StartError::Io(format!("cannot open the snapshot directory: {e}")))?;
+
+        let raft_config = openraft::Config {
+            cluster_name: "redraft".into(),
+            heartbeat_interval: config.raft.heartbeat_interval_ms,
+            election_timeout_min: config.raft.election_timeout_min_ms,
+            election_timeout_max: config.raft.election_timeout_max_ms,
+            install_snapshot_timeout: config.raft.snapshot_chunk_timeout_ms,
+            max_payload_entries: config.raft.append_entries_max,
+            snapshot_policy: match config.snapshot.logs_since_last {
+                0 => SnapshotPolicy::Never,
+                n => SnapshotPolicy::LogsSinceLast(n),
+            },
+            snapshot_max_chunk_size: config.snapshot.chunk_bytes,
+            max_in_snapshot_log_to_keep: config.snapshot.logs_kept_after,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let identity =
+            Identity::new(config.id, log.clone()).map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
+        let network = PeerNetwork::new(identity.clone());
+        let listener = TcpListener::bind(config.raft_addr)
+            .await
+            .map_err(|e| StartError::Io(format!("cannot listen on raft_addr {}: {e}", config.raft_addr)))?;
+        let raft = Raft::new(config.id, Arc::new(raft_config), network.clone(), log.clone(), machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let read_timeout = Duration::from_millis(config.limits.read_timeout_ms);
+        tokio::spawn(super::network::serve(listener, raft.clone(), identity.clone(), read_timeout));
+
+        let tuning = Tuning {
+            batch_commands_max: config.limits.write_batch_commands_max.max(1),
+            batch_bytes_max: usize::try_from(config.limits.write_batch_bytes_max).unwrap_or(usize::MAX),
+            writes_in_flight_max: config.limits.writes_in_flight_max.max(1),
+            read_timeout,
+            write_timeout: Duration::from_millis(config.limits.write_timeout_ms),
+            election_timeout: Duration::from_millis(config.raft.election_timeout_max_ms),
+        };
+        let (writes, write_rx) = mpsc::channel(tuning.batch_commands_max * 4);
+        let (reads, read_rx) = mpsc::channel(4096);
+        let node = Arc::new(Node {
+            id: config.id,
+            member: Member { raft_addr: config.raft_addr.to_string(), redis_addr: config.redis_addr.to_string() },
+            raft: raft.clone(),
+            identity,
+            network,
+            module,
+            store,
+            reader: Mutex::new(reader),
+            shared,
+            log,
+            writes,
+            reads,
+            tuning,
+        });
+        tokio::spawn(write_loop(raft, write_rx, tuning));
+        tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
+        if config.bootstrap && !node.is_initialized() {
+            let raft_addr = node.member.raft_addr.clone();
+            node.bootstrap(config.id, &raft_addr).await.map_err(|e| StartError::Raft(e.to_string()))?;
+        }
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This node's addresses.
+    pub fn member(&self) -> &Member {
+        &self.member
+    }
+
+    /// The module this node runs (its command table routes and describes commands).
+    pub fn module(&self) -> &Arc<FsmModule> {
+        &self.module
+    }
+
+    /// openraft's current view of this node (role, term, indexes, membership).
+    pub fn metrics(&self) -> RaftMetrics<NodeId, Member> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The cluster id, once bootstrapped or joined.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.identity.cluster_id()
+    }
+
+    /// Whether this node is part of a cluster (it has a membership).
+    pub fn is_initialized(&self) -> bool {
+        self.raft.metrics().borrow().membership_config.membership().nodes().next().is_some()
+    }
+
+    /// The leader, if one is known, with its addresses.
+    pub fn leader(&self) -> Option<(NodeId, Member)> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader?;
+        let member = metrics.membership_config.membership().get_node(&leader).cloned().unwrap_or_default();
+        Some((leader, member))
+    }
+
+    /// Where a request that must run on the leader should go: `Ok(())` if that is here.
+    pub fn route_to_leader(&self) -> Result<(), ClusterError> {
+        if !self.is_initialized() {
+            return Err(ClusterError::NoCluster);
+        }
+        match self.leader() {
+            None => Err(ClusterError::NoLeader),
+            Some((leader, _)) if leader == self.id => Ok(()),
+            Some((leader, member)) => Err(ClusterError::NotLeader { leader, redis_addr: member.redis_addr }),
+        }
+    }
+
+    /// Queues one write (an encoded command) for the next entry and returns where its reply
+    /// will arrive: once the entry holding it is committed and applied here. Queuing eagerly, then
+    /// awaiting, is what lets a pipelining client's writes share entries.
+    pub async fn submit_write(&self, command: Vec<u8>) -> oneshot::Receiver<Result<Reply, ClusterError>> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.writes.send(WriteJob { command, reply }).await {
+            let _ = job.reply.send(Err(ClusterError::Fatal(stopped())));
+        }
+        rx
+    }
+
+    /// Queues one linearizable read for the next read-index round (see [`Node::submit_write`]).
+    pub async fn submit_read(&self, command: Vec<u8>) -> oneshot::Receiver<Result<Reply, ClusterError>> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.reads.send(ReadJob { command, reply }).await {
+            let _ = job.reply.send(Err(ClusterError::Fatal(stopped())));
+        }
+        rx
+    }
+
+    /// Proposes one write and waits for its reply.
+    pub async fn write(&self, command: Vec<u8>) -> Result<Reply, ClusterError> {
+        self.submit_write(command).await.await.unwrap_or_else(|_| Err(ClusterError::Unknown(unknown("the node is shutting down"))))
+    }
+
+    /// Runs a read command: linearizable, or (`stale`, a `READONLY` connection) against whatever
+    /// this node has applied.
+    pub async fn read(&self, command: Vec<u8>, stale: bool) -> Result<Reply, ClusterError> {
+        if stale {
+            return self.query(&command);
+        }
+        self.submit_read(command).await.await.unwrap_or_else(|_| Err(ClusterError::Fatal(stopped())))
+    }
+
+    /// Runs a read command against this node's applied state now (no read index).
+    pub fn query(&self, command: &[u8]) -> Result<Reply, ClusterError> {
+        lock(&self.reader).query(command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
+    }
+
+    /// Waits until a read started now may run locally and be linearizable: obtains a read index
+    /// (from openraft on the leader, by RPC to the leader on a follower) and waits until this
+    /// node has applied up to it.
+    async fn read_barrier(&self) -> Result<(), ClusterError> {
+        let (leader, member) = match self.route_to_leader() {
+            Ok(()) => (self.id, self.member.clone()),
+            Err(ClusterError::NotLeader { leader, .. }) => {
+                let member = self.leader().map(|(_, m)| m).unwrap_or_default();
+                (leader, member)
+            }
+            Err(e) => return Err(e),
+        };
+        let timeout = self.tuning.read_timeout;
+        let index = if leader == self.id {
+            match tokio::time::timeout(timeout, self.raft.get_read_log_id()).await {
+                Ok(Ok((read, _))) => read.map(|l| l.index).unwrap_or(0),
+                Ok(Err(RaftError::APIError(_))) => return Err(ClusterError::NoLeader),
+                Ok(Err(RaftError::Fatal(e))) => return Err(ClusterError::Fatal(e.to_string())),
+                Err(_) => return Err(ClusterError::Timeout(format!("TIMEOUT leadership not confirmed within {timeout:?}"))),
+            }
+        } else {
+            self.network
+                .client(leader, &member)
+                .read_index(timeout)
+                .await
+                .map_err(|e| ClusterError::Timeout(format!("TIMEOUT could not get a read index from the leader: {e}")))?
+        };
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|e| ClusterError::Timeout(format!("TIMEOUT not caught up with the leader's read index: {e}")))
+    }
+
+    /// `BOOTSTRAP`: makes this fresh node a one-node cluster and records the state-machine
+    /// contract as the cluster's first entry.
+    pub async fn bootstrap(&self, id: NodeId, raft_addr: &str) -> Result<(), ClusterError> {
+        if id != self.id {
+            return Err(ClusterError::Refused(format!("ERR this is node {}, not node {id}", self.id)));
+        }
+        let pristine = self.log.is_pristine().map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        if self.is_initialized() || !pristine || self.cluster_id().is_some() {
+            return Err(ClusterError::Refused("ERR this node is already part of a cluster".into()));
+        }
+        self.identity.set_cluster_id(&new_cluster_id()).map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        let member = Member { raft_addr: raft_addr.to_owned(), redis_addr: self.member.redis_addr.clone() };
+        self.raft
+            .initialize(BTreeMap::from([(self.id, member)]))
+            .await
+            .map_err(|e| ClusterError::Refused(format!("ERR bootstrap failed: {e}")))?;
+        self.raft
+            .wait(Some(self.tuning.election_timeout * 10))
+            .state(ServerState::Leader, "bootstrap")
+            .await
+            .map_err(|e| ClusterError::Timeout(format!("TIMEOUT the new cluster elected no leader: {e}")))?;
+        let contract = self.module.contract().encode();
+        self.propose(Request::Contract(contract)).await?;
+        tracing::info!(id = self.id, cluster = ?self.cluster_id(), "bootstrapped a one-node cluster");
+        Ok(())
+    }
+
+    async fn propose(&self, request: Request) -> Result<(), ClusterError> {
+        match tokio::time::timeout(self.tuning.write_timeout, self.raft.client_write(request)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(ClusterError::NoLeader),
+            Ok(Err(e)) => Err(ClusterError::Refused(format!("ERR {e}"))),
+            Err(_) => Err(ClusterError::Unknown(unknown("no commit within the write timeout"))),
+        }
+    }
+
+    /// `JOIN` (on the leader): adds a node as a learner, waits until it has caught up, then
+    /// promotes it to voter. Ids in use or retired are refused.
+    pub async fn join(&self, id: NodeId, raft_addr: &str, redis_addr: &str) -> Result<(), ClusterError> {
+        self.route_to_leader()?;
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        if membership.get_node(&id).is_some() {
+            let voter = membership.voter_ids().any(|v| v == id);
+            if voter {
+                return Err(ClusterError::Refused(format!("ERR node {id} is already a member")));
+            }
+        }
+        if self.shared.retired.read().unwrap_or_else(|p| p.into_inner()).contains(&id) {
+            return Err(ClusterError::Refused(format!("ERR node id {id} was removed and is never reused: pick a new id")));
+        }
+        if raft_addr == self.member.raft_addr {
+            return Err(ClusterError::Refused(format!("ERR {raft_addr} is this node's own raft address")));
+        }
+        let member = Member { raft_addr: raft_addr.to_owned(), redis_addr: redis_addr.to_owned() };
+        tracing::info!(id, %member, "adding learner");
+        self.raft.add_learner(id, member, true).await.map_err(membership_error)?;
+        tracing::info!(id, "promoting to voter");
+        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(membership_error)?;
+        Ok(())
+    }
+
+    /// `REMOVE` (on the leader): retires the id for good, then removes the node from the
+    /// membership.
+    pub async fn remove(&self, id: NodeId) -> Result<(), ClusterError> {
+        self.route_to_leader()?;
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(ClusterError::Refused(format!("ERR node {id} is not a member")));
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(ClusterError::Refused("ERR cannot remove the last voter".into()));
+        }
+        self.propose(Request::RetireNode(id)).await?;
+        if voters.contains(&id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(membership_error)?;
+        }
+        if self.metrics().membership_config.membership().get_node(&id).is_some() {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map_err(membership_error)?;
+        }
+        Ok(())
+    }
+
+    /// `SNAPSHOT`: builds a snapshot of everything applied so far and returns its last index.
+    pub async fn snapshot(&self) -> Result<u64, ClusterError> {
+        if !self.is_initialized() {
+            return Err(ClusterError::NoCluster);
+        }
+        let applied = self.metrics().last_applied.map(|l| l.index).unwrap_or(0);
+        self.raft.trigger().snapshot().await.map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        let metrics = self
+            .raft
+            .wait(Some(Duration::from_secs(600)))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied), "snapshot")
+            .await
+            .map_err(|e| ClusterError::Timeout(format!("TIMEOUT snapshot not built: {e}")))?;
+        Ok(metrics.snapshot.map(|s| s.index).unwrap_or(0))
+    }
+
+    /// SHA-256 over the state machine's data at this node's applied index, hex (`DEBUG DIGEST`).
+    pub fn state_digest(&self) -> Result<String, ClusterError> {
+        let view = self.store.read().map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        let digest = storage::state_digest(&*view).map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        Ok(storage::hex(&digest))
+    }
+
+    /// Resolves when openraft stops on its own (a storage failure, a contract mismatch), with
+    /// the reason; the binary then exits non-zero.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
+    }
+
+    /// Stops openraft (its tasks finish their current step).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+    }
+
+    /// The data directory's node id marker, for messages.
+    pub fn data_dir_marker(dir: &Path) -> PathBuf {
+        dir.join("node_id")
+    }
+}
+
+fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ClusterError::NoLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ClusterError::Refused(format!("ERR {e}")),
+        RaftError::Fatal(e) => ClusterError::Fatal(e.to_string()),
+    }
+}
+
+fn stopped() -> String {
+    "ERR the node has stopped serving (see its log)".into()
+}
+
+fn unknown(why: &str) -> String {
+    format!("UNKNOWN the write's outcome is unknown ({why}): it may or may not have been applied")
+}
+
+/// The write batcher: see the module docs.
+async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tuning: Tuning) {
+    let slots = Arc::new(Semaphore::new(tuning.writes_in_flight_max));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut bytes = first.command.len();
+        let mut jobs = vec![first];
+        while jobs.len() < tuning.batch_commands_max && bytes < tuning.batch_bytes_max {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.command.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let commands: Vec<Vec<u8>> = jobs.iter_mut().map(|j| std::mem::take(&mut j.command)).collect();
+        let answer = match raft.client_write_ff(Request::Commands(commands)).await {
+            Ok(answer) => answer,
+            Err(fatal) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(ClusterError::Fatal(format!("ERR raft stopped: {fatal}"))));
+                }
+                continue;
+            }
+        };
+        let timeout = tuning.write_timeout;
+        tokio::spawn(async move {
+            let outcome = tokio::time::timeout(timeout, answer).await;
+            let _slot = slot;
+            match outcome {
+                Ok(Ok(Ok(response))) => {
+                    let mut replies = response.data.replies.into_iter();
+                    for job in jobs {
+                        let reply = replies.next().ok_or_else(|| ClusterError::Fatal("ERR missing reply".into()));
+                        let _ = job.reply.send(reply);
+                    }
+                }
+                // Refused before it was appended, or truncated as uncommitted: not applied.
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
+                    let error = match (f.leader_id, f.leader_node) {
+                        (Some(leader), Some(node)) => ClusterError::NotLeader { leader, redis_addr: node.redis_addr },
+                        _ => ClusterError::NoLeader,
+                    };
+                    for job in jobs {
+                        let _ = job.reply.send(Err(error.clone()));
+                    }
+                }
+                Ok(Ok(Err(other))) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(ClusterError::Unknown(unknown(&other.to_string()))));
+                    }
+                }
+                Ok(Err(_)) | Err(_) => {
+                    let why = if outcome.is_err() { "not applied within the write timeout" } else { "leadership lost" };
+                    for job in jobs {
+                        let _ = job.reply.send(Err(ClusterError::Unknown(unknown(why))));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The read batcher: see the module docs.
+async fn read_loop(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<ReadJob>) {
+    let rounds = Arc::new(Semaphore::new(2));
+    loop {
+        let Ok(round) = rounds.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut jobs = vec![first];
+        while jobs.len() < 4096 {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let Some(node) = node.upgrade() else { return };
+        tokio::spawn(async move {
+            let _round = round;
+            let barrier = node.read_barrier().await;
+            for job in jobs {
+                let reply = barrier.clone().and_then(|()| node.query(&job.command));
+                let _ = job.reply.send(reply);
+            }
+        });
+    }
+}

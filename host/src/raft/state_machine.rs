@@ -1,0 +1,431 @@
+//! The replicated state machine as openraft sees it: committed entries go through the wasm
+//! [`Runtime`]; snapshots are files streamed in chunks.
+//!
+//! **Atomicity.** Each call to `apply` commits the module's writes, the last-applied log id, the
+//! membership and the retired node ids in one store transaction (`Runtime::apply_batch` with
+//! meta), so a crash can never separate the data from the index it reflects (etcd #13766).
+//!
+//! **Contract.** The first entry after bootstrap is a [`Request::Contract`]: a replica whose own
+//! contract (module digest, ABI, engine, limits) differs stops with a message naming both, before
+//! it applies a single command with the wrong module.
+//!
+//! **Snapshots.** Building one streams a consistent read view of the store (applies go on
+//! meanwhile) to `snapshots/<id>.snap` in [`SnapshotChunks`] format, off the async workers. The
+//! file is what openraft sends to followers, chunk by chunk; a follower writes the chunks to a
+//! file and restores from it (the contract is checked before any data is read).
+
+use super::{Member, NodeId, Request, Response, TypeConfig, decode, encode};
+use crate::runtime::{Contract, Runtime};
+use crate::storage::snapshot::SnapshotChunks;
+use crate::storage::{SharedStore, meta};
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Meta entry: the membership as of the last applied entry (postcard).
+pub const MEMBERSHIP: &str = "raft_membership";
+/// Meta entry: node ids removed from the cluster, never to be reused (postcard `BTreeSet<u64>`).
+pub const RETIRED_NODES: &str = "retired_nodes";
+
+/// Above this many command bytes, one `apply` call is split into several store transactions (each
+/// still atomic with its last-applied id), bounding the memory a catch-up needs.
+const APPLY_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+type Meta = SnapshotMeta<NodeId, Member>;
+
+fn io_error(make: fn(AnyError) -> StorageIOError<NodeId>, e: impl std::fmt::Display) -> StorageError<NodeId> {
+    make(AnyError::error(e.to_string())).into()
+}
+
+fn read_snapshot_none(e: AnyError) -> StorageIOError<NodeId> {
+    StorageIOError::read_snapshot(None, e)
+}
+
+fn write_snapshot_none(e: AnyError) -> StorageIOError<NodeId> {
+    StorageIOError::write_snapshot(None, e)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What the rest of the node may read about the state machine without going through openraft.
+#[derive(Debug, Default)]
+pub struct SharedState {
+    /// Node ids that left the cluster: `JOIN` refuses them.
+    pub retired: RwLock<BTreeSet<NodeId>>,
+}
+
+/// The snapshot files of one node and the latest one's meta.
+struct SnapshotFiles {
+    dir: PathBuf,
+    chunk_bytes: usize,
+    current: Mutex<Option<Meta>>,
+    sequence: AtomicU64,
+}
+
+impl SnapshotFiles {
+    fn open(dir: &Path, chunk_bytes: usize) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut best: Option<Meta> = None;
+        for item in std::fs::read_dir(dir)? {
+            let path = item?.path();
+            if path.extension().is_some_and(|e| e == "meta") {
+                let bytes = std::fs::read(&path)?;
+                if let Ok(meta) = decode::<Meta>(&bytes)
+                    && path.with_extension("snap").exists()
+                    && best.as_ref().is_none_or(|b| b.last_log_id < meta.last_log_id)
+                {
+                    best = Some(meta);
+                }
+            }
+        }
+        let files = SnapshotFiles {
+            dir: dir.to_path_buf(),
+            chunk_bytes,
+            current: Mutex::new(best.clone()),
+            sequence: AtomicU64::new(0),
+        };
+        files.remove_all_but(best.as_ref().map(|m| m.snapshot_id.as_str()));
+        Ok(files)
+    }
+
+    fn data_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.snap"))
+    }
+
+    fn fresh_id(&self, last: Option<LogId<NodeId>>) -> String {
+        let (term, index) = last.map(|l| (l.leader_id.term, l.index)).unwrap_or((0, 0));
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        format!("{term}-{index}-{}-{sequence}", std::process::id())
+    }
+
+    fn temp_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.tmp"))
+    }
+
+    /// Makes `data` (a finished file) the current snapshot with `meta`: durable meta file written
+    /// after the data, then older snapshots removed.
+    fn publish(&self, temp: &Path, meta: &Meta) -> std::io::Result<()> {
+        std::fs::rename(temp, self.data_path(&meta.snapshot_id))?;
+        let bytes = encode(meta).map_err(std::io::Error::other)?;
+        let meta_tmp = self.dir.join(format!("{}.meta.tmp", meta.snapshot_id));
+        let mut file = std::fs::File::create(&meta_tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&meta_tmp, self.dir.join(format!("{}.meta", meta.snapshot_id)))?;
+        if let Ok(dir) = std::fs::File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        let mut current = lock(&self.current);
+        if current.as_ref().is_none_or(|c| c.last_log_id <= meta.last_log_id) {
+            *current = Some(meta.clone());
+        }
+        let keep = current.as_ref().map(|m| m.snapshot_id.clone());
+        drop(current);
+        self.remove_all_but(keep.as_deref());
+        Ok(())
+    }
+
+    fn remove_all_but(&self, keep: Option<&str>) {
+        let Ok(items) = std::fs::read_dir(&self.dir) else { return };
+        for item in items.flatten() {
+            let path = item.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let is_kept = keep.is_some_and(|k| name == format!("{k}.snap") || name == format!("{k}.meta"));
+            // Files still being written by a concurrent build or receive end in `.tmp` and belong
+            // to this process's sequence; they are removed when superseded below or at restart.
+            if !is_kept && !name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// The state machine handed to openraft.
+pub struct StateMachine {
+    runtime: Mutex<Runtime>,
+    store: SharedStore,
+    contract: Contract,
+    shared: Arc<SharedState>,
+    snapshots: Arc<SnapshotFiles>,
+    receiving: Option<PathBuf>,
+}
+
+impl StateMachine {
+    /// Wraps an opened runtime; `snapshot_dir` holds the snapshot files (created if missing).
+    pub fn new(
+        runtime: Runtime,
+        snapshot_dir: &Path,
+        chunk_bytes: usize,
+    ) -> Result<(Self, Arc<SharedState>), StorageError<NodeId>> {
+        let store = runtime.store().clone();
+        let contract = runtime.module().contract();
+        let snapshots = SnapshotFiles::open(snapshot_dir, chunk_bytes)
+            .map_err(|e| io_error(read_snapshot_none, e))?;
+        let shared = Arc::new(SharedState::default());
+        let machine = StateMachine {
+            runtime: Mutex::new(runtime),
+            store,
+            contract,
+            shared: shared.clone(),
+            snapshots: Arc::new(snapshots),
+            receiving: None,
+        };
+        machine.reload_shared()?;
+        Ok((machine, shared))
+    }
+
+    fn reload_shared(&self) -> Result<(), StorageError<NodeId>> {
+        let view = self.store.read().map_err(|e| io_error(StorageIOError::read_state_machine, e))?;
+        let meta = view.meta().map_err(|e| io_error(StorageIOError::read_state_machine, e))?;
+        let retired = match meta.get(RETIRED_NODES) {
+            Some(bytes) => decode(bytes).map_err(|e| io_error(StorageIOError::read_state_machine, e))?,
+            None => BTreeSet::new(),
+        };
+        *self.shared.retired.write().unwrap_or_else(|p| p.into_inner()) = retired;
+        Ok(())
+    }
+
+    /// Refuses a cluster contract that differs from ours, naming both.
+    fn check_contract(&self, cluster: &[u8]) -> Result<(), StorageError<NodeId>> {
+        let ours = self.contract.encode();
+        if cluster == ours.as_slice() {
+            return Ok(());
+        }
+        let text = match Contract::decode(cluster) {
+            Ok(theirs) => format!(
+                "this node's state-machine contract differs from the cluster's ({}; cluster vs this node): refusing to \
+                 apply. Configure the cluster's module (digest {}) or start this node with a fresh id",
+                theirs.differences(&self.contract).join("; "),
+                crate::storage::hex(&theirs.module_digest),
+            ),
+            Err(e) => format!("the cluster's state-machine contract is unreadable ({e}): refusing to apply"),
+        };
+        tracing::error!("{text}");
+        Err(io_error(StorageIOError::write_state_machine, text))
+    }
+
+    fn read_applied(&self) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>> {
+        let r = |e: &dyn std::fmt::Display| io_error(StorageIOError::read_state_machine, e);
+        let view = self.store.read().map_err(|e| r(&e))?;
+        let meta = view.meta().map_err(|e| r(&e))?;
+        read_applied_meta(&meta).map_err(|e| r(&e))
+    }
+}
+
+fn read_applied_meta(
+    meta: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), postcard::Error> {
+    let applied = match meta.get(meta::LAST_APPLIED) {
+        Some(bytes) => Some(decode(bytes)?),
+        None => None,
+    };
+    let membership = match meta.get(MEMBERSHIP) {
+        Some(bytes) => decode(bytes)?,
+        None => StoredMembership::default(),
+    };
+    Ok((applied, membership))
+}
+
+/// One store transaction's worth of entries being applied.
+#[derive(Default)]
+struct Pending<'a> {
+    commands: Vec<&'a [u8]>,
+    bytes: usize,
+    /// For each entry in this chunk: how many of `commands` are its.
+    counts: Vec<usize>,
+    last: Option<LogId<NodeId>>,
+    membership: Option<StoredMembership<NodeId, Member>>,
+    retired: Option<BTreeSet<NodeId>>,
+}
+
+impl StateMachine {
+    fn commit(&self, pending: &mut Pending<'_>, out: &mut Vec<Response>) -> Result<(), StorageError<NodeId>> {
+        let Some(last) = pending.last else { return Ok(()) };
+        let w = |e: &dyn std::fmt::Display| io_error(StorageIOError::write_state_machine, e);
+        let mut meta_values: Vec<(&str, Vec<u8>)> = vec![(meta::LAST_APPLIED, encode(&last).map_err(|e| w(&e))?)];
+        if let Some(membership) = &pending.membership {
+            meta_values.push((MEMBERSHIP, encode(membership).map_err(|e| w(&e))?));
+        }
+        if let Some(retired) = &pending.retired {
+            meta_values.push((RETIRED_NODES, encode(retired).map_err(|e| w(&e))?));
+        }
+        let meta_refs: Vec<(&str, &[u8])> = meta_values.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        let replies = tokio::task::block_in_place(|| lock(&self.runtime).apply_batch(&pending.commands, &meta_refs))
+            .map_err(|e| {
+                tracing::error!("applying entries up to {last} failed: {e}; this node stops applying");
+                io_error(StorageIOError::write_state_machine, e)
+            })?;
+        let mut replies = replies.into_iter();
+        for count in pending.counts.drain(..) {
+            out.push(Response { replies: replies.by_ref().take(count).collect() });
+        }
+        if let Some(retired) = pending.retired.take() {
+            *self.shared.retired.write().unwrap_or_else(|p| p.into_inner()) = retired;
+        }
+        pending.commands.clear();
+        pending.bytes = 0;
+        pending.last = None;
+        pending.membership = None;
+        Ok(())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>> {
+        self.read_applied()
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let mut out = Vec::with_capacity(entries.len());
+        let mut pending = Pending::default();
+        for entry in &entries {
+            let mut count = 0;
+            match &entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(Request::Commands(commands)) => {
+                    for command in commands {
+                        pending.commands.push(command);
+                        pending.bytes += command.len();
+                    }
+                    count = commands.len();
+                }
+                EntryPayload::Normal(Request::Contract(cluster)) => {
+                    // Everything before this entry was applied under the contract recorded
+                    // earlier; commit it, then check.
+                    self.commit(&mut pending, &mut out)?;
+                    self.check_contract(cluster)?;
+                }
+                EntryPayload::Normal(Request::RetireNode(id)) => {
+                    let mut retired = match pending.retired.take() {
+                        Some(r) => r,
+                        None => self.shared.retired.read().unwrap_or_else(|p| p.into_inner()).clone(),
+                    };
+                    retired.insert(*id);
+                    pending.retired = Some(retired);
+                }
+                EntryPayload::Membership(membership) => {
+                    pending.membership = Some(StoredMembership::new(Some(entry.log_id), membership.clone()));
+                }
+            }
+            pending.counts.push(count);
+            pending.last = Some(entry.log_id);
+            if pending.bytes >= APPLY_BATCH_BYTES_MAX {
+                self.commit(&mut pending, &mut out)?;
+            }
+        }
+        self.commit(&mut pending, &mut out)?;
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder { store: self.store.clone(), files: self.snapshots.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        let id = self.snapshots.fresh_id(None);
+        let path = self.snapshots.temp_path(&format!("incoming-{id}"));
+        let file = tokio::fs::File::create(&path).await.map_err(|e| io_error(write_snapshot_none, e))?;
+        if let Some(old) = self.receiving.replace(path) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let w = |e: &dyn std::fmt::Display| io_error(write_snapshot_none, e);
+        let mut file = snapshot.into_std().await;
+        let path = self.receiving.take();
+        tokio::task::block_in_place(|| -> Result<(), StorageError<NodeId>> {
+            use std::io::Seek;
+            file.sync_all().map_err(|e| w(&e))?;
+            file.seek(std::io::SeekFrom::Start(0)).map_err(|e| w(&e))?;
+            let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+            let info = lock(&self.runtime).restore(&mut reader).map_err(|e| {
+                tracing::error!("installing snapshot {} failed: {e}", meta.snapshot_id);
+                w(&e)
+            })?;
+            let (applied, _) = read_applied_meta(&info.meta).map_err(|e| w(&e))?;
+            if applied != meta.last_log_id {
+                return Err(w(&format!(
+                    "snapshot {} claims last log id {:?} but holds state applied up to {:?}",
+                    meta.snapshot_id, meta.last_log_id, applied
+                )));
+            }
+            tracing::info!(snapshot = %meta.snapshot_id, entries = info.entries, "installed snapshot");
+            if let Some(path) = &path {
+                self.snapshots.publish(path, meta).map_err(|e| w(&e))?;
+            }
+            Ok(())
+        })?;
+        self.reload_shared()
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let current = lock(&self.snapshots.current).clone();
+        let Some(meta) = current else { return Ok(None) };
+        let file = tokio::fs::File::open(self.snapshots.data_path(&meta.snapshot_id))
+            .await
+            .map_err(|e| io_error(read_snapshot_none, e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+    }
+}
+
+/// Builds a snapshot from a read view, off the apply path (openraft runs it in its own task).
+pub struct SnapshotBuilder {
+    store: SharedStore,
+    files: Arc<SnapshotFiles>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let store = self.store.clone();
+        let files = self.files.clone();
+        let meta = tokio::task::spawn_blocking(move || -> Result<Meta, String> {
+            let view = store.read().map_err(|e| e.to_string())?;
+            let (last_log_id, last_membership) =
+                read_applied_meta(&view.meta().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let snapshot_id = files.fresh_id(last_log_id);
+            let temp = files.temp_path(&snapshot_id);
+            let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&temp).map_err(|e| e.to_string())?);
+            let mut chunks = SnapshotChunks::new(view, files.chunk_bytes);
+            for chunk in &mut chunks {
+                file.write_all(&chunk.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            }
+            let file = file.into_inner().map_err(|e| e.to_string())?;
+            file.sync_all().map_err(|e| e.to_string())?;
+            let meta = Meta { last_log_id, last_membership, snapshot_id };
+            files.publish(&temp, &meta).map_err(|e| e.to_string())?;
+            Ok(meta)
+        })
+        .await
+        .map_err(|e| io_error(write_snapshot_none, e))?
+        .map_err(|e| io_error(write_snapshot_none, e))?;
+        tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "built snapshot");
+        let file = tokio::fs::File::open(self.files.data_path(&meta.snapshot_id))
+            .await
+            .map_err(|e| io_error(read_snapshot_none, e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}

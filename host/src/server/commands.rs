@@ -1,0 +1,492 @@
+//! The commands the server answers itself: connection handshake (`PING`, `HELLO`, `CLIENT`,
+//! `SELECT`, ...), introspection (`COMMAND`, `INFO`, `CONFIG GET`), connection modes
+//! (`READONLY`/`READWRITE`) and the cluster commands (`BOOTSTRAP`, `JOIN`, `REMOVE`, `LEADER`,
+//! `NODES`, `SNAPSHOT`, `DEBUG DIGEST`). Everything else belongs to the module's command table.
+//!
+//! Replies follow Redis 7 where Redis has the command (texts probed against redis-server
+//! 7.0.15), and the original Redraft for the cluster commands.
+
+use super::Shared;
+use super::connection::{Session, cluster_error};
+use super::protocol::{Protocol, Response, VerbatimFormat};
+use super::upstream::Upstream;
+use crate::raft::node::ClusterError;
+use bytes::Bytes;
+use openraft::ServerState;
+use std::fmt::Write as _;
+
+/// The Redis version we report: the feature level our replies follow.
+pub const REDIS_VERSION: &str = "7.0.0";
+
+/// What to do with a command that is not the module's.
+pub enum Outcome {
+    /// Answer with this.
+    Reply(Response),
+    /// Answer with this, then close the connection (`QUIT`).
+    Close(Response),
+    /// A cluster command: run it with [`run_cluster`] once earlier replies are out.
+    Cluster,
+    /// Not a command we know.
+    Unknown,
+}
+
+/// Commands answered here, for `COMMAND`: name, arity, flags.
+const LOCAL_COMMANDS: &[(&str, i64, &[&str])] = &[
+    ("ping", -1, &["fast", "stale"]),
+    ("echo", 2, &["fast", "stale"]),
+    ("hello", -1, &["noscript", "loading", "stale", "fast"]),
+    ("quit", -1, &["fast", "stale"]),
+    ("select", 2, &["loading", "stale", "fast"]),
+    ("client", -2, &["stale"]),
+    ("command", -1, &["loading", "stale"]),
+    ("info", -1, &["loading", "stale"]),
+    ("config", -2, &["admin", "stale"]),
+    ("readonly", 1, &["fast", "stale"]),
+    ("readwrite", 1, &["fast", "stale"]),
+    ("debug", -2, &["admin", "stale"]),
+    ("bootstrap", 3, &["admin"]),
+    ("join", -3, &["admin"]),
+    ("remove", 2, &["admin"]),
+    ("leader", 1, &["fast", "stale"]),
+    ("nodes", 1, &["stale"]),
+    ("snapshot", 1, &["admin"]),
+];
+
+fn is(arg: &[u8], name: &str) -> bool {
+    arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+fn wrong_arity(name: &str) -> Response {
+    Response::error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+fn unknown_subcommand(sub: &[u8], command: &str) -> Response {
+    Response::error(format!("ERR unknown subcommand '{}'. Try {command} HELP.", text(sub)))
+}
+
+fn arity_ok(args: &[Bytes], name: &str) -> bool {
+    LOCAL_COMMANDS.iter().find(|(n, _, _)| *n == name).is_some_and(|(_, arity, _)| {
+        let argc = args.len() as i64;
+        if *arity >= 0 { argc == *arity } else { argc >= -arity }
+    })
+}
+
+/// Answers a local command, or says it is a cluster command or unknown.
+pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outcome {
+    let name = text(&args[0]).to_ascii_lowercase();
+    let Some(_) = LOCAL_COMMANDS.iter().find(|(n, _, _)| *n == name) else { return Outcome::Unknown };
+    if !arity_ok(args, &name) {
+        return Outcome::Reply(wrong_arity(&name));
+    }
+    let reply = match name.as_str() {
+        "ping" => match args.len() {
+            1 => Response::Simple("PONG".into()),
+            2 => Response::Bulk(args[1].clone()),
+            _ => wrong_arity("ping"),
+        },
+        "echo" => Response::Bulk(args[1].clone()),
+        "quit" => return Outcome::Close(Response::ok()),
+        "select" => match text(&args[1]).parse::<i64>() {
+            Ok(0) => Response::ok(),
+            Ok(_) => Response::error("ERR DB index is out of range"),
+            Err(_) => Response::error("ERR value is not an integer or out of range"),
+        },
+        "hello" => hello(shared, session, args),
+        "client" => client(shared, session, args),
+        "command" => command(shared, args),
+        "info" => info(shared, session, args),
+        "config" => config(args),
+        "readonly" => {
+            session.stale_reads = true;
+            Response::ok()
+        }
+        "readwrite" => {
+            session.stale_reads = false;
+            Response::ok()
+        }
+        "debug" => debug(shared, args),
+        "leader" => match shared.node.leader() {
+            _ if !shared.node.is_initialized() => cluster_error(&ClusterError::NoCluster),
+            Some((id, member)) => Response::Array(vec![Response::Integer(id as i64), Response::bulk(member.redis_addr)]),
+            None => cluster_error(&ClusterError::NoLeader),
+        },
+        "nodes" => nodes(shared),
+        _ => return Outcome::Cluster,
+    };
+    Outcome::Reply(reply)
+}
+
+fn hello(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
+    let mut i = 1;
+    if args.len() > 1 {
+        match text(&args[1]).parse::<i64>() {
+            Ok(2) => session.protocol = Protocol::Resp2,
+            Ok(3) => session.protocol = Protocol::Resp3,
+            Ok(_) => return Response::error("NOPROTO unsupported protocol version"),
+            Err(_) => return Response::error("ERR Protocol version is not an integer or out of range"),
+        }
+        i = 2;
+    }
+    while i < args.len() {
+        if is(&args[i], "AUTH") && i + 2 < args.len() {
+            // No users or passwords: like Redis's default `nopass` user, any credentials pass.
+            i += 3;
+        } else if is(&args[i], "SETNAME") && i + 1 < args.len() {
+            session.name = Some(args[i + 1].clone());
+            i += 2;
+        } else {
+            return Response::error(format!("ERR Syntax error in HELLO option '{}'", text(&args[i])));
+        }
+    }
+    let role = if shared.node.leader().is_some_and(|(l, _)| l == shared.node.id()) { "master" } else { "replica" };
+    Response::Map(vec![
+        (Response::bulk("server"), Response::bulk("redis")),
+        (Response::bulk("version"), Response::bulk(REDIS_VERSION)),
+        (Response::bulk("proto"), Response::Integer(if session.protocol == Protocol::Resp3 { 3 } else { 2 })),
+        (Response::bulk("id"), Response::Integer(session.id as i64)),
+        (Response::bulk("mode"), Response::bulk("standalone")),
+        (Response::bulk("role"), Response::bulk(role)),
+        (Response::bulk("modules"), Response::Array(vec![])),
+    ])
+}
+
+fn client(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
+    let sub = &args[1];
+    if is(sub, "SETNAME") {
+        if args.len() != 3 {
+            return wrong_arity("client|setname");
+        }
+        if args[2].iter().any(|&c| c <= b' ' || c > b'~') {
+            return Response::error("ERR Client names cannot contain spaces, newlines or special characters.");
+        }
+        session.name = if args[2].is_empty() { None } else { Some(args[2].clone()) };
+        Response::ok()
+    } else if is(sub, "GETNAME") {
+        session.name.clone().map(Response::Bulk).unwrap_or(Response::Null)
+    } else if is(sub, "ID") {
+        Response::Integer(session.id as i64)
+    } else if is(sub, "SETINFO") {
+        if args.len() != 4 {
+            return wrong_arity("client|setinfo");
+        }
+        if is(&args[2], "LIB-NAME") {
+            session.lib.0 = Some(args[3].clone());
+        } else if is(&args[2], "LIB-VER") {
+            session.lib.1 = Some(args[3].clone());
+        } else {
+            return Response::error(format!("ERR Unrecognized option '{}'", text(&args[2])));
+        }
+        Response::ok()
+    } else if is(sub, "INFO") || is(sub, "LIST") {
+        let line = format!(
+            "id={} addr={} name={} db=0 resp={} lib-name={} lib-ver={}\n",
+            session.id,
+            session.peer,
+            session.name.as_deref().map(text).unwrap_or_default(),
+            if session.protocol == Protocol::Resp3 { 3 } else { 2 },
+            session.lib.0.as_deref().map(text).unwrap_or_default(),
+            session.lib.1.as_deref().map(text).unwrap_or_default(),
+        );
+        let _ = shared;
+        Response::bulk(line)
+    } else if is(sub, "HELP") {
+        Response::Array(
+            ["CLIENT <subcommand>", "SETNAME <name>", "GETNAME", "ID", "SETINFO <LIB-NAME|LIB-VER> <value>", "INFO", "LIST"]
+                .iter()
+                .map(|l| Response::Simple((*l).into()))
+                .collect(),
+        )
+    } else {
+        unknown_subcommand(sub, "CLIENT")
+    }
+}
+
+fn flags(list: &[&str]) -> Response {
+    Response::Set(list.iter().map(|f| Response::Simple((*f).into())).collect())
+}
+
+fn command_entries(shared: &Shared) -> Vec<(String, Response)> {
+    let mut out = Vec::new();
+    for info in shared.node.module().commands() {
+        let arity = match info.arity {
+            fsm_sdk::Arity::Exact(n) => i64::from(n),
+            fsm_sdk::Arity::AtLeast(n) => -i64::from(n),
+        };
+        let flag_list: &[&str] = if info.write { &["write"] } else { &["readonly", "fast"] };
+        out.push((
+            info.name.to_ascii_lowercase(),
+            Response::Array(vec![
+                Response::bulk(info.name.to_ascii_lowercase()),
+                Response::Integer(arity),
+                flags(flag_list),
+                Response::Integer(i64::from(info.keys.first)),
+                Response::Integer(i64::from(info.keys.last)),
+                Response::Integer(i64::from(info.keys.step)),
+                Response::Set(vec![]),
+                Response::Set(vec![]),
+                Response::Array(vec![]),
+                Response::Array(vec![]),
+            ]),
+        ));
+    }
+    for (name, arity, flag_list) in LOCAL_COMMANDS {
+        out.push((
+            (*name).to_owned(),
+            Response::Array(vec![
+                Response::bulk(*name),
+                Response::Integer(*arity),
+                flags(flag_list),
+                Response::Integer(0),
+                Response::Integer(0),
+                Response::Integer(0),
+                Response::Set(vec![]),
+                Response::Set(vec![]),
+                Response::Array(vec![]),
+                Response::Array(vec![]),
+            ]),
+        ));
+    }
+    out
+}
+
+fn command(shared: &Shared, args: &[Bytes]) -> Response {
+    if args.len() == 1 {
+        return Response::Array(command_entries(shared).into_iter().map(|(_, e)| e).collect());
+    }
+    let sub = &args[1];
+    if is(sub, "COUNT") {
+        Response::Integer(command_entries(shared).len() as i64)
+    } else if is(sub, "DOCS") {
+        // No documentation to offer: an empty map, after which redis-cli uses COMMAND.
+        Response::Map(vec![])
+    } else if is(sub, "INFO") {
+        let entries = command_entries(shared);
+        Response::Array(
+            args[2..]
+                .iter()
+                .map(|name| {
+                    let name = text(name).to_ascii_lowercase();
+                    entries.iter().find(|(n, _)| *n == name).map(|(_, e)| e.clone()).unwrap_or(Response::Null)
+                })
+                .collect(),
+        )
+    } else if is(sub, "LIST") {
+        Response::Array(command_entries(shared).into_iter().map(|(n, _)| Response::bulk(n)).collect())
+    } else {
+        unknown_subcommand(sub, "COMMAND")
+    }
+}
+
+fn config(args: &[Bytes]) -> Response {
+    let sub = &args[1];
+    if is(sub, "GET") {
+        if args.len() < 3 {
+            return wrong_arity("config|get");
+        }
+        // What redis-benchmark and client libraries ask about; we persist through the Raft log,
+        // which behaves like `appendonly yes` + `appendfsync always`.
+        const KNOWN: &[(&str, &str)] = &[
+            ("save", ""),
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+            ("databases", "1"),
+            ("maxmemory", "0"),
+            ("maxclients", "10000"),
+            ("cluster-enabled", "no"),
+        ];
+        let mut pairs = Vec::new();
+        for pattern in &args[2..] {
+            let pattern = text(pattern).to_ascii_lowercase();
+            for (name, value) in KNOWN {
+                if glob(&pattern, name) && !pairs.iter().any(|(n, _): &(Response, Response)| *n == Response::bulk(*name)) {
+                    pairs.push((Response::bulk(*name), Response::bulk(*value)));
+                }
+            }
+        }
+        Response::Map(pairs)
+    } else if is(sub, "SET") {
+        Response::error("ERR CONFIG SET is not supported: settings live in the node's YAML file")
+    } else if is(sub, "RESETSTAT") {
+        Response::ok()
+    } else {
+        unknown_subcommand(sub, "CONFIG")
+    }
+}
+
+/// Redis-style glob with `*` and `?` (enough for `CONFIG GET`).
+fn glob(pattern: &str, name: &str) -> bool {
+    fn rec(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => rec(&p[1..], n) || (!n.is_empty() && rec(p, &n[1..])),
+            (Some(b'?'), Some(_)) => rec(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    rec(pattern.as_bytes(), name.as_bytes())
+}
+
+fn debug(shared: &Shared, args: &[Bytes]) -> Response {
+    if is(&args[1], "DIGEST") {
+        match shared.node.state_digest() {
+            Ok(hex) => Response::bulk(hex),
+            Err(e) => cluster_error(&e),
+        }
+    } else {
+        unknown_subcommand(&args[1], "DEBUG")
+    }
+}
+
+fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+fn nodes(shared: &Shared) -> Response {
+    let node = &shared.node;
+    if !node.is_initialized() {
+        return cluster_error(&ClusterError::NoCluster);
+    }
+    let metrics = node.metrics();
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    Response::Array(
+        membership
+            .nodes()
+            .map(|(id, member)| {
+                Response::Array(vec![
+                    Response::Integer(*id as i64),
+                    Response::bulk(member.raft_addr.clone()),
+                    Response::bulk(member.redis_addr.clone()),
+                    Response::bulk(if voters.contains(id) { "voter" } else { "learner" }),
+                    Response::Integer(i64::from(metrics.current_leader == Some(*id))),
+                ])
+            })
+            .collect(),
+    )
+}
+
+fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
+    let wanted: Vec<String> = args[1..].iter().map(|a| text(a).to_ascii_lowercase()).collect();
+    let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
+    let want = |section: &str| all || wanted.iter().any(|w| w == section);
+    let node = &shared.node;
+    let metrics = node.metrics();
+    let mut out = String::new();
+    if want("server") {
+        let _ = write!(
+            out,
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nredraft_version:{}\r\nredis_mode:standalone\r\nos:{}\r\n\
+             arch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nfsm_module_digest:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::process::id(),
+            node.member().redis_addr.rsplit(':').next().unwrap_or(""),
+            shared.started.elapsed().as_secs(),
+            crate::storage::hex(&node.module().digest()),
+        );
+    }
+    if want("clients") {
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            shared.connections(),
+            shared.connections_max
+        );
+    }
+    if want("replication") {
+        let role = if metrics.current_leader == Some(node.id()) { "master" } else { "slave" };
+        let _ = write!(out, "# Replication\r\nrole:{role}\r\n\r\n");
+    }
+    if want("raft") {
+        let leader = metrics.current_leader.map(|l| l.to_string()).unwrap_or_default();
+        let index = |l: Option<openraft::LogId<u64>>| l.map(|l| l.index).unwrap_or(0);
+        let committed = metrics.last_applied.map(|l| l.index).unwrap_or(0);
+        let _ = write!(
+            out,
+            "# Raft\r\nraft_node_id:{}\r\nraft_cluster_id:{}\r\nraft_role:{}\r\nraft_leader_id:{leader}\r\nraft_term:{}\r\n\
+             raft_last_log_index:{}\r\nraft_commit_index:{committed}\r\nraft_last_applied_index:{}\r\n\
+             raft_snapshot_index:{}\r\nraft_purged_index:{}\r\nraft_voters:{}\r\nraft_read_mode:{}\r\n\r\n",
+            node.id(),
+            node.cluster_id().unwrap_or_default(),
+            role_name(metrics.state),
+            metrics.current_term,
+            metrics.last_log_index.unwrap_or(0),
+            index(metrics.last_applied),
+            index(metrics.snapshot),
+            index(metrics.purged),
+            metrics.membership_config.membership().voter_ids().map(|v| v.to_string()).collect::<Vec<_>>().join(","),
+            if session.stale_reads { "stale" } else { "linearizable" },
+        );
+    }
+    if want("keyspace") {
+        out.push_str("# Keyspace\r\n");
+        if node.module().command_index(b"dbsize").is_some() {
+            let mut encoded = Vec::new();
+            fsm_sdk::codec::encode_args(&[b"DBSIZE".as_slice()], &mut encoded);
+            if let Ok(fsm_sdk::Reply::Integer(keys)) = node.query(&encoded)
+                && keys > 0
+            {
+                let _ = write!(out, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+            }
+        }
+        out.push_str("\r\n");
+    }
+    Response::Verbatim { format: VerbatimFormat::Text, text: Bytes::from(out) }
+}
+
+fn parse_id(arg: &[u8]) -> Result<u64, Response> {
+    match text(arg).parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(Response::error("ERR node id must be a positive integer")),
+    }
+}
+
+/// Runs a cluster command (`BOOTSTRAP`, `JOIN`, `REMOVE`, `SNAPSHOT`). `JOIN` and `REMOVE` sent
+/// to a follower are passed on to the leader.
+pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
+    let node = &shared.node;
+    let name = text(&args[0]).to_ascii_lowercase();
+    let result = match name.as_str() {
+        "bootstrap" => match parse_id(&args[1]) {
+            Ok(id) => node.bootstrap(id, &text(&args[2])).await.map(|()| Response::ok()),
+            Err(reply) => return reply,
+        },
+        "join" | "remove" => {
+            if name == "join" && args.len() > 4 {
+                return wrong_arity("join");
+            }
+            let id = match parse_id(&args[1]) {
+                Ok(id) => id,
+                Err(reply) => return reply,
+            };
+            match node.route_to_leader() {
+                Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
+                    let upstream = Upstream::start(&redis_addr);
+                    return upstream.submit(args.to_vec()).await.await.unwrap_or_else(|_| {
+                        Response::error("ERR the leader did not answer; check NODES before retrying")
+                    });
+                }
+                Err(e) => Err(e),
+                Ok(()) if name == "join" => {
+                    let redis_addr = args.get(3).map(|a| text(a)).unwrap_or_default();
+                    node.join(id, &text(&args[2]), &redis_addr).await.map(|()| Response::ok())
+                }
+                Ok(()) => node.remove(id).await.map(|()| Response::ok()),
+            }
+        }
+        "snapshot" => node.snapshot().await.map(|index| Response::Integer(index as i64)),
+        _ => return Response::error("ERR unknown cluster command"),
+    };
+    result.unwrap_or_else(|e| cluster_error(&e))
+}

@@ -1,0 +1,294 @@
+//! One client connection: reads requests, runs them, writes replies in order.
+//!
+//! **Pipelining.** Every complete request in the read buffer is dispatched before any reply is
+//! awaited: writes are queued for the node's write batcher, reads for its read batcher, and both
+//! are answered later, in order. Only two orderings need care, and both are kept by draining the
+//! replies pending so far before the kind changes: a read after a write on the same connection
+//! must see it (so it waits for the write), and a write after a read must not be seen by it (so it
+//! waits for the read). Cluster commands (`JOIN`, ...) are barriers too.
+//!
+//! **Errors.** A command error is a reply and the connection goes on; a protocol error is
+//! answered with Redis's `ERR Protocol error: ...` and the connection is closed (after the replies
+//! to the requests before it).
+
+use super::commands::{self, Outcome};
+use super::protocol::{self, Protocol, Response};
+use super::upstream::{FORWARDED_MARKER, Upstream};
+use super::Shared;
+use crate::config::FollowerWrites;
+use crate::raft::node::ClusterError;
+use bytes::{Bytes, BytesMut};
+use fsm_sdk::Reply;
+use std::collections::VecDeque;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// Replies pending before the connection drains them anyway (bounds memory per connection).
+const PENDING_MAX: usize = 16 * 1024;
+/// Output buffered before it is written even if more replies are coming.
+const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+
+/// Per-connection state that commands can change.
+pub struct Session {
+    /// The connection's id (`CLIENT ID`).
+    pub id: u64,
+    /// RESP2 until `HELLO 3`.
+    pub protocol: Protocol,
+    /// `CLIENT SETNAME`.
+    pub name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-NAME` / `LIB-VER`.
+    pub lib: (Option<Bytes>, Option<Bytes>),
+    /// `READONLY`: reads are served from local state without a read index.
+    pub stale_reads: bool,
+    /// The connection is another node forwarding writes: never forward them again.
+    pub forwarded: bool,
+    /// The peer's address, for `CLIENT LIST` / `INFO`.
+    pub peer: String,
+    upstream: Option<Upstream>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+}
+
+enum Pending {
+    Ready(Response),
+    Node(oneshot::Receiver<Result<Reply, ClusterError>>),
+    Forwarded(oneshot::Receiver<Response>),
+}
+
+/// The replies owed to the client, in request order.
+#[derive(Default)]
+struct Pipeline {
+    pending: VecDeque<Pending>,
+    kind: Option<Kind>,
+}
+
+impl Pipeline {
+    async fn drain(&mut self, protocol: Protocol, out: &mut BytesMut) {
+        while let Some(item) = self.pending.pop_front() {
+            let response = match item {
+                Pending::Ready(response) => response,
+                Pending::Node(rx) => match rx.await {
+                    Ok(Ok(reply)) => Response::from(reply),
+                    Ok(Err(e)) => cluster_error(&e),
+                    Err(_) => Response::error(
+                        "UNKNOWN the write's outcome is unknown (the node stopped): it may or may not have been applied",
+                    ),
+                },
+                Pending::Forwarded(rx) => rx.await.unwrap_or_else(|_| {
+                    Response::error("UNKNOWN the forwarded write's outcome is unknown: it may or may not have been applied")
+                }),
+            };
+            protocol::encode(&response, protocol, out);
+        }
+        self.kind = None;
+    }
+}
+
+/// The one place a cluster condition becomes a Redis error reply.
+pub fn cluster_error(error: &ClusterError) -> Response {
+    match error {
+        ClusterError::NoCluster => Response::error("NOCLUSTER No Raft Cluster"),
+        ClusterError::NoLeader => Response::error("CLUSTERDOWN No raft leader"),
+        ClusterError::NotLeader { redis_addr, .. } if !redis_addr.is_empty() => {
+            Response::error(format!("MOVED 0 {redis_addr}"))
+        }
+        ClusterError::NotLeader { .. } => Response::error("CLUSTERDOWN No raft leader"),
+        ClusterError::Unknown(text)
+        | ClusterError::Timeout(text)
+        | ClusterError::Refused(text)
+        | ClusterError::Fatal(text) => Response::error(text.clone()),
+    }
+}
+
+/// Serves one client until it quits, breaks the protocol, or disconnects.
+pub async fn serve(mut stream: TcpStream, shared: std::sync::Arc<Shared>, id: u64) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.split();
+    let mut session = Session {
+        id,
+        protocol: Protocol::Resp2,
+        name: None,
+        lib: (None, None),
+        stale_reads: false,
+        forwarded: false,
+        peer,
+        upstream: None,
+    };
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut pipeline = Pipeline::default();
+    let mut first_request = true;
+    loop {
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
+        match rd.read_buf(&mut input).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let mut close = false;
+        loop {
+            let args = match protocol::parse_request(&mut input, &shared.protocol_limits) {
+                Ok(Some(args)) => args,
+                Ok(None) => break,
+                Err(e) => {
+                    pipeline.drain(session.protocol, &mut out).await;
+                    protocol::encode(&Response::Error(e.0), session.protocol, &mut out);
+                    close = true;
+                    break;
+                }
+            };
+            if args.is_empty() {
+                continue;
+            }
+            if first_request && protocol::is_http_probe(&args) {
+                tracing::warn!(peer = %session.peer, "possible cross-protocol attack (HTTP request): closing");
+                close = true;
+                break;
+            }
+            first_request = false;
+            if dispatch(&shared, &mut session, args, &mut pipeline, &mut out).await == Flow::Close {
+                close = true;
+                break;
+            }
+            if pipeline.pending.len() >= PENDING_MAX {
+                pipeline.drain(session.protocol, &mut out).await;
+            }
+            if out.len() >= OUTPUT_FLUSH_BYTES && wr.write_all(&out).await.is_err() {
+                return;
+            }
+            if out.len() >= OUTPUT_FLUSH_BYTES {
+                out.clear();
+            }
+        }
+        pipeline.drain(session.protocol, &mut out).await;
+        if !out.is_empty() {
+            if wr.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if close {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+async fn dispatch(
+    shared: &Shared,
+    session: &mut Session,
+    args: Vec<Bytes>,
+    pipeline: &mut Pipeline,
+    out: &mut BytesMut,
+) -> Flow {
+    let node = &shared.node;
+    let name = &args[0];
+    if name.eq_ignore_ascii_case(FORWARDED_MARKER.as_bytes()) {
+        session.forwarded = true;
+        pipeline.pending.push_back(Pending::Ready(Response::ok()));
+        return Flow::Continue;
+    }
+    // The module's commands first: they are the hot path.
+    if let Some(index) = node.module().command_index(name) {
+        let info = &node.module().commands()[index];
+        if !info.arity.accepts(args.len()) {
+            let text = format!("ERR wrong number of arguments for '{}' command", info.name.to_ascii_lowercase());
+            pipeline.pending.push_back(Pending::Ready(Response::error(text)));
+            return Flow::Continue;
+        }
+        let kind = if info.write { Kind::Write } else { Kind::Read };
+        if pipeline.kind.is_some_and(|k| k != kind) {
+            pipeline.drain(session.protocol, out).await;
+        }
+        pipeline.kind = Some(kind);
+        let item = match kind {
+            Kind::Write => write(shared, session, args).await,
+            Kind::Read => read(shared, session, &args).await,
+        };
+        pipeline.pending.push_back(item);
+        return Flow::Continue;
+    }
+    match commands::run_local(shared, session, &args) {
+        Outcome::Reply(response) => {
+            pipeline.pending.push_back(Pending::Ready(response));
+            Flow::Continue
+        }
+        Outcome::Close(response) => {
+            pipeline.pending.push_back(Pending::Ready(response));
+            Flow::Close
+        }
+        Outcome::Cluster => {
+            // Membership and snapshot commands wait for everything before them.
+            pipeline.drain(session.protocol, out).await;
+            let response = commands::run_cluster(shared, session, &args).await;
+            pipeline.pending.push_back(Pending::Ready(response));
+            Flow::Continue
+        }
+        Outcome::Unknown => {
+            let mut encoded = Vec::with_capacity(fsm_sdk::codec::encoded_args_len(&args));
+            fsm_sdk::codec::encode_args(&args, &mut encoded);
+            let reply = crate::runtime::unknown_command(&encoded);
+            pipeline.pending.push_back(Pending::Ready(reply.into()));
+            Flow::Continue
+        }
+    }
+}
+
+async fn write(shared: &Shared, session: &mut Session, args: Vec<Bytes>) -> Pending {
+    let node = &shared.node;
+    match node.route_to_leader() {
+        Ok(()) => {
+            let mut encoded = Vec::with_capacity(fsm_sdk::codec::encoded_args_len(&args));
+            fsm_sdk::codec::encode_args(&args, &mut encoded);
+            Pending::Node(node.submit_write(encoded).await)
+        }
+        Err(ClusterError::NotLeader { redis_addr, .. }) if session.forwarded => {
+            // Forwarded to us, but we no longer lead: say so, never forward again.
+            let _ = redis_addr;
+            Pending::Ready(Response::error("CLUSTERDOWN No raft leader"))
+        }
+        Err(error @ ClusterError::NotLeader { .. }) if shared.follower_writes == FollowerWrites::Redirect => {
+            Pending::Ready(cluster_error(&error))
+        }
+        Err(ClusterError::NotLeader { redis_addr, .. }) if !redis_addr.is_empty() => {
+            let reuse = session.upstream.as_ref().is_some_and(|u| u.addr() == redis_addr && !u.is_closed());
+            if !reuse {
+                session.upstream = Some(Upstream::start(&redis_addr));
+            }
+            match &session.upstream {
+                Some(upstream) => Pending::Forwarded(upstream.submit(args).await),
+                None => Pending::Ready(Response::error("CLUSTERDOWN No raft leader")),
+            }
+        }
+        Err(error) => Pending::Ready(cluster_error(&error)),
+    }
+}
+
+async fn read(shared: &Shared, session: &Session, args: &[Bytes]) -> Pending {
+    let node = &shared.node;
+    if !node.is_initialized() {
+        return Pending::Ready(cluster_error(&ClusterError::NoCluster));
+    }
+    let mut encoded = Vec::with_capacity(fsm_sdk::codec::encoded_args_len(args));
+    fsm_sdk::codec::encode_args(args, &mut encoded);
+    if session.stale_reads {
+        return Pending::Ready(match node.query(&encoded) {
+            Ok(reply) => reply.into(),
+            Err(e) => cluster_error(&e),
+        });
+    }
+    Pending::Node(node.submit_read(encoded).await)
+}

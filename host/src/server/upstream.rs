@@ -1,0 +1,161 @@
+//! Forwarding writes from a follower to the leader (`follower_writes: forward`).
+//!
+//! Each client connection that sends a write to a follower gets **one** upstream connection to
+//! the leader's Redis address, so its writes keep their order. The upstream announces itself with
+//! `REDRAFT.FORWARDED`: the leader then never forwards that connection's writes again (no loops;
+//! a non-leader answers `-CLUSTERDOWN` instead). Nothing is ever re-sent: if the upstream breaks
+//! with writes in flight, those writes are answered with an "outcome unknown" error and the next
+//! write opens a fresh upstream to whoever leads then. The queue is bounded
+//! ([`UPSTREAM_QUEUE_MAX`]), so a slow leader pushes back on the client.
+
+use super::protocol::Response;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// Writes queued towards one upstream before the client is made to wait.
+pub const UPSTREAM_QUEUE_MAX: usize = 4096;
+/// Connecting to the leader gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The command that marks a connection as carrying forwarded writes.
+pub const FORWARDED_MARKER: &str = "REDRAFT.FORWARDED";
+
+struct Job {
+    args: Vec<Bytes>,
+    reply: oneshot::Sender<Response>,
+}
+
+/// One client connection's ordered pipe to the leader.
+pub struct Upstream {
+    addr: String,
+    jobs: mpsc::Sender<Job>,
+}
+
+fn unknown(why: &str) -> Response {
+    Response::Error(format!(
+        "UNKNOWN the forwarded write's outcome is unknown ({why}): it may or may not have been applied"
+    ))
+}
+
+fn append_command(out: &mut Vec<u8>, args: &[Bytes]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Upstream {
+    /// Starts an upstream to the leader at `addr` (the connection is made in the background;
+    /// failures surface as error replies to the writes).
+    pub fn start(addr: &str) -> Self {
+        let (jobs, rx) = mpsc::channel(UPSTREAM_QUEUE_MAX);
+        tokio::spawn(run(addr.to_owned(), rx));
+        Upstream { addr: addr.to_owned(), jobs }
+    }
+
+    /// The leader address this upstream goes to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Whether the upstream has failed (a new one is needed for the next write).
+    pub fn is_closed(&self) -> bool {
+        self.jobs.is_closed()
+    }
+
+    /// Queues a write; the receiver yields the leader's reply (or an error reply).
+    pub async fn submit(&self, args: Vec<Bytes>) -> oneshot::Receiver<Response> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { args, reply }).await {
+            let _ = job.reply.send(unknown("the connection to the leader failed"));
+        }
+        rx
+    }
+}
+
+async fn run(addr: String, mut jobs: mpsc::Receiver<Job>) {
+    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return fail_all(&mut jobs, VecDeque::new(), &format!("cannot reach the leader at {addr}: {e}")),
+        Err(_) => return fail_all(&mut jobs, VecDeque::new(), &format!("cannot reach the leader at {addr}: timeout")),
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.split();
+    let mut inflight: VecDeque<oneshot::Sender<Response>> = VecDeque::new();
+    let mut out = Vec::with_capacity(16 * 1024);
+    append_command(&mut out, &[Bytes::from_static(FORWARDED_MARKER.as_bytes())]);
+    // The marker's +OK is consumed like a reply nobody waits for.
+    let (marker, _) = oneshot::channel();
+    inflight.push_back(marker);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        if !out.is_empty() {
+            if let Err(e) = wr.write_all(&out).await {
+                return fail_all(&mut jobs, inflight, &format!("write to the leader failed: {e}"));
+            }
+            out.clear();
+        }
+        tokio::select! {
+            job = jobs.recv(), if inflight.len() < UPSTREAM_QUEUE_MAX => match job {
+                Some(job) => {
+                    append_command(&mut out, &job.args);
+                    inflight.push_back(job.reply);
+                    while let Ok(job) = jobs.try_recv() {
+                        append_command(&mut out, &job.args);
+                        inflight.push_back(job.reply);
+                        if inflight.len() >= UPSTREAM_QUEUE_MAX { break; }
+                    }
+                }
+                None if inflight.is_empty() => return,
+                None => {}
+            },
+            read = rd.read_buf(&mut buf) => {
+                match read {
+                    Ok(0) => return fail_all(&mut jobs, inflight, "the leader closed the connection"),
+                    Err(e) => return fail_all(&mut jobs, inflight, &format!("read from the leader failed: {e}")),
+                    Ok(_) => {}
+                }
+                loop {
+                    match redis_protocol::resp2::decode::decode_bytes_mut(&mut buf) {
+                        Ok(Some((frame, _, _))) => match inflight.pop_front() {
+                            Some(reply) => { let _ = reply.send(from_frame(frame)); }
+                            None => return fail_all(&mut jobs, inflight, "the leader sent an unexpected reply"),
+                        },
+                        Ok(None) => break,
+                        Err(e) => return fail_all(&mut jobs, inflight, &format!("bad reply from the leader: {e}")),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fail_all(jobs: &mut mpsc::Receiver<Job>, inflight: VecDeque<oneshot::Sender<Response>>, why: &str) {
+    tracing::warn!("write forwarding: {why}");
+    jobs.close();
+    for reply in inflight {
+        let _ = reply.send(unknown(why));
+    }
+    while let Ok(job) = jobs.try_recv() {
+        // Never sent: these are known not applied, but a client cannot tell them apart from the
+        // in-flight ones, so they get the same careful answer.
+        let _ = job.reply.send(unknown(why));
+    }
+}
+
+fn from_frame(frame: redis_protocol::resp2::types::BytesFrame) -> Response {
+    use redis_protocol::resp2::types::BytesFrame as F;
+    match frame {
+        F::SimpleString(s) => Response::Simple(String::from_utf8_lossy(&s).into_owned()),
+        F::Error(e) => Response::Error(e.to_string()),
+        F::Integer(i) => Response::Integer(i),
+        F::BulkString(b) => Response::Bulk(b),
+        F::Array(items) => Response::Array(items.into_iter().map(from_frame).collect()),
+        F::Null => Response::Null,
+    }
+}
