@@ -1,15 +1,21 @@
 # Redraft — one gate, identical locally and in CI (`.ci/run` calls `make test`).
 #
+#   make run      build everything and start one durable node (config/single.yaml), bootstrapped,
+#                 in the foreground: `redis-cli -p 9001` talks to it; Ctrl-C stops it
 #   make test     the whole suite: formatting, lints, the wasm build, every test, the docs
-#                 (installs redis-server, the tests' reply oracle, if missing)
+#                 (installs redis-server and redis-tools, which the tests use, if missing)
+#   make cluster  three nodes (config/node{1,2,3}.yaml) in the background, formed with BOOTSTRAP
+#                 and JOIN; prints NODES. Logs and data in data/
+#   make stop     stop the nodes `make cluster` started
+#   make bench    the cluster benchmark against redis-server --appendfsync always (writes
+#                 docs/BENCHMARKS.md), then the apply micro-benchmark
 #   make wasm     build the state-machine modules (target/wasm32-unknown-unknown/guest/*.wasm)
-#   make bench    the apply benchmark (wasm vs native, memory and redb); see docs/BENCHMARKS.md
 #   make fix      format and apply lint fixes
-#   make clean    remove build output
+#   make clean    stop the nodes, remove build output and data/
 #
-# test, wasm, build, bench and fix install what they need first (the pinned toolchain and the
-# wasm target; test also redis-server). Prerequisites: rustup, make, a C toolchain (cc), and apt
-# for redis-server.
+# Every target installs what it needs first (the pinned toolchain and the wasm target; test,
+# cluster and bench also Debian's redis-server and redis-tools). Prerequisites: rustup, make, a C
+# toolchain (cc), and apt for the redis packages.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -17,7 +23,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 GUESTS := -p fsm-kv -p fsm-probe
 
-.PHONY: all toolchain test-deps wasm build test verify lint fmt-check clippy doc unit bench bench-apply fix clean
+.PHONY: all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply fix clean
 
 all: build
 
@@ -28,12 +34,13 @@ toolchain:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 
-## What the tests run besides our code: Debian's redis-server (the reply oracle).
+## What the tests run besides our code: Debian's redis-server (the reply oracle and the benchmark
+## yardstick) and redis-tools (redis-cli, redis-benchmark: real clients).
 test-deps:
-	@command -v redis-server >/dev/null || { \
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "installing redis-server (the tests' reply oracle)"; \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	  echo "installing redis-server and redis-tools (used by the tests)"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
 
 wasm: toolchain
 	$(CARGO) build --target $(WASM_TARGET) --profile guest $(GUESTS)
@@ -41,6 +48,23 @@ wasm: toolchain
 
 build: wasm
 	$(CARGO) build --release --workspace
+
+## The node binary, optimised.
+release: wasm
+	$(CARGO) build --release -p redraft --bin redraft
+
+## One durable node in the foreground, bootstrapped: `redis-cli -p 9001`.
+run: release
+	@echo "starting node 1 (config/single.yaml): redis-cli -p 9001; Ctrl-C stops it"
+	./target/release/redraft --config config/single.yaml
+
+cluster: release test-deps
+	tests/scripts/cluster.sh target/release/redraft
+
+stop:
+	@for f in data/*.pid; do [ -f "$$f" ] || continue; pid=$$(cat "$$f"); \
+	  if kill "$$pid" 2>/dev/null; then echo "stopping pid $$pid ($$f)"; \
+	    for i in $$(seq 1 100); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.1; done; fi; rm -f "$$f"; done
 
 ## The whole suite. Fails on the first problem.
 test: toolchain test-deps fmt-check clippy unit doc
@@ -61,7 +85,11 @@ unit:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 
-bench: bench-apply
+bench: bench-cluster bench-apply
+
+## The 3-node cluster vs redis-server --appendfsync always, same run; writes docs/BENCHMARKS.md.
+bench-cluster: release test-deps
+	tests/scripts/bench.sh target/release/redraft
 
 bench-apply: toolchain
 	$(CARGO) bench -p redraft --bench apply
@@ -70,5 +98,6 @@ fix: toolchain
 	$(CARGO) fmt --all
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty -- -D warnings
 
-clean:
+clean: stop
 	$(CARGO) clean
+	rm -rf data

@@ -239,7 +239,7 @@ const WASM_PAGE_BYTES: u64 = 64 * KIB;
 const WASM32_MEMORY_BYTES_MAX: u64 = 4 * 1024 * MIB;
 
 fn default_log_level() -> String {
-    "info".to_owned()
+    "info,openraft=warn".to_owned()
 }
 
 /// Reads `store_backend` with [`Backend`]'s own parser, whose error lists the allowed names. The
