@@ -184,7 +184,10 @@ impl Node {
         let module = Arc::new(
             FsmModule::load_file(&engine, &config.fsm_module).map_err(|e| StartError::StateMachine(e.to_string()))?,
         );
-        let store = storage::open(config.store_backend, &config.data_dir.join("state.redb"), true)
+        // Applies need no fsync of their own: every applied entry is already durable in the log,
+        // and state + last-applied commit atomically, so a crash only rolls back to a consistent
+        // earlier point that the log replays. Snapshots sync first (see state_machine).
+        let store = storage::open(config.store_backend, &config.data_dir.join("state.redb"), false)
             .map_err(|e| StartError::StateMachine(format!("cannot open the state store: {e}")))?;
         let applier = Runtime::open(module.clone(), store.clone()).map_err(|e| {
             StartError::StateMachine(format!("{e} (module {})", config.fsm_module.display()))
@@ -516,10 +519,13 @@ impl Node {
         }
     }
 
-    /// Stops openraft (its tasks finish their current step).
+    /// Stops openraft (its tasks finish their current step) and makes applied state durable.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
+        }
+        if let Err(e) = self.store.sync() {
+            tracing::warn!("syncing the state store: {e}");
         }
     }
 

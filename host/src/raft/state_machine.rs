@@ -403,6 +403,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let store = self.store.clone();
         let files = self.files.clone();
         let meta = tokio::task::spawn_blocking(move || -> Result<Meta, String> {
+            // Applies commit without fsync (the log can replay them); the snapshot lets the log be
+            // purged, so everything it covers must be durable first.
+            store.sync().map_err(|e| e.to_string())?;
             let view = store.read().map_err(|e| e.to_string())?;
             let (last_log_id, last_membership) =
                 read_applied_meta(&view.meta().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;

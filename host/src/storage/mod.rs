@@ -86,6 +86,12 @@ pub trait Store: Send + Sync {
     /// Commits a batch atomically (and durably, for a durable backend).
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError>;
 
+    /// Makes every commit so far durable, even on a store opened without per-commit fsync. The
+    /// Raft layer calls it before a snapshot, so the log is only purged behind durable state.
+    fn sync(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Replaces the whole state (data and meta) with a snapshot's, atomically: if the stream is
     /// cut or damaged, the previous state stays as it was. The snapshot's meta must hold every
     /// `required` entry with exactly that value (checked before any data is read). See

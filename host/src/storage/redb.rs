@@ -106,12 +106,21 @@ impl Store for RedbStore {
         tx.commit().map_err(redb_err)
     }
 
+    fn sync(&self) -> Result<(), StorageError> {
+        // An empty durable commit persists every non-durable commit before it.
+        let mut tx = self.db.begin_write().map_err(redb_err)?;
+        tx.set_durability(Durability::Immediate).map_err(redb_err)?;
+        tx.commit().map_err(redb_err)
+    }
+
     fn restore(
         &self,
         source: &mut dyn std::io::Read,
         required: &[(&str, &[u8])],
     ) -> Result<SnapshotInfo, StorageError> {
-        let tx = self.begin_write()?;
+        // Always durable: an installed snapshot replaces state the log no longer holds.
+        let mut tx = self.db.begin_write().map_err(redb_err)?;
+        tx.set_durability(Durability::Immediate).map_err(redb_err)?;
         let info = {
             tx.delete_table(DATA).map_err(redb_err)?;
             tx.delete_table(META).map_err(redb_err)?;
