@@ -65,6 +65,11 @@ pub struct Config {
     /// the leader (one hop less, but the client must retry there).
     #[serde(default)]
     pub follower_writes: FollowerWrites,
+    /// How a new connection's reads are served: `linearizable` (default: a read index confirmed
+    /// with a quorum, so a read sees every write acknowledged before it) or `stale` (this node's
+    /// applied state, no round trip). `READONLY` / `READWRITE` switch one connection.
+    #[serde(default)]
+    pub reads: ReadMode,
     /// What to log: a `tracing` filter directive such as `info` or `info,openraft=warn`.
     /// Default `info`. `debug` and `trace` cost throughput on a busy node.
     #[serde(default = "default_log_level")]
@@ -90,6 +95,17 @@ pub enum FollowerWrites {
     Forward,
     /// Refuse the write with an error naming the leader's address, for the client to retry there.
     Redirect,
+}
+
+/// How reads are served by default (`reads`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// Linearizable: a read index, then a local read once applied up to it.
+    #[default]
+    Linearizable,
+    /// Whatever this node has applied (possibly behind the leader).
+    Stale,
 }
 
 impl fmt::Display for FollowerWrites {
@@ -733,6 +749,7 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                 fsm_module: "/opt/redraft/fsm_kv.wasm".into(),
                 bootstrap: false,
                 follower_writes: FollowerWrites::Forward,
+                reads: ReadMode::Linearizable,
                 log_level: "info".into(),
                 raft: RaftSettings {
                     heartbeat_interval_ms: 100,
@@ -1138,6 +1155,7 @@ limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_
                 fsm_module: config.fsm_module.clone(),
                 bootstrap: config.bootstrap,
                 follower_writes: FollowerWrites::default(),
+                reads: ReadMode::default(),
                 log_level: default_log_level(),
                 raft: RaftSettings::default(),
                 snapshot: SnapshotPolicy::default(),

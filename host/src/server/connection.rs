@@ -115,7 +115,7 @@ pub async fn serve(mut stream: TcpStream, shared: std::sync::Arc<Shared>, id: u6
         protocol: Protocol::Resp2,
         name: None,
         lib: (None, None),
-        stale_reads: false,
+        stale_reads: shared.stale_reads_default,
         forwarded: false,
         peer,
         upstream: None,

@@ -34,6 +34,8 @@ pub struct Shared {
     pub protocol_limits: protocol::ProtocolLimits,
     /// `forward` or `redirect` writes sent to a follower.
     pub follower_writes: FollowerWrites,
+    /// Whether new connections start with stale (`READONLY`) reads.
+    pub stale_reads_default: bool,
     /// Connection cap.
     pub connections_max: usize,
     /// Process start, for `INFO`.
@@ -55,6 +57,7 @@ impl Shared {
                 ..protocol::ProtocolLimits::default()
             },
             follower_writes: config.follower_writes,
+            stale_reads_default: config.reads == crate::config::ReadMode::Stale,
             connections_max: config.limits.connections_max,
             started: Instant::now(),
             slots: Arc::new(Semaphore::new(config.limits.connections_max)),
