@@ -71,7 +71,7 @@ pub struct Config {
     #[serde(default)]
     pub reads: ReadMode,
     /// What to log: a `tracing` filter directive such as `info` or `info,openraft=warn`.
-    /// Default `info`. `debug` and `trace` cost throughput on a busy node.
+    /// Default `info,openraft=warn`. `debug` and `trace` cost throughput on a busy node.
     #[serde(default = "default_log_level")]
     pub log_level: String,
     /// Raft timing and replication batch size. All default.
@@ -750,7 +750,7 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                 bootstrap: false,
                 follower_writes: FollowerWrites::Forward,
                 reads: ReadMode::Linearizable,
-                log_level: "info".into(),
+                log_level: "info,openraft=warn".into(),
                 raft: RaftSettings {
                     heartbeat_interval_ms: 100,
                     election_timeout_min_ms: 500,

@@ -96,11 +96,19 @@ impl LogStore {
     }
 
     fn meta_put(&self, values: &[(&'static str, Vec<u8>)]) -> Result<(), StorageError<NodeId>> {
+        self.meta_put_with(values, Durability::Immediate)
+    }
+
+    fn meta_put_with(
+        &self,
+        values: &[(&'static str, Vec<u8>)],
+        durability: Durability,
+    ) -> Result<(), StorageError<NodeId>> {
         match &*self.inner {
             Backing::Redb(db) => tokio::task::block_in_place(|| {
                 let w = |e: &dyn std::fmt::Display| io_error(StorageIOError::write, e);
                 let mut tx = db.begin_write().map_err(|e| w(&e))?;
-                tx.set_durability(Durability::Immediate).map_err(|e| w(&e))?;
+                tx.set_durability(durability).map_err(|e| w(&e))?;
                 {
                     let mut table = tx.open_table(META).map_err(|e| w(&e))?;
                     for (name, value) in values {
@@ -226,7 +234,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
-        self.meta_encode(COMMITTED, &committed)
+        // Only a hint for replay at start (losing it is safe), so no fsync of its own: the next
+        // durable append persists it.
+        let bytes = encode(&committed).map_err(|e| io_error(StorageIOError::write, e))?;
+        self.meta_put_with(&[(COMMITTED, bytes)], Durability::None)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {

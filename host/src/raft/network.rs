@@ -157,6 +157,7 @@ impl Identity {
         match self.cluster_id() {
             Some(ours) if ours == theirs => Ok(()),
             Some(ours) => Err(format!("cluster id mismatch: this node belongs to cluster {ours}, the request came from {theirs}")),
+            None if theirs.is_empty() => Err("the request carries no cluster id".into()),
             None => {
                 tracing::info!(cluster = theirs, "joining cluster");
                 self.set_cluster_id(theirs).map_err(|e| format!("cannot record the cluster id: {e}"))
@@ -175,13 +176,16 @@ struct Pool {
 #[derive(Clone)]
 pub struct PeerNetwork {
     identity: Arc<Identity>,
+    rpc_timeout: Duration,
     pools: Arc<Mutex<HashMap<String, Arc<Pool>>>>,
 }
 
 impl PeerNetwork {
     /// A factory for this node's outgoing RPCs.
-    pub fn new(identity: Arc<Identity>) -> Self {
-        PeerNetwork { identity, pools: Arc::default() }
+    /// `rpc_timeout` is the least time an RPC is given (openraft's own deadline for AppendEntries
+    /// is one heartbeat interval, too short for a large catch-up batch on a slow disk).
+    pub fn new(identity: Arc<Identity>, rpc_timeout: Duration) -> Self {
+        PeerNetwork { identity, rpc_timeout, pools: Arc::default() }
     }
 
     /// A client for `target` at `member`'s Raft address.
@@ -193,7 +197,13 @@ impl PeerNetwork {
             .entry(member.raft_addr.clone())
             .or_default()
             .clone();
-        PeerClient { target, addr: member.raft_addr.clone(), identity: self.identity.clone(), pool }
+        PeerClient {
+            target,
+            addr: member.raft_addr.clone(),
+            identity: self.identity.clone(),
+            pool,
+            rpc_timeout: self.rpc_timeout,
+        }
     }
 }
 
@@ -211,6 +221,7 @@ pub struct PeerClient {
     addr: String,
     identity: Arc<Identity>,
     pool: Arc<Pool>,
+    rpc_timeout: Duration,
 }
 
 impl PeerClient {
@@ -277,7 +288,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        match self.call(Rpc::Append(rpc), option.hard_ttl()).await.map_err(rpc_error)? {
+        match self.call(Rpc::Append(rpc), option.hard_ttl().max(self.rpc_timeout)).await.map_err(rpc_error)? {
             Answer::Append(result) => result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             _ => Err(unexpected()),
         }
@@ -289,7 +300,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>>
     {
-        match self.call(Rpc::Snapshot(rpc), option.hard_ttl()).await.map_err(rpc_error)? {
+        match self.call(Rpc::Snapshot(rpc), option.hard_ttl().max(self.rpc_timeout)).await.map_err(rpc_error)? {
             Answer::Snapshot(result) => result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             _ => Err(unexpected()),
         }
@@ -300,7 +311,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        match self.call(Rpc::Vote(rpc), option.hard_ttl()).await.map_err(rpc_error)? {
+        match self.call(Rpc::Vote(rpc), option.hard_ttl().max(self.rpc_timeout)).await.map_err(rpc_error)? {
             Answer::Vote(result) => result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             _ => Err(unexpected()),
         }

@@ -118,6 +118,9 @@ pub struct Node {
     tuning: Tuning,
 }
 
+/// How long `JOIN` waits for a new learner to catch up before giving up (it stays a learner).
+const JOIN_CATCH_UP_SECS: u64 = 120;
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -222,7 +225,7 @@ impl Node {
 
         let identity =
             Identity::new(config.id, log.clone()).map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
-        let network = PeerNetwork::new(identity.clone());
+        let network = PeerNetwork::new(identity.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
         let listener = TcpListener::bind(config.raft_addr)
             .await
             .map_err(|e| StartError::Io(format!("cannot listen on raft_addr {}: {e}", config.raft_addr)))?;
@@ -259,7 +262,8 @@ impl Node {
         });
         tokio::spawn(write_loop(raft, write_rx, tuning));
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
-        if config.bootstrap && !node.is_initialized() {
+        let pristine = node.log.is_pristine().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
+        if config.bootstrap && pristine {
             let raft_addr = node.member.raft_addr.clone();
             node.bootstrap(config.id, &raft_addr).await.map_err(|e| StartError::Raft(e.to_string()))?;
         }
@@ -398,7 +402,10 @@ impl Node {
             return Err(ClusterError::Refused(format!("ERR this is node {}, not node {id}", self.id)));
         }
         let pristine = self.log.is_pristine().map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        if self.is_initialized() || !pristine || self.cluster_id().is_some() {
+        let initialized = self.raft.is_initialized().await.map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        // A cluster id without a log means an earlier BOOTSTRAP stopped before initialising:
+        // starting over is safe, so only a log or a membership refuses.
+        if initialized || !pristine {
             return Err(ClusterError::Refused("ERR this node is already part of a cluster".into()));
         }
         self.identity.set_cluster_id(&new_cluster_id()).map_err(|e| ClusterError::Fatal(e.to_string()))?;
@@ -447,7 +454,18 @@ impl Node {
         }
         let member = Member { raft_addr: raft_addr.to_owned(), redis_addr: redis_addr.to_owned() };
         tracing::info!(id, %member, "adding learner");
-        self.raft.add_learner(id, member, true).await.map_err(membership_error)?;
+        let catch_up = Duration::from_secs(JOIN_CATCH_UP_SECS);
+        match tokio::time::timeout(catch_up, self.raft.add_learner(id, member, true)).await {
+            Ok(result) => {
+                result.map_err(membership_error)?;
+            }
+            Err(_) => {
+                return Err(ClusterError::Timeout(format!(
+                    "TIMEOUT node {id} was added as a learner but did not catch up within {catch_up:?}; check that it \
+                     runs and is reachable at {raft_addr}, then JOIN again or REMOVE {id}"
+                )));
+            }
+        }
         tracing::info!(id, "promoting to voter");
         self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(membership_error)?;
         Ok(())
@@ -606,7 +624,7 @@ async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tu
                     }
                 }
                 Ok(Err(_)) | Err(_) => {
-                    let why = if outcome.is_err() { "not applied within the write timeout" } else { "leadership lost" };
+                    let why = if outcome.is_err() { "not applied within the write timeout" } else { "the node stopped before answering" };
                     for job in jobs {
                         let _ = job.reply.send(Err(ClusterError::Unknown(unknown(why))));
                     }

@@ -94,6 +94,12 @@ impl SnapshotFiles {
             sequence: AtomicU64::new(0),
         };
         files.remove_all_but(best.as_ref().map(|m| m.snapshot_id.as_str()));
+        // Leftovers of builds or receives interrupted by a crash.
+        for item in std::fs::read_dir(dir)?.flatten() {
+            if item.path().extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(item.path());
+            }
+        }
         Ok(files)
     }
 
@@ -404,9 +410,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let files = self.files.clone();
         let meta = tokio::task::spawn_blocking(move || -> Result<Meta, String> {
             // Applies commit without fsync (the log can replay them); the snapshot lets the log be
-            // purged, so everything it covers must be durable first.
-            store.sync().map_err(|e| e.to_string())?;
+            // purged, so everything it covers must be durable: take the view, then sync (which
+            // persists at least what the view holds).
             let view = store.read().map_err(|e| e.to_string())?;
+            store.sync().map_err(|e| e.to_string())?;
             let (last_log_id, last_membership) =
                 read_applied_meta(&view.meta().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
             let snapshot_id = files.fresh_id(last_log_id);

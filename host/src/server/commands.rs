@@ -411,11 +411,10 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
     if want("raft") {
         let leader = metrics.current_leader.map(|l| l.to_string()).unwrap_or_default();
         let index = |l: Option<openraft::LogId<u64>>| l.map(|l| l.index).unwrap_or(0);
-        let committed = metrics.last_applied.map(|l| l.index).unwrap_or(0);
         let _ = write!(
             out,
             "# Raft\r\nraft_node_id:{}\r\nraft_cluster_id:{}\r\nraft_role:{}\r\nraft_leader_id:{leader}\r\nraft_term:{}\r\n\
-             raft_last_log_index:{}\r\nraft_commit_index:{committed}\r\nraft_last_applied_index:{}\r\n\
+             raft_last_log_index:{}\r\nraft_last_applied_index:{}\r\n\
              raft_snapshot_index:{}\r\nraft_purged_index:{}\r\nraft_voters:{}\r\nraft_read_mode:{}\r\n\r\n",
             node.id(),
             node.cluster_id().unwrap_or_default(),

@@ -93,6 +93,7 @@ async fn run(addr: String, mut jobs: mpsc::Receiver<Job>) {
     let (marker, _) = oneshot::channel();
     inflight.push_back(marker);
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut client_gone = false;
     loop {
         if !out.is_empty() {
             if let Err(e) = wr.write_all(&out).await {
@@ -101,7 +102,7 @@ async fn run(addr: String, mut jobs: mpsc::Receiver<Job>) {
             out.clear();
         }
         tokio::select! {
-            job = jobs.recv(), if inflight.len() < UPSTREAM_QUEUE_MAX => match job {
+            job = jobs.recv(), if !client_gone && inflight.len() < UPSTREAM_QUEUE_MAX => match job {
                 Some(job) => {
                     append_command(&mut out, &job.args);
                     inflight.push_back(job.reply);
@@ -112,7 +113,8 @@ async fn run(addr: String, mut jobs: mpsc::Receiver<Job>) {
                     }
                 }
                 None if inflight.is_empty() => return,
-                None => {}
+                // Keep reading the replies still owed (their writes are in flight), then stop.
+                None => client_gone = true,
             },
             read = rd.read_buf(&mut buf) => {
                 match read {
@@ -129,6 +131,9 @@ async fn run(addr: String, mut jobs: mpsc::Receiver<Job>) {
                         Ok(None) => break,
                         Err(e) => return fail_all(&mut jobs, inflight, &format!("bad reply from the leader: {e}")),
                     }
+                }
+                if client_gone && inflight.is_empty() {
+                    return;
                 }
             }
         }
