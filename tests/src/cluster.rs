@@ -7,7 +7,7 @@
 //!
 //! At most [`clusters_max`] clusters run at once in one test process (the others wait in
 //! [`TestCluster::new`]), so a test binary's parallel tests do not starve each other's nodes of CPU
-//! on a small machine and trip elections.
+//! on a small machine and trip elections. A test must therefore never hold two clusters at once.
 
 use crate::resp::{self, RawConn};
 use redis::{ProtocolVersion, Value};
