@@ -1,0 +1,237 @@
+//! Bad input of every kind against real node processes: malformed RESP and oversized bulks
+//! (Redis's protocol errors, then the connection closes), wrong arity and unknown commands (the
+//! connection stays open), garbage on the Raft port, and configs or modules a node must refuse to
+//! start with. After each, the running node still answers and its data is intact.
+
+use redraft_tests::cluster::WAIT_DEADLINE;
+use redraft_tests::resp::{RawConn, call_show};
+use redraft_tests::{NodeOptions, TestCluster};
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+const REDRAFT: &str = env!("CARGO_BIN_EXE_redraft");
+
+/// How long a node given a bad config or module may take to exit.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A one-node cluster holding `canary = alive`.
+fn single(extra_yaml: &str) -> TestCluster {
+    let mut cluster = TestCluster::new(REDRAFT);
+    cluster.start(1, NodeOptions { bootstrap: true, extra_yaml: extra_yaml.into(), ..NodeOptions::default() });
+    assert_eq!(cluster.leader(WAIT_DEADLINE), 1);
+    assert_eq!(call_show(&mut cluster.client(1), &["SET", "canary", "alive"]), "+OK");
+    cluster
+}
+
+/// The node answers on a new connection, still has its data and still commits writes.
+fn assert_intact(cluster: &TestCluster) {
+    let mut con = cluster.client(1);
+    assert_eq!(call_show(&mut con, &["PING"]), "+PONG");
+    assert_eq!(call_show(&mut con, &["GET", "canary"]), "$alive");
+    assert_eq!(call_show(&mut con, &["INCR", "writes-after-bad-input"]).chars().next(), Some(':'));
+    assert!(cluster.node(1).is_running(), "{}", cluster.statuses());
+}
+
+/// Sends `request`, expects exactly `reply`, then the server closing the connection.
+fn expect_protocol_error(cluster: &TestCluster, request: &[u8], reply: &str) {
+    let mut raw = cluster.raw(1);
+    assert_eq!(raw.request_text(request), reply, "reply to {:?}", String::from_utf8_lossy(request));
+    raw.expect_closed();
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn t10_malformed_multibulk_headers_are_protocol_errors() {
+    let cluster = single("");
+    expect_protocol_error(&cluster, b"*99999999999\r\n", "-ERR Protocol error: invalid multibulk length\r\n");
+    expect_protocol_error(&cluster, b"*1\r\n+PING\r\n", "-ERR Protocol error: expected '$', got '+'\r\n");
+    expect_protocol_error(&cluster, b"*1\r\n$-5\r\n", "-ERR Protocol error: invalid bulk length\r\n");
+    expect_protocol_error(&cluster, b"*2\r\n$3\r\nGET\r\n$abc\r\n", "-ERR Protocol error: invalid bulk length\r\n");
+    expect_protocol_error(&cluster, b"*x\r\n", "-ERR Protocol error: invalid multibulk length\r\n");
+    // A reply already sent stays valid: the error comes after the good command's reply.
+    let mut raw = cluster.raw(1);
+    raw.send(b"*1\r\n$4\r\nPING\r\n*1\r\n+PING\r\n").expect("send");
+    assert_eq!(String::from_utf8_lossy(&raw.read_reply().expect("PONG")), "+PONG\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&raw.read_reply().expect("error")),
+        "-ERR Protocol error: expected '$', got '+'\r\n"
+    );
+    raw.expect_closed();
+    // A bare `$-5` line is an inline command for Redis (an unknown one): an error, not a crash.
+    let mut raw = cluster.raw(1);
+    let reply = raw.request_text(b"$-5\r\n");
+    assert!(reply.starts_with("-ERR"), "{reply}");
+    assert_intact(&cluster);
+}
+
+#[test]
+fn t11_unbalanced_quotes_in_an_inline_command() {
+    let cluster = single("");
+    expect_protocol_error(&cluster, b"SET a \"b c\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n");
+    expect_protocol_error(&cluster, b"SET a 'b c\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n");
+    assert_eq!(call_show(&mut cluster.client(1), &["GET", "a"]), "(nil)", "nothing was written");
+    assert_intact(&cluster);
+}
+
+#[test]
+fn t12_a_bulk_over_the_configured_cap_is_refused() {
+    let cluster = single("limits: {bulk_bytes_max: 1024}");
+    // At the cap: accepted.
+    let value = "x".repeat(1024);
+    assert_eq!(call_show(&mut cluster.client(1), &["SET", "big", &value]), "+OK");
+    assert_eq!(call_show(&mut cluster.client(1), &["STRLEN", "big"]), ":1024");
+    // One byte over: refused at the header, before the body arrives.
+    expect_protocol_error(
+        &cluster,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1025\r\n",
+        "-ERR Protocol error: invalid bulk length\r\n",
+    );
+    // Far over, body and all.
+    let mut request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b'y', 100_000));
+    request.extend_from_slice(b"\r\n");
+    let mut raw = cluster.raw(1);
+    let _ = raw.send(&request); // the node may close before it has read everything
+    // Closing with unread input resets the connection, which may overtake the error reply.
+    match raw.read_reply() {
+        Ok(reply) => assert_eq!(String::from_utf8_lossy(&reply), "-ERR Protocol error: invalid bulk length\r\n"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert_eq!(call_show(&mut cluster.client(1), &["GET", "k"]), "(nil)", "nothing was written");
+    assert_intact(&cluster);
+}
+
+#[test]
+fn t13_wrong_arity_and_unknown_commands_keep_the_connection_open() {
+    let cluster = single("");
+    let mut raw = cluster.raw(1);
+    assert_eq!(raw.request_text(b"*1\r\n$3\r\nGET\r\n"), "-ERR wrong number of arguments for 'get' command\r\n");
+    assert_eq!(
+        raw.request_text(b"*2\r\n$3\r\nFOO\r\n$3\r\nbar\r\n"),
+        "-ERR unknown command 'FOO', with args beginning with: 'bar' \r\n"
+    );
+    assert_eq!(raw.request_text(b"GET\r\n"), "-ERR wrong number of arguments for 'get' command\r\n");
+    assert_eq!(raw.request_text(b"FOO\r\n"), "-ERR unknown command 'FOO', with args beginning with: \r\n");
+    assert_eq!(raw.request_text(b"*1\r\n$4\r\nPING\r\n"), "+PONG\r\n", "the same connection still works");
+    assert_eq!(raw.request_text(b"*2\r\n$3\r\nGET\r\n$6\r\ncanary\r\n"), "$5\r\nalive\r\n");
+    // The same through the redis crate.
+    let mut con = cluster.client(1);
+    assert_eq!(call_show(&mut con, &["SET"]), "-ERR wrong number of arguments for 'set' command");
+    assert_eq!(
+        call_show(&mut con, &["NOSUCHCOMMAND"]),
+        "-ERR unknown command 'NOSUCHCOMMAND', with args beginning with: "
+    );
+    assert_eq!(call_show(&mut con, &["GET", "canary"]), "$alive");
+    assert_intact(&cluster);
+}
+
+#[test]
+fn t14_garbage_on_the_raft_port_leaves_the_node_serving() {
+    let cluster = single("");
+    let raft = cluster.node(1).raft_addr;
+    let send = |bytes: &[u8]| -> TcpStream {
+        let mut stream = TcpStream::connect_timeout(&raft, Duration::from_secs(10)).expect("connect to the Raft port");
+        let _ = stream.write_all(bytes); // the node may hang up at once
+        stream
+    };
+    drop(send(b""));
+    drop(send(&noise(1, 64 * 1024)));
+    drop(send(&[0xff; 64]));
+    drop(send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    drop(send(b"*1\r\n$4\r\nPING\r\n"));
+    for seed in 2..10 {
+        drop(send(&noise(seed, 1 + seed as usize * 97)));
+    }
+    // One bad peer left hanging mid-frame must not stall the node either.
+    let _hanging = send(&[0, 0, 0, 100, 1, 2, 3]);
+    assert_intact(&cluster);
+    assert_eq!(cluster.leader(WAIT_DEADLINE), 1);
+}
+
+#[test]
+fn t15_bad_configs_are_refused_naming_the_key_and_the_file() {
+    let cluster = single("");
+    let cases: &[(&str, &str)] = &[
+        ("bogus_key: 1", "bogus_key"),
+        ("raft: {heartbeat_ms: 5}", "heartbeat_ms"),
+        ("limits: {no_such_limit: 5}", "no_such_limit"),
+        ("store_backend: rocksdb", "store_backend"),
+        ("follower_writes: sideways", "follower_writes"),
+        ("raft: {heartbeat_interval_ms: fast}", "heartbeat_interval_ms"),
+        ("limits: {bulk_bytes_max: -1}", "bulk_bytes_max"),
+        ("bootstrap: maybe", "bootstrap"),
+    ];
+    for (extra, key) in cases {
+        let yaml = cluster.fresh_config(9, &NodeOptions { extra_yaml: (*extra).into(), ..NodeOptions::default() });
+        let report = cluster.run_expect_exit(&yaml, REFUSAL_DEADLINE);
+        assert!(!report.status.success(), "{extra}: {report:?}");
+        assert!(report.output.contains(key), "{extra}: the message names `{key}`:\n{}", report.output);
+        let file = report.config_path.display().to_string();
+        assert!(report.output.contains(&file), "{extra}: the message names {file}:\n{}", report.output);
+        assert_intact(&cluster);
+    }
+
+    // Not YAML at all; an id of 0.
+    let valid = cluster.fresh_config(9, &NodeOptions::default());
+    assert!(valid.contains("id: 9\n"), "{valid}");
+    for (what, yaml) in
+        [("broken YAML", "id: [1\nraft_addr: \"\n".to_owned()), ("id 0", valid.replace("id: 9\n", "id: 0\n"))]
+    {
+        let report = cluster.run_expect_exit(&yaml, REFUSAL_DEADLINE);
+        assert!(!report.status.success(), "{what}: {report:?}");
+        let file = report.config_path.display().to_string();
+        assert!(report.output.contains(&file), "{what}: the message names {file}:\n{}", report.output);
+        assert_intact(&cluster);
+    }
+}
+
+#[test]
+fn t16_missing_or_corrupt_modules_are_refused() {
+    let cluster = single("");
+    let dir = cluster.dir().join("modules");
+    std::fs::create_dir_all(&dir).expect("modules dir");
+    let corrupt = dir.join("corrupt.wasm");
+    std::fs::write(&corrupt, noise(42, 4096)).expect("write corrupt.wasm");
+    let truncated = dir.join("truncated.wasm");
+    let real = redraft_tests::fsm_kv_wasm();
+    std::fs::write(&truncated, &real[..real.len() / 2]).expect("write truncated.wasm");
+    let empty = dir.join("empty.wasm");
+    std::fs::write(&empty, b"").expect("write empty.wasm");
+
+    for module in [dir.join("missing.wasm"), corrupt, truncated, empty] {
+        let yaml = cluster.fresh_config(9, &NodeOptions { fsm_module: module.clone(), ..NodeOptions::default() });
+        let report = cluster.run_expect_exit(&yaml, REFUSAL_DEADLINE);
+        assert!(!report.status.success(), "{}: {report:?}", module.display());
+        let name = module.file_name().and_then(|n| n.to_str()).expect("file name");
+        assert!(report.output.contains(name), "the message names the module {name}:\n{}", report.output);
+        assert_intact(&cluster);
+    }
+}
+
+#[test]
+fn t17_a_refused_start_leaves_no_listener_behind() {
+    let cluster = single("");
+    let yaml = cluster.fresh_config(9, &NodeOptions { extra_yaml: "bogus_key: 1".into(), ..NodeOptions::default() });
+    let redis_addr = yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_addr: "))
+        .map(|a| a.trim_matches(['"', '\'']).parse().expect("redis_addr"))
+        .expect("redis_addr in the config");
+    let report = cluster.run_expect_exit(&yaml, REFUSAL_DEADLINE);
+    assert!(!report.status.success());
+    assert!(RawConn::connect(redis_addr).is_err(), "nothing listens on {redis_addr} after the refusal");
+    assert_intact(&cluster);
+}
