@@ -5,7 +5,18 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use redraft::config::{Args, Config};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line an operator can act on, not a Debug dump with a backtrace.
+            eprintln!("redraft: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::load(&args.config, &args.overrides)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)

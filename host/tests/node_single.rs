@@ -286,7 +286,6 @@ fn t18_cluster_commands_on_one_node() {
     for field in [
         "raft_term",
         "raft_last_log_index",
-        "raft_commit_index",
         "raft_last_applied_index",
         "raft_snapshot_index",
         "raft_purged_index",

@@ -185,7 +185,10 @@ impl Node {
         };
         let engine = FsmEngine::new(limits).map_err(|e| StartError::StateMachine(e.to_string()))?;
         let module = Arc::new(
-            FsmModule::load_file(&engine, &config.fsm_module).map_err(|e| StartError::StateMachine(e.to_string()))?,
+            FsmModule::load_file(&engine, &config.fsm_module).map_err(|e| match e {
+                crate::runtime::LoadError::Read { .. } => StartError::StateMachine(e.to_string()),
+                e => StartError::StateMachine(format!("fsm_module {}: {e}", config.fsm_module.display())),
+            })?,
         );
         // Applies need no fsync of their own: every applied entry is already durable in the log,
         // and state + last-applied commit atomically, so a crash only rolls back to a consistent
