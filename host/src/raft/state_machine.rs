@@ -348,7 +348,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
         let id = self.snapshots.fresh_id(None);
         let path = self.snapshots.temp_path(&format!("incoming-{id}"));
-        let file = tokio::fs::File::create(&path).await.map_err(|e| io_error(write_snapshot_none, e))?;
+        // Read and write: openraft writes the chunks into it, then we restore from it.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| io_error(write_snapshot_none, e))?;
         if let Some(old) = self.receiving.replace(path) {
             let _ = std::fs::remove_file(old);
         }
