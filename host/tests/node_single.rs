@@ -283,13 +283,9 @@ fn t18_cluster_commands_on_one_node() {
     assert_eq!(info["raft_node_id"], "1");
     assert_eq!(info["raft_role"], "leader");
     assert_eq!(info["raft_leader_id"], "1");
-    for field in [
-        "raft_term",
-        "raft_last_log_index",
-        "raft_last_applied_index",
-        "raft_snapshot_index",
-        "raft_purged_index",
-    ] {
+    for field in
+        ["raft_term", "raft_last_log_index", "raft_last_applied_index", "raft_snapshot_index", "raft_purged_index"]
+    {
         assert!(info.get(field).is_some_and(|v| v.is_empty() || v.parse::<u64>().is_ok()), "{field} in {info:?}");
     }
 

@@ -18,13 +18,13 @@
 
 use super::log_store::LogStore;
 use super::{Member, NodeId, TypeConfig};
+use openraft::Raft;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::Raft;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -156,7 +156,9 @@ impl Identity {
         }
         match self.cluster_id() {
             Some(ours) if ours == theirs => Ok(()),
-            Some(ours) => Err(format!("cluster id mismatch: this node belongs to cluster {ours}, the request came from {theirs}")),
+            Some(ours) => {
+                Err(format!("cluster id mismatch: this node belongs to cluster {ours}, the request came from {theirs}"))
+            }
             None if theirs.is_empty() => Err("the request carries no cluster id".into()),
             None => {
                 tracing::info!(cluster = theirs, "joining cluster");
@@ -190,13 +192,8 @@ impl PeerNetwork {
 
     /// A client for `target` at `member`'s Raft address.
     pub fn client(&self, target: NodeId, member: &Member) -> PeerClient {
-        let pool = self
-            .pools
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(member.raft_addr.clone())
-            .or_default()
-            .clone();
+        let pool =
+            self.pools.lock().unwrap_or_else(|p| p.into_inner()).entry(member.raft_addr.clone()).or_default().clone();
         PeerClient {
             target,
             addr: member.raft_addr.clone(),
@@ -248,7 +245,8 @@ impl PeerClient {
             let answer: Answer = super::decode(&reply).map_err(|e| TransportError::Malformed(e.to_string()))?;
             Ok::<_, TransportError>((stream, answer))
         };
-        let (stream, answer) = tokio::time::timeout(timeout, exchange).await.map_err(|_| TransportError::Timeout(timeout))??;
+        let (stream, answer) =
+            tokio::time::timeout(timeout, exchange).await.map_err(|_| TransportError::Timeout(timeout))??;
         let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < POOL_IDLE_MAX {
             idle.push(stream);
@@ -358,13 +356,13 @@ async fn serve_connection(
                 Rpc::Append(rpc) => Answer::Append(raft.append_entries(rpc).await),
                 Rpc::Vote(rpc) => Answer::Vote(raft.vote(rpc).await),
                 Rpc::Snapshot(rpc) => Answer::Snapshot(raft.install_snapshot(rpc).await),
-                Rpc::ReadIndex => Answer::ReadIndex(
-                    match tokio::time::timeout(read_timeout, raft.get_read_log_id()).await {
+                Rpc::ReadIndex => {
+                    Answer::ReadIndex(match tokio::time::timeout(read_timeout, raft.get_read_log_id()).await {
                         Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(_) => Err(format!("leadership not confirmed within {read_timeout:?}")),
-                    },
-                ),
+                    })
+                }
             },
         };
         let reply = super::encode(&answer).map_err(|e| TransportError::Malformed(e.to_string()))?;

@@ -184,21 +184,19 @@ impl Node {
             ..RuntimeLimits::default()
         };
         let engine = FsmEngine::new(limits).map_err(|e| StartError::StateMachine(e.to_string()))?;
-        let module = Arc::new(
-            FsmModule::load_file(&engine, &config.fsm_module).map_err(|e| match e {
-                crate::runtime::LoadError::Read { .. } => StartError::StateMachine(e.to_string()),
-                e => StartError::StateMachine(format!("fsm_module {}: {e}", config.fsm_module.display())),
-            })?,
-        );
+        let module = Arc::new(FsmModule::load_file(&engine, &config.fsm_module).map_err(|e| match e {
+            crate::runtime::LoadError::Read { .. } => StartError::StateMachine(e.to_string()),
+            e => StartError::StateMachine(format!("fsm_module {}: {e}", config.fsm_module.display())),
+        })?);
         // Applies need no fsync of their own: every applied entry is already durable in the log,
         // and state + last-applied commit atomically, so a crash only rolls back to a consistent
         // earlier point that the log replays. Snapshots sync first (see state_machine).
         let store = storage::open(config.store_backend, &config.data_dir.join("state.redb"), false)
             .map_err(|e| StartError::StateMachine(format!("cannot open the state store: {e}")))?;
-        let applier = Runtime::open(module.clone(), store.clone()).map_err(|e| {
-            StartError::StateMachine(format!("{e} (module {})", config.fsm_module.display()))
-        })?;
-        let reader = Runtime::open(module.clone(), store.clone()).map_err(|e| StartError::StateMachine(e.to_string()))?;
+        let applier = Runtime::open(module.clone(), store.clone())
+            .map_err(|e| StartError::StateMachine(format!("{e} (module {})", config.fsm_module.display())))?;
+        let reader =
+            Runtime::open(module.clone(), store.clone()).map_err(|e| StartError::StateMachine(e.to_string()))?;
         let log = match config.store_backend {
             Backend::Redb => LogStore::open_redb(&config.data_dir.join("raft.redb"))
                 .map_err(|e| StartError::Io(format!("cannot open the raft log: {e}")))?,
@@ -226,8 +224,8 @@ impl Node {
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let identity =
-            Identity::new(config.id, log.clone()).map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
+        let identity = Identity::new(config.id, log.clone())
+            .map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
         let network = PeerNetwork::new(identity.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
         let listener = TcpListener::bind(config.raft_addr)
             .await
@@ -346,7 +344,10 @@ impl Node {
 
     /// Proposes one write and waits for its reply.
     pub async fn write(&self, command: Vec<u8>) -> Result<Reply, ClusterError> {
-        self.submit_write(command).await.await.unwrap_or_else(|_| Err(ClusterError::Unknown(unknown("the node is shutting down"))))
+        self.submit_write(command)
+            .await
+            .await
+            .unwrap_or_else(|_| Err(ClusterError::Unknown(unknown("the node is shutting down"))))
     }
 
     /// Runs a read command: linearizable, or (`stale`, a `READONLY` connection) against whatever
@@ -381,14 +382,14 @@ impl Node {
                 Ok(Ok((read, _))) => read.map(|l| l.index).unwrap_or(0),
                 Ok(Err(RaftError::APIError(_))) => return Err(ClusterError::NoLeader),
                 Ok(Err(RaftError::Fatal(e))) => return Err(ClusterError::Fatal(e.to_string())),
-                Err(_) => return Err(ClusterError::Timeout(format!("TIMEOUT leadership not confirmed within {timeout:?}"))),
+                Err(_) => {
+                    return Err(ClusterError::Timeout(format!("TIMEOUT leadership not confirmed within {timeout:?}")));
+                }
             }
         } else {
-            self.network
-                .client(leader, &member)
-                .read_index(timeout)
-                .await
-                .map_err(|e| ClusterError::Timeout(format!("TIMEOUT could not get a read index from the leader: {e}")))?
+            self.network.client(leader, &member).read_index(timeout).await.map_err(|e| {
+                ClusterError::Timeout(format!("TIMEOUT could not get a read index from the leader: {e}"))
+            })?
         };
         self.raft
             .wait(Some(timeout))
@@ -450,7 +451,9 @@ impl Node {
             }
         }
         if self.shared.retired.read().unwrap_or_else(|p| p.into_inner()).contains(&id) {
-            return Err(ClusterError::Refused(format!("ERR node id {id} was removed and is never reused: pick a new id")));
+            return Err(ClusterError::Refused(format!(
+                "ERR node id {id} was removed and is never reused: pick a new id"
+            )));
         }
         if raft_addr == self.member.raft_addr {
             return Err(ClusterError::Refused(format!("ERR {raft_addr} is this node's own raft address")));
@@ -470,7 +473,10 @@ impl Node {
             }
         }
         tracing::info!(id, "promoting to voter");
-        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(membership_error)?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(membership_error)?;
         Ok(())
     }
 
@@ -627,7 +633,11 @@ async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tu
                     }
                 }
                 Ok(Err(_)) | Err(_) => {
-                    let why = if outcome.is_err() { "not applied within the write timeout" } else { "the node stopped before answering" };
+                    let why = if outcome.is_err() {
+                        "not applied within the write timeout"
+                    } else {
+                        "the node stopped before answering"
+                    };
                     for job in jobs {
                         let _ = job.reply.send(Err(ClusterError::Unknown(unknown(why))));
                     }

@@ -39,6 +39,8 @@ pub const RETIRED_NODES: &str = "retired_nodes";
 const APPLY_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 type Meta = SnapshotMeta<NodeId, Member>;
+/// What the state records about the log: the last applied id and the membership as of it.
+type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, Member>);
 
 fn io_error(make: fn(AnyError) -> StorageIOError<NodeId>, e: impl std::fmt::Display) -> StorageError<NodeId> {
     make(AnyError::error(e.to_string())).into()
@@ -174,8 +176,7 @@ impl StateMachine {
     ) -> Result<(Self, Arc<SharedState>), StorageError<NodeId>> {
         let store = runtime.store().clone();
         let contract = runtime.module().contract();
-        let snapshots = SnapshotFiles::open(snapshot_dir, chunk_bytes)
-            .map_err(|e| io_error(read_snapshot_none, e))?;
+        let snapshots = SnapshotFiles::open(snapshot_dir, chunk_bytes).map_err(|e| io_error(read_snapshot_none, e))?;
         let shared = Arc::new(SharedState::default());
         let machine = StateMachine {
             runtime: Mutex::new(runtime),
@@ -219,7 +220,7 @@ impl StateMachine {
         Err(io_error(StorageIOError::write_state_machine, text))
     }
 
-    fn read_applied(&self) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>> {
+    fn read_applied(&self) -> Result<AppliedState, StorageError<NodeId>> {
         let r = |e: &dyn std::fmt::Display| io_error(StorageIOError::read_state_machine, e);
         let view = self.store.read().map_err(|e| r(&e))?;
         let meta = view.meta().map_err(|e| r(&e))?;
@@ -227,9 +228,7 @@ impl StateMachine {
     }
 }
 
-fn read_applied_meta(
-    meta: &std::collections::BTreeMap<String, Vec<u8>>,
-) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), postcard::Error> {
+fn read_applied_meta(meta: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<AppliedState, postcard::Error> {
     let applied = match meta.get(meta::LAST_APPLIED) {
         Some(bytes) => Some(decode(bytes)?),
         None => None,
@@ -288,9 +287,7 @@ impl StateMachine {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>> {
+    async fn applied_state(&mut self) -> Result<AppliedState, StorageError<NodeId>> {
         self.read_applied()
     }
 
@@ -426,7 +423,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 read_applied_meta(&view.meta().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
             let snapshot_id = files.fresh_id(last_log_id);
             let temp = files.temp_path(&snapshot_id);
-            let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&temp).map_err(|e| e.to_string())?);
+            let mut file =
+                std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&temp).map_err(|e| e.to_string())?);
             let mut chunks = SnapshotChunks::new(view, files.chunk_bytes);
             for chunk in &mut chunks {
                 file.write_all(&chunk.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;

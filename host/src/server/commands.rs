@@ -111,7 +111,9 @@ pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outc
         "debug" => debug(shared, args),
         "leader" => match shared.node.leader() {
             _ if !shared.node.is_initialized() => cluster_error(&ClusterError::NoCluster),
-            Some((id, member)) => Response::Array(vec![Response::Integer(id as i64), Response::bulk(member.redis_addr)]),
+            Some((id, member)) => {
+                Response::Array(vec![Response::Integer(id as i64), Response::bulk(member.redis_addr)])
+            }
             None => cluster_error(&ClusterError::NoLeader),
         },
         "nodes" => nodes(shared),
@@ -195,10 +197,18 @@ fn client(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
         Response::bulk(line)
     } else if is(sub, "HELP") {
         Response::Array(
-            ["CLIENT <subcommand>", "SETNAME <name>", "GETNAME", "ID", "SETINFO <LIB-NAME|LIB-VER> <value>", "INFO", "LIST"]
-                .iter()
-                .map(|l| Response::Simple((*l).into()))
-                .collect(),
+            [
+                "CLIENT <subcommand>",
+                "SETNAME <name>",
+                "GETNAME",
+                "ID",
+                "SETINFO <LIB-NAME|LIB-VER> <value>",
+                "INFO",
+                "LIST",
+            ]
+            .iter()
+            .map(|l| Response::Simple((*l).into()))
+            .collect(),
         )
     } else {
         unknown_subcommand(sub, "CLIENT")
@@ -302,7 +312,9 @@ fn config(args: &[Bytes]) -> Response {
         for pattern in &args[2..] {
             let pattern = text(pattern).to_ascii_lowercase();
             for (name, value) in KNOWN {
-                if glob(&pattern, name) && !pairs.iter().any(|(n, _): &(Response, Response)| *n == Response::bulk(*name)) {
+                if glob(&pattern, name)
+                    && !pairs.iter().any(|(n, _): &(Response, Response)| *n == Response::bulk(*name))
+                {
                     pairs.push((Response::bulk(*name), Response::bulk(*value)));
                 }
             }

@@ -11,10 +11,10 @@
 //! answered with Redis's `ERR Protocol error: ...` and the connection is closed (after the replies
 //! to the requests before it).
 
+use super::Shared;
 use super::commands::{self, Outcome};
 use super::protocol::{self, Protocol, Response};
 use super::upstream::{FORWARDED_MARKER, Upstream};
-use super::Shared;
 use crate::config::FollowerWrites;
 use crate::raft::node::ClusterError;
 use bytes::{Bytes, BytesMut};
@@ -80,7 +80,9 @@ impl Pipeline {
                     ),
                 },
                 Pending::Forwarded(rx) => rx.await.unwrap_or_else(|_| {
-                    Response::error("UNKNOWN the forwarded write's outcome is unknown: it may or may not have been applied")
+                    Response::error(
+                        "UNKNOWN the forwarded write's outcome is unknown: it may or may not have been applied",
+                    )
                 }),
             };
             protocol::encode(&response, protocol, out);
