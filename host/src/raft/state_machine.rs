@@ -373,17 +373,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             file.sync_all().map_err(|e| w(&e))?;
             file.seek(std::io::SeekFrom::Start(0)).map_err(|e| w(&e))?;
             let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-            let info = lock(&self.runtime).restore(&mut reader).map_err(|e| {
+            // The data must be the state at the log id openraft was told, or nothing changes.
+            let claimed = match meta.last_log_id {
+                Some(id) => encode(&id).map_err(|e| w(&e))?,
+                None => return Err(w(&format!("snapshot {} has no last log id", meta.snapshot_id))),
+            };
+            let info = lock(&self.runtime).restore_checked(&mut reader, &[(meta::LAST_APPLIED, &claimed)]).map_err(|e| {
                 tracing::error!("installing snapshot {} failed: {e}", meta.snapshot_id);
                 w(&e)
             })?;
-            let (applied, _) = read_applied_meta(&info.meta).map_err(|e| w(&e))?;
-            if applied != meta.last_log_id {
-                return Err(w(&format!(
-                    "snapshot {} claims last log id {:?} but holds state applied up to {:?}",
-                    meta.snapshot_id, meta.last_log_id, applied
-                )));
-            }
             tracing::info!(snapshot = %meta.snapshot_id, entries = info.entries, "installed snapshot");
             if let Some(path) = &path {
                 self.snapshots.publish(path, meta).map_err(|e| w(&e))?;

@@ -255,8 +255,21 @@ impl Runtime {
     /// Replaces the state with a snapshot's (see [`crate::storage::snapshot`]), refusing, before
     /// anything changes, a snapshot produced under another contract (another module, say).
     pub fn restore(&mut self, source: &mut dyn std::io::Read) -> Result<SnapshotInfo, StorageError> {
+        self.restore_checked(source, &[])
+    }
+
+    /// [`Runtime::restore`], also requiring the snapshot's meta to hold each of `required` with
+    /// exactly that value (the Raft layer checks the last-applied log id this way), all checked
+    /// before the state changes.
+    pub fn restore_checked(
+        &mut self,
+        source: &mut dyn std::io::Read,
+        required: &[(&str, &[u8])],
+    ) -> Result<SnapshotInfo, StorageError> {
         let contract = self.module.contract().encode();
-        self.store.restore(source, &[(meta::CONTRACT, &contract)])
+        let mut all = vec![(meta::CONTRACT, contract.as_slice())];
+        all.extend_from_slice(required);
+        self.store.restore(source, &all)
     }
 
     fn take_overlay(&mut self) -> overlay::Overlay {
