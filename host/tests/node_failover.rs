@@ -36,11 +36,11 @@ struct Ledger {
 }
 
 /// A thread streaming writes to whichever node leads, reconnecting (and asking `LEADER` again)
-/// after every error.
+/// after every error. Dropping it (a failed test) stops the thread.
 struct Writer {
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
-    thread: JoinHandle<Ledger>,
+    thread: Option<JoinHandle<Ledger>>,
 }
 
 impl Writer {
@@ -51,7 +51,7 @@ impl Writer {
             let (stop, acked) = (stop.clone(), acked.clone());
             std::thread::spawn(move || write_until_stopped(&addrs, &stop, &acked))
         };
-        Writer { stop, acked, thread }
+        Writer { stop, acked, thread: Some(thread) }
     }
 
     fn acked(&self) -> u64 {
@@ -61,7 +61,7 @@ impl Writer {
     /// Waits until at least `count` SETs were acknowledged.
     fn wait_acked(&self, cluster: &TestCluster, count: u64) {
         cluster.wait_for(&format!("{count} acknowledged writes"), WAIT_DEADLINE, || {
-            if self.thread.is_finished() {
+            if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
                 panic!("the writer thread ended early");
             }
             let acked = self.acked();
@@ -69,9 +69,15 @@ impl Writer {
         });
     }
 
-    fn finish(self) -> Ledger {
+    fn finish(mut self) -> Ledger {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.join().expect("the writer thread panicked")
+        self.thread.take().expect("running").join().expect("the writer thread panicked")
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
@@ -339,8 +345,11 @@ fn t13_a_memory_node_refuses_to_restart_on_its_data_dir() {
     let options = NodeOptions { backend: "memory", bootstrap: true, ..NodeOptions::default() };
     for id in [1, 2] {
         cluster.start(id, options.clone());
-        cluster.wait_until(&format!("node {id} to lead its one-node cluster"), WAIT_DEADLINE, || {
-            (cluster.leader_seen_by(id).ok()??.0 == id).then_some(())
+        cluster.wait_for(&format!("node {id} to lead its one-node cluster"), WAIT_DEADLINE, || {
+            match cluster.leader_seen_by(id) {
+                Ok(Some((leader, _))) if leader == id => Ok(()),
+                other => Err(format!("LEADER: {other:?}")),
+            }
         });
         set_acked(&cluster, id, "k", "v");
     }

@@ -262,6 +262,8 @@ pub fn wait_until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Opti
 struct Proc {
     child: Option<Child>,
     last_exit: Option<ExitStatus>,
+    /// Still running when the cluster was dropped (and so killed by the harness).
+    killed_at_drop: bool,
 }
 
 /// One node: its addresses and files, and its process while it runs.
@@ -304,6 +306,7 @@ impl Node {
         Self::reap(&mut proc);
         match (&proc.child, &proc.last_exit) {
             (Some(child), _) => format!("running (pid {})", child.id()),
+            (None, _) if proc.killed_at_drop => "was running until the end of the test".into(),
             (None, Some(status)) => format!("not running (last exit: {status})"),
             (None, None) => "never started".into(),
         }
@@ -471,7 +474,7 @@ impl TestCluster {
                 log_path: dir.join("node.log"),
                 dir: dir.clone(),
                 options: options.clone(),
-                proc: Mutex::new(Proc { child: None, last_exit: None }),
+                proc: Mutex::new(Proc { child: None, last_exit: None, killed_at_drop: false }),
             };
             let yaml = render_config(id, node.raft_addr, node.redis_addr, &node.data_dir, &options)
                 .unwrap_or_else(|e| panic!("node {id}: {e}"));
@@ -946,9 +949,12 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for node in self.nodes.values() {
-            if let Some(mut child) = lock(&node.proc).child.take() {
+            let mut proc = lock(&node.proc);
+            Node::reap(&mut proc);
+            if let Some(mut child) = proc.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
+                proc.killed_at_drop = true;
             }
         }
         if std::thread::panicking() {
