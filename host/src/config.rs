@@ -218,8 +218,10 @@ pub struct Limits {
     pub write_batch_commands_max: usize,
     /// Largest Raft entry (a batch of write commands), in bytes. Default 16777216 (16 MiB).
     pub write_batch_bytes_max: u64,
-    /// Most Raft entries proposed and not yet applied, in entries. Default 4. More overlaps
-    /// replication with applying; fewer bounds the memory held by writes in flight.
+    /// Most Raft entries proposed and not yet applied, in entries. Default 1: openraft 0.9 appends
+    /// and fsyncs one entry at a time, so on one machine a single, larger entry per round beat 2
+    /// and 4 (see docs/BENCHMARKS.md). Across real networks, 2 overlaps the leader's fsync of one
+    /// entry with the followers' of the previous.
     pub writes_in_flight_max: usize,
     /// Deadline for a linearizable read to confirm this node is still the leader, in
     /// milliseconds. Default 5000. Past it the read fails with an error (it can be retried).
@@ -240,7 +242,7 @@ impl Default for Limits {
             memory_bytes_max: 256 * MIB,
             write_batch_commands_max: 4096,
             write_batch_bytes_max: 16 * MIB,
-            writes_in_flight_max: 4,
+            writes_in_flight_max: 1,
             read_timeout_ms: 5000,
             write_timeout_ms: 10_000,
         }
@@ -769,7 +771,7 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                     memory_bytes_max: 256 << 20,
                     write_batch_commands_max: 4096,
                     write_batch_bytes_max: 16 << 20,
-                    writes_in_flight_max: 4,
+                    writes_in_flight_max: 1,
                     read_timeout_ms: 5000,
                     write_timeout_ms: 10_000,
                 },

@@ -34,6 +34,8 @@ const CLUSTER_ID: &str = "cluster_id";
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Backing>,
+    /// The state machine's durable applied index (see [`LogStore::limit_purge_to`]).
+    durable_applied: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>>,
 }
 
 enum Backing {
@@ -59,12 +61,25 @@ impl LogStore {
         tx.open_table(LOG).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.open_table(META).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.commit().map_err(|e| io_error(StorageIOError::write_logs, e))?;
-        Ok(LogStore { inner: Arc::new(Backing::Redb(db)) })
+        Ok(LogStore { inner: Arc::new(Backing::Redb(db)), durable_applied: Arc::default() })
     }
 
     /// A fresh in-memory log.
     pub fn memory() -> Self {
-        LogStore { inner: Arc::new(Backing::Memory(Mutex::new(MemoryLog::default()))) }
+        LogStore { inner: Arc::new(Backing::Memory(Mutex::new(MemoryLog::default()))), durable_applied: Arc::default() }
+    }
+
+    /// Never purge past `durable_applied`: openraft asks to purge the log up to an installed
+    /// snapshot as soon as the install starts, before the restored state is on disk. A purge past
+    /// the durable state is skipped (a later one catches up), so a crash mid-install leaves the
+    /// log able to replay the state.
+    pub fn limit_purge_to(&self, durable_applied: tokio::sync::watch::Receiver<u64>) {
+        let _ = self.durable_applied.set(durable_applied);
+    }
+
+    /// The log state as stored (last purged and last log ids).
+    pub fn state(&self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        self.log_state()
     }
 
     /// The cluster id this node belongs to, if it has been bootstrapped or has joined.
@@ -156,7 +171,8 @@ impl LogStore {
             })?,
             Backing::Memory(log) => lock(log).entries.values().next_back().map(|e| e.log_id),
         };
-        Ok(LogState { last_purged_log_id: purged, last_log_id: last.or(purged) })
+        // A purge recorded before its delete finished can leave only entries below it.
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last.max(purged) })
     }
 
     fn entries<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
@@ -279,6 +295,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        if let Some(durable) = self.durable_applied.get() {
+            let durable = *durable.borrow();
+            if durable < log_id.index {
+                tracing::info!(upto = log_id.index, durable, "log purge deferred until the state is durable");
+                return Ok(());
+            }
+        }
         // Record the purge point first: a crash in between leaves entries behind it, which
         // openraft ignores, never a gap it cannot explain.
         self.meta_encode(PURGED, &log_id)?;

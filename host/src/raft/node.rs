@@ -151,8 +151,18 @@ fn claim_data_dir(dir: &Path, id: NodeId, backend: Backend) -> Result<(), StartE
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(&marker, format!("{id}\n"))
-            .map_err(|e| StartError::Io(format!("cannot write {}: {e}", marker.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Written to a temporary file, synced, then renamed: a crash never leaves it empty.
+            let write = || -> std::io::Result<()> {
+                let temp = dir.join("node_id.tmp");
+                let mut file = std::fs::File::create(&temp)?;
+                std::io::Write::write_all(&mut file, format!("{id}\n").as_bytes())?;
+                file.sync_all()?;
+                std::fs::rename(&temp, &marker)?;
+                std::fs::File::open(dir)?.sync_all()
+            };
+            write().map_err(|e| StartError::Io(format!("cannot write {}: {e}", marker.display())))
+        }
         Err(e) => Err(StartError::Io(format!("cannot read {}: {e}", marker.display()))),
     }
 }
@@ -203,8 +213,11 @@ impl Node {
             Backend::Memory => LogStore::memory(),
         };
         let chunk_bytes = usize::try_from(config.snapshot.chunk_bytes).unwrap_or(usize::MAX);
-        let (machine, shared) = StateMachine::new(applier, &config.data_dir.join("snapshots"), chunk_bytes)
+        let log_purged =
+            log.state().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?.last_purged_log_id;
+        let (machine, shared) = StateMachine::new(applier, &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
             .map_err(|e| StartError::Io(format!("cannot open the snapshot directory: {e}")))?;
+        log.limit_purge_to(shared.durable_applied.subscribe());
 
         let raft_config = openraft::Config {
             cluster_name: "redraft".into(),
@@ -360,22 +373,23 @@ impl Node {
     }
 
     /// Runs a read command against this node's applied state now (no read index).
+    ///
+    /// The wasm call (up to a full fuel budget) and the wait for the reader runtime run under
+    /// `block_in_place`, so the async workers keep serving Raft while it runs.
     pub fn query(&self, command: &[u8]) -> Result<Reply, ClusterError> {
-        lock(&self.reader).query(command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
+        tokio::task::block_in_place(|| lock(&self.reader).query(command))
+            .map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
     }
 
     /// Waits until a read started now may run locally and be linearizable: obtains a read index
     /// (from openraft on the leader, by RPC to the leader on a follower) and waits until this
     /// node has applied up to it.
     async fn read_barrier(&self) -> Result<(), ClusterError> {
-        let (leader, member) = match self.route_to_leader() {
-            Ok(()) => (self.id, self.member.clone()),
-            Err(ClusterError::NotLeader { leader, .. }) => {
-                let member = self.leader().map(|(_, m)| m).unwrap_or_default();
-                (leader, member)
-            }
-            Err(e) => return Err(e),
-        };
+        if !self.is_initialized() {
+            return Err(ClusterError::NoCluster);
+        }
+        // One read of the metrics, so the id and the address belong to the same leader.
+        let (leader, member) = self.leader().ok_or(ClusterError::NoLeader)?;
         let timeout = self.tuning.read_timeout;
         let index = if leader == self.id {
             match tokio::time::timeout(timeout, self.raft.get_read_log_id()).await {
@@ -433,6 +447,8 @@ impl Node {
         match tokio::time::timeout(self.tuning.write_timeout, self.raft.client_write(request)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(ClusterError::NoLeader),
+            // Raft stopped after taking the entry: it may still commit.
+            Ok(Err(RaftError::Fatal(e))) => Err(ClusterError::Unknown(unknown(&e.to_string()))),
             Ok(Err(e)) => Err(ClusterError::Refused(format!("ERR {e}"))),
             Err(_) => Err(ClusterError::Unknown(unknown("no commit within the write timeout"))),
         }
@@ -527,9 +543,11 @@ impl Node {
 
     /// SHA-256 over the state machine's data at this node's applied index, hex (`DEBUG DIGEST`).
     pub fn state_digest(&self) -> Result<String, ClusterError> {
-        let view = self.store.read().map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        let digest = storage::state_digest(&*view).map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        Ok(storage::hex(&digest))
+        tokio::task::block_in_place(|| {
+            let view = self.store.read().map_err(|e| ClusterError::Fatal(e.to_string()))?;
+            let digest = storage::state_digest(&*view).map_err(|e| ClusterError::Fatal(e.to_string()))?;
+            Ok(storage::hex(&digest))
+        })
     }
 
     /// Resolves when openraft stops on its own (a storage failure, a contract mismatch), with
@@ -664,10 +682,16 @@ async fn read_loop(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<ReadJob>)
         tokio::spawn(async move {
             let _round = round;
             let barrier = node.read_barrier().await;
-            for job in jobs {
-                let reply = barrier.clone().and_then(|()| node.query(&job.command));
-                let _ = job.reply.send(reply);
-            }
+            // One hand-off to a blocking thread and one lock for the whole round.
+            tokio::task::block_in_place(|| {
+                let mut reader = lock(&node.reader);
+                for job in jobs {
+                    let reply = barrier.clone().and_then(|()| {
+                        reader.query(&job.command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
+                    });
+                    let _ = job.reply.send(reply);
+                }
+            });
         });
     }
 }

@@ -59,10 +59,26 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// What the rest of the node may read about the state machine without going through openraft.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SharedState {
     /// Node ids that left the cluster: `JOIN` refuses them.
     pub retired: RwLock<BTreeSet<NodeId>>,
+    /// The highest log index whose applied state is known durable (on disk at start, after a
+    /// snapshot's sync, after a restore). The log store purges no further than this, so a crash
+    /// can never leave the state behind a purged log (see `LogStore::purge`).
+    pub durable_applied: tokio::sync::watch::Sender<u64>,
+}
+
+impl SharedState {
+    fn raise_durable(&self, index: u64) {
+        self.durable_applied.send_if_modified(|current| {
+            let raise = index > *current;
+            if raise {
+                *current = index;
+            }
+            raise
+        });
+    }
 }
 
 /// The snapshot files of one node and the latest one's meta.
@@ -71,6 +87,14 @@ struct SnapshotFiles {
     chunk_bytes: usize,
     current: Mutex<Option<Meta>>,
     sequence: AtomicU64,
+    /// Serialises publishing (rename, meta, `current`, cleanup): a build and an install may finish
+    /// at the same time, and neither may delete the other's current files.
+    publishing: Mutex<()>,
+}
+
+/// Whether a snapshot id (which arrives from the leader) is safe to use in a file name.
+fn valid_snapshot_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl SnapshotFiles {
@@ -94,6 +118,7 @@ impl SnapshotFiles {
             chunk_bytes,
             current: Mutex::new(best.clone()),
             sequence: AtomicU64::new(0),
+            publishing: Mutex::new(()),
         };
         files.remove_all_but(best.as_ref().map(|m| m.snapshot_id.as_str()));
         // Leftovers of builds or receives interrupted by a crash.
@@ -122,6 +147,10 @@ impl SnapshotFiles {
     /// Makes `data` (a finished file) the current snapshot with `meta`: durable meta file written
     /// after the data, then older snapshots removed.
     fn publish(&self, temp: &Path, meta: &Meta) -> std::io::Result<()> {
+        if !valid_snapshot_id(&meta.snapshot_id) {
+            return Err(std::io::Error::other(format!("refusing snapshot id {:?}", meta.snapshot_id)));
+        }
+        let _publishing = lock(&self.publishing);
         std::fs::rename(temp, self.data_path(&meta.snapshot_id))?;
         let bytes = encode(meta).map_err(std::io::Error::other)?;
         let meta_tmp = self.dir.join(format!("{}.meta.tmp", meta.snapshot_id));
@@ -169,15 +198,28 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Wraps an opened runtime; `snapshot_dir` holds the snapshot files (created if missing).
+    ///
+    /// `log_purged` is the log store's purge point: a snapshot older than it (left by a crash
+    /// between installing a newer one and recording it) is discarded, so openraft builds a fresh
+    /// one at start instead of sending a follower a snapshot the log cannot continue.
     pub fn new(
         runtime: Runtime,
         snapshot_dir: &Path,
         chunk_bytes: usize,
+        log_purged: Option<LogId<NodeId>>,
     ) -> Result<(Self, Arc<SharedState>), StorageError<NodeId>> {
         let store = runtime.store().clone();
         let contract = runtime.module().contract();
         let snapshots = SnapshotFiles::open(snapshot_dir, chunk_bytes).map_err(|e| io_error(read_snapshot_none, e))?;
-        let shared = Arc::new(SharedState::default());
+        {
+            let mut current = lock(&snapshots.current);
+            if current.as_ref().is_some_and(|m| m.last_log_id < log_purged) {
+                tracing::warn!("the newest snapshot is older than the purged log: discarding it, a new one is built");
+                *current = None;
+            }
+        }
+        let (durable_applied, _) = tokio::sync::watch::channel(0);
+        let shared = Arc::new(SharedState { retired: RwLock::default(), durable_applied });
         let machine = StateMachine {
             runtime: Mutex::new(runtime),
             store,
@@ -187,6 +229,9 @@ impl StateMachine {
             receiving: None,
         };
         machine.reload_shared()?;
+        // What is on disk at start is durable by definition.
+        let (applied, _) = machine.read_applied()?;
+        shared.raise_durable(applied.map(|l| l.index).unwrap_or(0));
         Ok((machine, shared))
     }
 
@@ -339,7 +384,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), files: self.snapshots.clone() }
+        SnapshotBuilder { store: self.store.clone(), files: self.snapshots.clone(), shared: self.shared.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
@@ -366,6 +411,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<NodeId>> {
         let w = |e: &dyn std::fmt::Display| io_error(write_snapshot_none, e);
+        if !valid_snapshot_id(&meta.snapshot_id) {
+            return Err(w(&format!("refusing snapshot id {:?}", meta.snapshot_id)));
+        }
         let mut file = snapshot.into_std().await;
         let path = self.receiving.take();
         tokio::task::block_in_place(|| -> Result<(), StorageError<NodeId>> {
@@ -388,6 +436,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             Ok(())
         })?;
+        // The restore committed durably and the snapshot is recorded: the log may now be purged
+        // up to it.
+        self.shared.raise_durable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
         self.reload_shared()
     }
 
@@ -405,13 +456,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 pub struct SnapshotBuilder {
     store: SharedStore,
     files: Arc<SnapshotFiles>,
+    shared: Arc<SharedState>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let store = self.store.clone();
         let files = self.files.clone();
-        let meta = tokio::task::spawn_blocking(move || -> Result<Meta, String> {
+        let (meta, data) = tokio::task::spawn_blocking(move || -> Result<(Meta, std::fs::File), String> {
             // Applies commit without fsync (the log can replay them); the snapshot lets the log be
             // purged, so everything it covers must be durable: take the view, then sync (which
             // persists at least what the view holds).
@@ -430,16 +482,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let file = file.into_inner().map_err(|e| e.to_string())?;
             file.sync_all().map_err(|e| e.to_string())?;
             let meta = Meta { last_log_id, last_membership, snapshot_id };
+            // Open before publishing: a concurrent install may supersede (and delete) this one,
+            // and openraft still gets a readable file.
+            let data = std::fs::File::open(&temp).map_err(|e| e.to_string())?;
             files.publish(&temp, &meta).map_err(|e| e.to_string())?;
-            Ok(meta)
+            Ok((meta, data))
         })
         .await
         .map_err(|e| io_error(write_snapshot_none, e))?
         .map_err(|e| io_error(write_snapshot_none, e))?;
         tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "built snapshot");
-        let file = tokio::fs::File::open(self.files.data_path(&meta.snapshot_id))
-            .await
-            .map_err(|e| io_error(read_snapshot_none, e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        self.shared.raise_durable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+        Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(data)) })
     }
 }

@@ -223,6 +223,10 @@ async fn dispatch(
         pipeline.pending.push_back(item);
         return Flow::Continue;
     }
+    // HELLO changes how replies are encoded: the ones owed so far keep the old protocol.
+    if name.eq_ignore_ascii_case(b"HELLO") {
+        pipeline.drain(session.protocol, out).await;
+    }
     match commands::run_local(shared, session, &args) {
         Outcome::Reply(response) => {
             pipeline.pending.push_back(Pending::Ready(response));
