@@ -141,9 +141,10 @@ pub struct RaftSettings {
     /// Deadline for sending one snapshot chunk to a peer, in milliseconds. Default 10000. Raise it
     /// with `snapshot.chunk_bytes` or on slow links.
     pub snapshot_chunk_timeout_ms: u64,
-    /// Most log entries sent in one AppendEntries RPC, in entries. Default 1000. Higher lets a
-    /// lagging follower catch up in fewer round trips, at the cost of larger messages (each entry
-    /// holds up to `limits.write_batch_bytes_max`).
+    /// Most log entries sent in one AppendEntries RPC, in entries. Default 64. openraft 0.9 gives
+    /// each AppendEntries one heartbeat interval to complete (the follower's fsync included), so
+    /// a catch-up batch must stay small enough for that; each entry holds up to
+    /// `limits.write_batch_bytes_max`.
     pub append_entries_max: u64,
 }
 
@@ -155,7 +156,7 @@ impl Default for RaftSettings {
             election_timeout_max_ms: 1000,
             rpc_timeout_ms: 2000,
             snapshot_chunk_timeout_ms: 10_000,
-            append_entries_max: 1000,
+            append_entries_max: 64,
         }
     }
 }
@@ -759,7 +760,7 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                     election_timeout_max_ms: 1000,
                     rpc_timeout_ms: 2000,
                     snapshot_chunk_timeout_ms: 10_000,
-                    append_entries_max: 1000,
+                    append_entries_max: 64,
                 },
                 snapshot: SnapshotPolicy { logs_since_last: 20_000, chunk_bytes: 4 << 20, logs_kept_after: 1000 },
                 limits: Limits {

@@ -25,6 +25,10 @@ use std::sync::{Arc, Mutex};
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
+/// Longest a purge waits for the state it drops to be recoverable (see
+/// [`LogStore::limit_purge_to`]); the wait is normally a few milliseconds.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "purged";
@@ -34,8 +38,9 @@ const CLUSTER_ID: &str = "cluster_id";
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Backing>,
-    /// The state machine's durable applied index (see [`LogStore::limit_purge_to`]).
-    durable_applied: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>>,
+    /// The index up to which the state can be rebuilt without the log (see
+    /// [`LogStore::limit_purge_to`]).
+    recoverable: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>>,
 }
 
 enum Backing {
@@ -61,20 +66,20 @@ impl LogStore {
         tx.open_table(LOG).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.open_table(META).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.commit().map_err(|e| io_error(StorageIOError::write_logs, e))?;
-        Ok(LogStore { inner: Arc::new(Backing::Redb(db)), durable_applied: Arc::default() })
+        Ok(LogStore { inner: Arc::new(Backing::Redb(db)), recoverable: Arc::default() })
     }
 
     /// A fresh in-memory log.
     pub fn memory() -> Self {
-        LogStore { inner: Arc::new(Backing::Memory(Mutex::new(MemoryLog::default()))), durable_applied: Arc::default() }
+        LogStore { inner: Arc::new(Backing::Memory(Mutex::new(MemoryLog::default()))), recoverable: Arc::default() }
     }
 
-    /// Never purge past `durable_applied`: openraft asks to purge the log up to an installed
-    /// snapshot as soon as the install starts, before the restored state is on disk. A purge past
-    /// the durable state is skipped (a later one catches up), so a crash mid-install leaves the
-    /// log able to replay the state.
-    pub fn limit_purge_to(&self, durable_applied: tokio::sync::watch::Receiver<u64>) {
-        let _ = self.durable_applied.set(durable_applied);
+    /// Lets a purge wait (briefly) until the state up to its index can be rebuilt without the
+    /// log: durable in the state store, or in a snapshot file on disk. openraft asks to purge up
+    /// to an installed snapshot as soon as the install starts; the install records the received
+    /// snapshot file first, so a crash in between leaves a snapshot to restore at start.
+    pub fn limit_purge_to(&self, recoverable: tokio::sync::watch::Receiver<u64>) {
+        let _ = self.recoverable.set(recoverable);
     }
 
     /// The log state as stored (last purged and last log ids).
@@ -295,11 +300,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        if let Some(durable) = self.durable_applied.get() {
-            let durable = *durable.borrow();
-            if durable < log_id.index {
-                tracing::info!(upto = log_id.index, durable, "log purge deferred until the state is durable");
-                return Ok(());
+        if let Some(recoverable) = self.recoverable.get() {
+            let mut recoverable = recoverable.clone();
+            let wait = recoverable.wait_for(|r| *r >= log_id.index);
+            if tokio::time::timeout(PURGE_WAIT, wait).await.is_err() {
+                // The log must stay contiguous behind openraft's view, so purge anyway.
+                tracing::warn!(upto = log_id.index, "purging the log ahead of any durable copy of the state");
             }
         }
         // Record the purge point first: a crash in between leaves entries behind it, which

@@ -184,8 +184,10 @@ pub struct PeerNetwork {
 
 impl PeerNetwork {
     /// A factory for this node's outgoing RPCs.
-    /// `rpc_timeout` is the least time an RPC is given (openraft's own deadline for AppendEntries
-    /// is one heartbeat interval, too short for a large catch-up batch on a slow disk).
+    /// `rpc_timeout` is the least time our side gives an RPC. openraft 0.9 also wraps each call in
+    /// its own deadline (one heartbeat interval for AppendEntries, the election timeout for a
+    /// vote, `snapshot_chunk_timeout_ms` for a chunk), which wins when shorter: that is why
+    /// `raft.append_entries_max` is kept small, so a catch-up batch fits in a heartbeat interval.
     pub fn new(identity: Arc<Identity>, rpc_timeout: Duration) -> Self {
         PeerNetwork { identity, rpc_timeout, pools: Arc::default() }
     }
@@ -227,26 +229,17 @@ impl PeerClient {
         let body = super::encode(&Envelope { cluster_id, from: self.identity.node_id, to: self.target, rpc })
             .map_err(|e| TransportError::Malformed(e.to_string()))?;
         let idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let exchange = async {
-            let mut stream = match idle {
-                Some(stream) => stream,
-                None => {
-                    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-                        .await
-                        .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))??;
-                    stream.set_nodelay(true)?;
-                    stream
-                }
-            };
-            write_frame(&mut stream, &body).await?;
-            let reply = read_frame(&mut stream)
-                .await?
-                .ok_or_else(|| TransportError::Malformed("peer closed the connection".into()))?;
-            let answer: Answer = super::decode(&reply).map_err(|e| TransportError::Malformed(e.to_string()))?;
-            Ok::<_, TransportError>((stream, answer))
+        let attempts = async {
+            let pooled = idle.is_some();
+            match self.exchange(idle, &body).await {
+                // A pooled connection may have died with a restarted peer: one retry on a fresh
+                // one (every Raft RPC is safe to repeat).
+                Err(TransportError::Io(_) | TransportError::Malformed(_)) if pooled => self.exchange(None, &body).await,
+                other => other,
+            }
         };
         let (stream, answer) =
-            tokio::time::timeout(timeout, exchange).await.map_err(|_| TransportError::Timeout(timeout))??;
+            tokio::time::timeout(timeout, attempts).await.map_err(|_| TransportError::Timeout(timeout))??;
         let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < POOL_IDLE_MAX {
             idle.push(stream);
@@ -256,6 +249,26 @@ impl PeerClient {
             Answer::Refused(why) => Err(TransportError::Refused(why)),
             answer => Ok(answer),
         }
+    }
+
+    /// One request and its answer, on `stream` or a new connection.
+    async fn exchange(&self, stream: Option<TcpStream>, body: &[u8]) -> Result<(TcpStream, Answer), TransportError> {
+        let mut stream = match stream {
+            Some(stream) => stream,
+            None => {
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                    .await
+                    .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))??;
+                stream.set_nodelay(true)?;
+                stream
+            }
+        };
+        write_frame(&mut stream, body).await?;
+        let reply = read_frame(&mut stream)
+            .await?
+            .ok_or_else(|| TransportError::Malformed("peer closed the connection".into()))?;
+        let answer: Answer = super::decode(&reply).map_err(|e| TransportError::Malformed(e.to_string()))?;
+        Ok((stream, answer))
     }
 
     /// Asks this peer (the leader) for a read index: the log index a linearizable read must wait

@@ -217,7 +217,7 @@ impl Node {
             log.state().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?.last_purged_log_id;
         let (machine, shared) = StateMachine::new(applier, &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
             .map_err(|e| StartError::Io(format!("cannot open the snapshot directory: {e}")))?;
-        log.limit_purge_to(shared.durable_applied.subscribe());
+        log.limit_purge_to(shared.recoverable.subscribe());
 
         let raft_config = openraft::Config {
             cluster_name: "redraft".into(),

@@ -63,15 +63,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct SharedState {
     /// Node ids that left the cluster: `JOIN` refuses them.
     pub retired: RwLock<BTreeSet<NodeId>>,
-    /// The highest log index whose applied state is known durable (on disk at start, after a
-    /// snapshot's sync, after a restore). The log store purges no further than this, so a crash
-    /// can never leave the state behind a purged log (see `LogStore::purge`).
-    pub durable_applied: tokio::sync::watch::Sender<u64>,
+    /// The highest log index up to which the state can be rebuilt without the log: durable in the
+    /// state store, or held by a snapshot file on disk. The log store's purge waits for it (see
+    /// `LogStore::limit_purge_to`).
+    pub recoverable: tokio::sync::watch::Sender<u64>,
 }
 
 impl SharedState {
-    fn raise_durable(&self, index: u64) {
-        self.durable_applied.send_if_modified(|current| {
+    fn raise_recoverable(&self, index: u64) {
+        self.recoverable.send_if_modified(|current| {
             let raise = index > *current;
             if raise {
                 *current = index;
@@ -218,8 +218,8 @@ impl StateMachine {
                 *current = None;
             }
         }
-        let (durable_applied, _) = tokio::sync::watch::channel(0);
-        let shared = Arc::new(SharedState { retired: RwLock::default(), durable_applied });
+        let (recoverable, _) = tokio::sync::watch::channel(0);
+        let shared = Arc::new(SharedState { retired: RwLock::default(), recoverable });
         let machine = StateMachine {
             runtime: Mutex::new(runtime),
             store,
@@ -228,11 +228,39 @@ impl StateMachine {
             snapshots: Arc::new(snapshots),
             receiving: None,
         };
-        machine.reload_shared()?;
-        // What is on disk at start is durable by definition.
+        // A crash while installing a snapshot can leave the state behind the purged log; the
+        // snapshot was recorded before the log was purged, so restore it now.
         let (applied, _) = machine.read_applied()?;
-        shared.raise_durable(applied.map(|l| l.index).unwrap_or(0));
+        if applied < log_purged {
+            machine.recover_from_snapshot(log_purged)?;
+        }
+        machine.reload_shared()?;
+        // What is on disk at start is durable by definition, and so is the newest snapshot file.
+        let (applied, _) = machine.read_applied()?;
+        let snapshot = lock(&machine.snapshots.current).as_ref().and_then(|m| m.last_log_id);
+        shared.raise_recoverable(applied.max(snapshot).map(|l| l.index).unwrap_or(0));
         Ok((machine, shared))
+    }
+
+    fn recover_from_snapshot(&self, log_purged: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        let w = |e: &dyn std::fmt::Display| io_error(write_snapshot_none, e);
+        let current = lock(&self.snapshots.current).clone();
+        let Some(meta) = current.filter(|m| m.last_log_id >= log_purged) else {
+            return Err(w(&format!(
+                "the state is behind the purged log (purged up to {log_purged:?}) and no snapshot covers the gap: \
+                 this node cannot recover on its own. REMOVE it from the cluster and JOIN a node with a new id and \
+                 an empty data_dir"
+            )));
+        };
+        tracing::warn!(snapshot = %meta.snapshot_id, "an interrupted snapshot install is completed from its file");
+        let file = std::fs::File::open(self.snapshots.data_path(&meta.snapshot_id)).map_err(|e| w(&e))?;
+        let claimed = match meta.last_log_id {
+            Some(id) => encode(&id).map_err(|e| w(&e))?,
+            None => return Err(w(&"snapshot without a last log id")),
+        };
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        lock(&self.runtime).restore_checked(&mut reader, &[(meta::LAST_APPLIED, &claimed)]).map_err(|e| w(&e))?;
+        Ok(())
     }
 
     fn reload_shared(&self) -> Result<(), StorageError<NodeId>> {
@@ -419,6 +447,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tokio::task::block_in_place(|| -> Result<(), StorageError<NodeId>> {
             use std::io::Seek;
             file.sync_all().map_err(|e| w(&e))?;
+            // Recorded before the restore: openraft purges the log up to this snapshot meanwhile,
+            // and after a crash the node restores from this file at start.
+            if let Some(path) = &path {
+                self.snapshots.publish(path, meta).map_err(|e| w(&e))?;
+                self.shared.raise_recoverable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+            }
             file.seek(std::io::SeekFrom::Start(0)).map_err(|e| w(&e))?;
             let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
             // The data must be the state at the log id openraft was told, or nothing changes.
@@ -426,19 +460,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 Some(id) => encode(&id).map_err(|e| w(&e))?,
                 None => return Err(w(&format!("snapshot {} has no last log id", meta.snapshot_id))),
             };
-            let info = lock(&self.runtime).restore_checked(&mut reader, &[(meta::LAST_APPLIED, &claimed)]).map_err(|e| {
-                tracing::error!("installing snapshot {} failed: {e}", meta.snapshot_id);
-                w(&e)
-            })?;
+            let info =
+                lock(&self.runtime).restore_checked(&mut reader, &[(meta::LAST_APPLIED, &claimed)]).map_err(|e| {
+                    tracing::error!("installing snapshot {} failed: {e}", meta.snapshot_id);
+                    w(&e)
+                })?;
             tracing::info!(snapshot = %meta.snapshot_id, entries = info.entries, "installed snapshot");
-            if let Some(path) = &path {
-                self.snapshots.publish(path, meta).map_err(|e| w(&e))?;
-            }
             Ok(())
         })?;
-        // The restore committed durably and the snapshot is recorded: the log may now be purged
-        // up to it.
-        self.shared.raise_durable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
         self.reload_shared()
     }
 
@@ -492,7 +521,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(|e| io_error(write_snapshot_none, e))?
         .map_err(|e| io_error(write_snapshot_none, e))?;
         tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "built snapshot");
-        self.shared.raise_durable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+        self.shared.raise_recoverable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
         Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(data)) })
     }
 }

@@ -483,7 +483,8 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
             };
             match node.route_to_leader() {
                 Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
-                    let upstream = Upstream::start(&redis_addr);
+                    // JOIN waits for the new node to catch up (up to two minutes).
+                    let upstream = Upstream::start(&redis_addr, std::time::Duration::from_secs(150));
                     return upstream.submit(args.to_vec()).await.await.unwrap_or_else(|_| {
                         Response::error("ERR the leader did not answer; check NODES before retrying")
                     });

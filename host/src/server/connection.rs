@@ -65,6 +65,10 @@ enum Pending {
 struct Pipeline {
     pending: VecDeque<Pending>,
     kind: Option<Kind>,
+    /// Where the pending writes went: `Some("")` for this node, `Some(addr)` for the leader at
+    /// `addr` through the upstream. Writes to another destination wait for these, so a leader
+    /// change can never reorder one connection's writes.
+    write_destination: Option<String>,
 }
 
 impl Pipeline {
@@ -88,6 +92,7 @@ impl Pipeline {
             protocol::encode(&response, protocol, out);
         }
         self.kind = None;
+        self.write_destination = None;
     }
 }
 
@@ -217,7 +222,21 @@ async fn dispatch(
         }
         pipeline.kind = Some(kind);
         let item = match kind {
-            Kind::Write => write(shared, session, args).await,
+            Kind::Write => {
+                let route = route_write(shared, session);
+                if let Route::Local | Route::Forward(_) = &route {
+                    let destination = match &route {
+                        Route::Forward(addr) => addr.clone(),
+                        _ => String::new(),
+                    };
+                    if pipeline.write_destination.as_ref().is_some_and(|d| *d != destination) {
+                        pipeline.drain(session.protocol, out).await;
+                        pipeline.kind = Some(kind);
+                    }
+                    pipeline.write_destination = Some(destination);
+                }
+                write(shared, session, route, args).await
+            }
             Kind::Read => read(shared, session, &args).await,
         };
         pipeline.pending.push_back(item);
@@ -253,33 +272,49 @@ async fn dispatch(
     }
 }
 
-async fn write(shared: &Shared, session: &mut Session, args: Vec<Bytes>) -> Pending {
-    let node = &shared.node;
-    match node.route_to_leader() {
-        Ok(()) => {
-            let mut encoded = Vec::with_capacity(fsm_sdk::codec::encoded_args_len(&args));
-            fsm_sdk::codec::encode_args(&args, &mut encoded);
-            Pending::Node(node.submit_write(encoded).await)
-        }
-        Err(ClusterError::NotLeader { redis_addr, .. }) if session.forwarded => {
-            // Forwarded to us, but we no longer lead: say so, never forward again.
-            let _ = redis_addr;
-            Pending::Ready(Response::error("CLUSTERDOWN No raft leader"))
+/// Where a write goes.
+enum Route {
+    /// This node leads: propose it here.
+    Local,
+    /// Forward it to the leader at this Redis address.
+    Forward(String),
+    /// Answer at once (redirect, no leader, no cluster).
+    Reply(Response),
+}
+
+fn route_write(shared: &Shared, session: &Session) -> Route {
+    match shared.node.route_to_leader() {
+        Ok(()) => Route::Local,
+        // Forwarded to us, but we no longer lead: say so, never forward again.
+        Err(ClusterError::NotLeader { .. }) if session.forwarded => {
+            Route::Reply(Response::error("CLUSTERDOWN No raft leader"))
         }
         Err(error @ ClusterError::NotLeader { .. }) if shared.follower_writes == FollowerWrites::Redirect => {
-            Pending::Ready(cluster_error(&error))
+            Route::Reply(cluster_error(&error))
         }
-        Err(ClusterError::NotLeader { redis_addr, .. }) if !redis_addr.is_empty() => {
+        Err(ClusterError::NotLeader { redis_addr, .. }) if !redis_addr.is_empty() => Route::Forward(redis_addr),
+        Err(error) => Route::Reply(cluster_error(&error)),
+    }
+}
+
+async fn write(shared: &Shared, session: &mut Session, route: Route, args: Vec<Bytes>) -> Pending {
+    match route {
+        Route::Local => {
+            let mut encoded = Vec::with_capacity(fsm_sdk::codec::encoded_args_len(&args));
+            fsm_sdk::codec::encode_args(&args, &mut encoded);
+            Pending::Node(shared.node.submit_write(encoded).await)
+        }
+        Route::Forward(redis_addr) => {
             let reuse = session.upstream.as_ref().is_some_and(|u| u.addr() == redis_addr && !u.is_closed());
             if !reuse {
-                session.upstream = Some(Upstream::start(&redis_addr));
+                session.upstream = Some(Upstream::start(&redis_addr, shared.forward_timeout));
             }
             match &session.upstream {
                 Some(upstream) => Pending::Forwarded(upstream.submit(args).await),
                 None => Pending::Ready(Response::error("CLUSTERDOWN No raft leader")),
             }
         }
-        Err(error) => Pending::Ready(cluster_error(&error)),
+        Route::Reply(response) => Pending::Ready(response),
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Shared {
     pub stale_reads_default: bool,
     /// Connection cap.
     pub connections_max: usize,
+    /// How long a forwarded write may wait for the leader's reply before its outcome is reported
+    /// unknown (`limits.write_timeout_ms` plus a margin for the hop).
+    pub forward_timeout: std::time::Duration,
     /// Process start, for `INFO`.
     pub started: Instant,
     slots: Arc<Semaphore>,
@@ -59,6 +62,7 @@ impl Shared {
             follower_writes: config.follower_writes,
             stale_reads_default: config.reads == crate::config::ReadMode::Stale,
             connections_max: config.limits.connections_max,
+            forward_timeout: std::time::Duration::from_millis(config.limits.write_timeout_ms.saturating_add(5_000)),
             started: Instant::now(),
             slots: Arc::new(Semaphore::new(config.limits.connections_max)),
             next_id: AtomicU64::new(1),

@@ -51,10 +51,11 @@ fn append_command(out: &mut Vec<u8>, args: &[Bytes]) {
 
 impl Upstream {
     /// Starts an upstream to the leader at `addr` (the connection is made in the background;
-    /// failures surface as error replies to the writes).
-    pub fn start(addr: &str) -> Self {
+    /// failures surface as error replies to the writes). A reply that takes longer than
+    /// `reply_timeout` fails every write in flight with "outcome unknown".
+    pub fn start(addr: &str, reply_timeout: Duration) -> Self {
         let (jobs, rx) = mpsc::channel(UPSTREAM_QUEUE_MAX);
-        tokio::spawn(run(addr.to_owned(), rx));
+        tokio::spawn(run(addr.to_owned(), rx, reply_timeout));
         Upstream { addr: addr.to_owned(), jobs }
     }
 
@@ -78,63 +79,94 @@ impl Upstream {
     }
 }
 
-async fn run(addr: String, mut jobs: mpsc::Receiver<Job>) {
-    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+/// The writer half: sends queued writes in order; the reader half (its own task, so writing never
+/// waits for reading or the other way round) matches replies to them in the same order.
+async fn run(addr: String, mut jobs: mpsc::Receiver<Job>, reply_timeout: Duration) {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return fail_all(&mut jobs, VecDeque::new(), &format!("cannot reach the leader at {addr}: {e}")),
         Err(_) => return fail_all(&mut jobs, VecDeque::new(), &format!("cannot reach the leader at {addr}: timeout")),
     };
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.split();
-    let mut inflight: VecDeque<oneshot::Sender<Response>> = VecDeque::new();
+    let (rd, mut wr) = stream.into_split();
+    let (order, order_rx) = mpsc::unbounded_channel::<oneshot::Sender<Response>>();
+    tokio::spawn(read_replies(rd, order_rx, reply_timeout));
     let mut out = Vec::with_capacity(16 * 1024);
     append_command(&mut out, &[Bytes::from_static(FORWARDED_MARKER.as_bytes())]);
     // The marker's +OK is consumed like a reply nobody waits for.
     let (marker, _) = oneshot::channel();
-    inflight.push_back(marker);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut client_gone = false;
+    let _ = order.send(marker);
     loop {
         if !out.is_empty() {
             if let Err(e) = wr.write_all(&out).await {
-                return fail_all(&mut jobs, inflight, &format!("write to the leader failed: {e}"));
+                // The reader fails what was sent; what is still queued was never sent.
+                return fail_all(&mut jobs, VecDeque::new(), &format!("write to the leader failed: {e}"));
             }
             out.clear();
         }
-        tokio::select! {
-            job = jobs.recv(), if !client_gone && inflight.len() < UPSTREAM_QUEUE_MAX => match job {
-                Some(job) => {
-                    append_command(&mut out, &job.args);
-                    inflight.push_back(job.reply);
-                    while let Ok(job) = jobs.try_recv() {
-                        append_command(&mut out, &job.args);
-                        inflight.push_back(job.reply);
-                        if inflight.len() >= UPSTREAM_QUEUE_MAX { break; }
+        let Some(job) = jobs.recv().await else { return };
+        // Registered before the bytes go out, so the reader always knows whom a reply is for.
+        append_command(&mut out, &job.args);
+        let _ = order.send(job.reply);
+        while out.len() < 64 * 1024 {
+            let Ok(job) = jobs.try_recv() else { break };
+            append_command(&mut out, &job.args);
+            let _ = order.send(job.reply);
+        }
+    }
+}
+
+async fn read_replies(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut order: mpsc::UnboundedReceiver<oneshot::Sender<Response>>,
+    reply_timeout: Duration,
+) {
+    let mut pending: VecDeque<oneshot::Sender<Response>> = VecDeque::new();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let fail = |pending: VecDeque<oneshot::Sender<Response>>, order: &mut mpsc::UnboundedReceiver<_>, why: &str| {
+        tracing::warn!("write forwarding: {why}");
+        order.close();
+        let mut all = pending;
+        while let Ok(reply) = order.try_recv() {
+            all.push_back(reply);
+        }
+        for reply in all {
+            let _ = reply.send(unknown(why));
+        }
+    };
+    loop {
+        if pending.is_empty() {
+            match order.recv().await {
+                Some(reply) => pending.push_back(reply),
+                None => return,
+            }
+        }
+        while let Ok(reply) = order.try_recv() {
+            pending.push_back(reply);
+        }
+        match tokio::time::timeout(reply_timeout, rd.read_buf(&mut buf)).await {
+            Err(_) => return fail(pending, &mut order, &format!("the leader did not answer within {reply_timeout:?}")),
+            Ok(Ok(0)) => return fail(pending, &mut order, "the leader closed the connection"),
+            Ok(Err(e)) => return fail(pending, &mut order, &format!("read from the leader failed: {e}")),
+            Ok(Ok(_)) => {}
+        }
+        loop {
+            match redis_protocol::resp2::decode::decode_bytes_mut(&mut buf) {
+                Ok(Some((frame, _, _))) => {
+                    if pending.is_empty()
+                        && let Ok(reply) = order.try_recv()
+                    {
+                        pending.push_back(reply);
+                    }
+                    match pending.pop_front() {
+                        Some(reply) => {
+                            let _ = reply.send(from_frame(frame));
+                        }
+                        None => return fail(pending, &mut order, "the leader sent an unexpected reply"),
                     }
                 }
-                None if inflight.is_empty() => return,
-                // Keep reading the replies still owed (their writes are in flight), then stop.
-                None => client_gone = true,
-            },
-            read = rd.read_buf(&mut buf) => {
-                match read {
-                    Ok(0) => return fail_all(&mut jobs, inflight, "the leader closed the connection"),
-                    Err(e) => return fail_all(&mut jobs, inflight, &format!("read from the leader failed: {e}")),
-                    Ok(_) => {}
-                }
-                loop {
-                    match redis_protocol::resp2::decode::decode_bytes_mut(&mut buf) {
-                        Ok(Some((frame, _, _))) => match inflight.pop_front() {
-                            Some(reply) => { let _ = reply.send(from_frame(frame)); }
-                            None => return fail_all(&mut jobs, inflight, "the leader sent an unexpected reply"),
-                        },
-                        Ok(None) => break,
-                        Err(e) => return fail_all(&mut jobs, inflight, &format!("bad reply from the leader: {e}")),
-                    }
-                }
-                if client_gone && inflight.is_empty() {
-                    return;
-                }
+                Ok(None) => break,
+                Err(e) => return fail(pending, &mut order, &format!("bad reply from the leader: {e}")),
             }
         }
     }
