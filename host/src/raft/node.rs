@@ -87,6 +87,8 @@ struct WriteJob {
 
 struct ReadJob {
     command: Vec<u8>,
+    /// A `READONLY` read: served in the next round without waiting for a read index.
+    stale: bool,
     reply: oneshot::Sender<Result<Reply, ClusterError>>,
 }
 
@@ -347,9 +349,11 @@ impl Node {
     }
 
     /// Queues one linearizable read for the next read-index round (see [`Node::submit_write`]).
-    pub async fn submit_read(&self, command: Vec<u8>) -> oneshot::Receiver<Result<Reply, ClusterError>> {
+    /// A `stale` read skips the read index but still shares the round's single hand-off to a
+    /// blocking thread.
+    pub async fn submit_read(&self, command: Vec<u8>, stale: bool) -> oneshot::Receiver<Result<Reply, ClusterError>> {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.reads.send(ReadJob { command, reply }).await {
+        if let Err(mpsc::error::SendError(job)) = self.reads.send(ReadJob { command, stale, reply }).await {
             let _ = job.reply.send(Err(ClusterError::Fatal(stopped())));
         }
         rx
@@ -369,7 +373,7 @@ impl Node {
         if stale {
             return self.query(&command);
         }
-        self.submit_read(command).await.await.unwrap_or_else(|_| Err(ClusterError::Fatal(stopped())))
+        self.submit_read(command, false).await.await.unwrap_or_else(|_| Err(ClusterError::Fatal(stopped())))
     }
 
     /// Runs a read command against this node's applied state now (no read index).
@@ -681,12 +685,13 @@ async fn read_loop(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<ReadJob>)
         let Some(node) = node.upgrade() else { return };
         tokio::spawn(async move {
             let _round = round;
-            let barrier = node.read_barrier().await;
+            let barrier = if jobs.iter().all(|j| j.stale) { Ok(()) } else { node.read_barrier().await };
             // One hand-off to a blocking thread and one lock for the whole round.
             tokio::task::block_in_place(|| {
                 let mut reader = lock(&node.reader);
                 for job in jobs {
-                    let reply = barrier.clone().and_then(|()| {
+                    let ready = if job.stale { Ok(()) } else { barrier.clone() };
+                    let reply = ready.and_then(|()| {
                         reader.query(&job.command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
                     });
                     let _ = job.reply.send(reply);

@@ -325,11 +325,5 @@ async fn read(shared: &Shared, session: &Session, args: &[Bytes]) -> Pending {
     }
     let mut encoded = Vec::with_capacity(fsm_sdk::codec::encoded_args_len(args));
     fsm_sdk::codec::encode_args(args, &mut encoded);
-    if session.stale_reads {
-        return Pending::Ready(match node.query(&encoded) {
-            Ok(reply) => reply.into(),
-            Err(e) => cluster_error(&e),
-        });
-    }
-    Pending::Node(node.submit_read(encoded).await)
+    Pending::Node(node.submit_read(encoded, session.stale_reads).await)
 }
