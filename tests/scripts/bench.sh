@@ -27,6 +27,7 @@ data_dir: $TMP/node$id
 fsm_module: $WASM
 reads: $reads
 log_level: warn
+${BENCH_EXTRA_YAML:-}
 YAML
   "$BIN" --config "$TMP/node$id.yaml" >>"$TMP/node$id.log" 2>&1 &
   PIDS+=($!)
