@@ -61,8 +61,9 @@ impl fmt::Display for Member {
 pub enum Request {
     /// Client commands, each an argument list encoded with [`fsm_sdk::codec::encode_args`], applied
     /// in order. Many client writes share one entry: that is the group commit (one append, one
-    /// fsync and one replication round serve them all).
-    Commands(#[serde(with = "byte_strings")] Vec<Vec<u8>>),
+    /// fsync and one replication round serve them all). Shared (`Arc`), so the log store's cache
+    /// and openraft's replication and apply paths can hold the entry without copying it.
+    Commands(#[serde(with = "byte_strings")] std::sync::Arc<Vec<Vec<u8>>>),
     /// The state-machine contract ([`crate::runtime::Contract`], encoded) the cluster was
     /// bootstrapped with. The first entry after bootstrap: a replica whose own contract differs
     /// refuses to apply past it.
@@ -122,9 +123,9 @@ mod byte_strings {
         }
     }
 
-    pub fn serialize<S: Serializer>(items: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(items: &std::sync::Arc<Vec<Vec<u8>>>, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(items.len()))?;
-        for item in items {
+        for item in items.iter() {
             seq.serialize_element(&AsBytes(item))?;
         }
         seq.end()
@@ -158,7 +159,7 @@ mod byte_strings {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<std::sync::Arc<Vec<Vec<u8>>>, D::Error> {
         struct ListVisitor;
         impl<'de> Visitor<'de> for ListVisitor {
             type Value = Vec<Vec<u8>>;
@@ -174,7 +175,7 @@ mod byte_strings {
                 Ok(out)
             }
         }
-        deserializer.deserialize_seq(ListVisitor)
+        deserializer.deserialize_seq(ListVisitor).map(std::sync::Arc::new)
     }
 }
 
@@ -197,8 +198,8 @@ mod tests {
     fn requests_round_trip_through_postcard() {
         let big = vec![7u8; 100_000];
         for request in [
-            Request::Commands(vec![]),
-            Request::Commands(vec![b"a".to_vec(), vec![], big.clone(), (0..=255).collect()]),
+            Request::Commands(vec![].into()),
+            Request::Commands(vec![b"a".to_vec(), vec![], big.clone(), (0..=255).collect()].into()),
             Request::Contract(big),
             Request::RetireNode(42),
         ] {
@@ -212,7 +213,7 @@ mod tests {
     fn byte_strings_are_encoded_as_length_and_bytes() {
         // One varint for the variant, one for the count, one for each length, then the bytes:
         // no per-byte overhead.
-        let bytes = encode(&Request::Commands(vec![vec![200u8; 300]])).expect("encode");
+        let bytes = encode(&Request::Commands(vec![vec![200u8; 300]].into())).expect("encode");
         assert_eq!(bytes.len(), 1 + 1 + 2 + 300);
     }
 

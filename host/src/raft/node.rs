@@ -618,7 +618,7 @@ async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tu
             }
         }
         let commands: Vec<Vec<u8>> = jobs.iter_mut().map(|j| std::mem::take(&mut j.command)).collect();
-        let answer = match raft.client_write_ff(Request::Commands(commands)).await {
+        let answer = match raft.client_write_ff(Request::Commands(Arc::new(commands))).await {
             Ok(answer) => answer,
             Err(fatal) => {
                 for job in jobs {

@@ -377,7 +377,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match &entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(Request::Commands(commands)) => {
-                    for command in commands {
+                    for command in commands.iter() {
                         pending.commands.push(command);
                         pending.bytes += command.len();
                     }
