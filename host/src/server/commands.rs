@@ -99,7 +99,7 @@ pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outc
         "client" => client(shared, session, args),
         "command" => command(shared, args),
         "info" => info(shared, session, args),
-        "config" => config(args),
+        "config" => config(shared, args),
         "readonly" => {
             session.stale_reads = true;
             Response::ok()
@@ -291,7 +291,7 @@ fn command(shared: &Shared, args: &[Bytes]) -> Response {
     }
 }
 
-fn config(args: &[Bytes]) -> Response {
+fn config(shared: &Shared, args: &[Bytes]) -> Response {
     let sub = &args[1];
     if is(sub, "GET") {
         if args.len() < 3 {
@@ -299,23 +299,23 @@ fn config(args: &[Bytes]) -> Response {
         }
         // What redis-benchmark and client libraries ask about; we persist through the Raft log,
         // which behaves like `appendonly yes` + `appendfsync always`.
-        const KNOWN: &[(&str, &str)] = &[
+        let maxclients = shared.connections_max.to_string();
+        let known: [(&str, &str); 7] = [
             ("save", ""),
             ("appendonly", "yes"),
             ("appendfsync", "always"),
             ("databases", "1"),
             ("maxmemory", "0"),
-            ("maxclients", "10000"),
+            ("maxclients", &maxclients),
             ("cluster-enabled", "no"),
         ];
         let mut pairs = Vec::new();
         for pattern in &args[2..] {
             let pattern = text(pattern).to_ascii_lowercase();
-            for (name, value) in KNOWN {
-                if glob(&pattern, name)
-                    && !pairs.iter().any(|(n, _): &(Response, Response)| *n == Response::bulk(*name))
+            for (name, value) in known {
+                if glob(&pattern, name) && !pairs.iter().any(|(n, _): &(Response, Response)| *n == Response::bulk(name))
                 {
-                    pairs.push((Response::bulk(*name), Response::bulk(*value)));
+                    pairs.push((Response::bulk(name), Response::bulk(value.to_owned())));
                 }
             }
         }
