@@ -40,6 +40,12 @@ pub const FRAME_BYTES_MAX: u32 = 1 << 30;
 const POOL_IDLE_MAX: usize = 8;
 /// Connecting to a peer gives up after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most peer connections served at once (each peer pools up to [`POOL_IDLE_MAX`] per target, so
+/// this leaves room for dozens of peers); past it a connection is closed at once.
+const PEER_CONNECTIONS_MAX: usize = 256;
+/// A served peer connection with no complete frame for this long is closed (the peer's pool
+/// reconnects when it next needs it); it also bounds a frame that trickles in.
+const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The error type for our transport failures (turned into openraft's `Unreachable`/`Network`).
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +338,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 /// Serves peers' RPCs on `listener` until the process ends. Each connection is served in its own
 /// task, one request at a time; a malformed frame closes that connection and nothing else.
 pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, identity: Arc<Identity>, read_timeout: Duration) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -341,9 +348,15 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, identity: Arc<
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "raft listener: {PEER_CONNECTIONS_MAX} connections already open, closing this one");
+            drop(stream);
+            continue;
+        };
         let raft = raft.clone();
         let identity = identity.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = serve_connection(stream, raft, identity, read_timeout).await {
                 tracing::warn!(%peer, "raft connection closed: {e}");
             }
@@ -358,7 +371,14 @@ async fn serve_connection(
     read_timeout: Duration,
 ) -> Result<(), TransportError> {
     stream.set_nodelay(true)?;
-    while let Some(body) = read_frame(&mut stream).await? {
+    loop {
+        let body = match tokio::time::timeout(PEER_IDLE_TIMEOUT, read_frame(&mut stream)).await {
+            Err(_) => return Ok(()),
+            Ok(frame) => match frame? {
+                Some(body) => body,
+                None => return Ok(()),
+            },
+        };
         let envelope: Envelope = super::decode(&body).map_err(|e| TransportError::Malformed(e.to_string()))?;
         let answer = match identity.admit(&envelope.cluster_id, envelope.to) {
             Err(why) => {
@@ -381,5 +401,4 @@ async fn serve_connection(
         let reply = super::encode(&answer).map_err(|e| TransportError::Malformed(e.to_string()))?;
         write_frame(&mut stream, &reply).await?;
     }
-    Ok(())
 }
