@@ -518,6 +518,16 @@ impl Limits {
             self.write_batch_commands_max as u64,
             "a Raft entry must hold a command",
         )?;
+        if self.write_batch_commands_max > crate::raft::COMMANDS_PER_ENTRY_MAX {
+            return Err(InvalidSetting::new(
+                "limits.write_batch_commands_max",
+                format!(
+                    "{} is more than a node accepts in one entry ({})",
+                    self.write_batch_commands_max,
+                    crate::raft::COMMANDS_PER_ENTRY_MAX
+                ),
+            ));
+        }
         positive("limits.write_batch_bytes_max", self.write_batch_bytes_max, "a Raft entry must hold a command")?;
         positive("limits.writes_in_flight_max", self.writes_in_flight_max as u64, "no write could be proposed")?;
         positive("limits.read_timeout_ms", self.read_timeout_ms, "a zero deadline fails every read")?;

@@ -26,8 +26,9 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
 /// Longest a purge waits for the state it drops to be recoverable (see
-/// [`LogStore::limit_purge_to`]); the wait is normally a few milliseconds.
-const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// [`LogStore::limit_purge_to`]); the wait is normally a few milliseconds. Past it the node stops
+/// rather than purge.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -75,9 +76,10 @@ impl LogStore {
     }
 
     /// Lets a purge wait (briefly) until the state up to its index can be rebuilt without the
-    /// log: durable in the state store, or in a snapshot file on disk. openraft asks to purge up
-    /// to an installed snapshot as soon as the install starts; the install records the received
-    /// snapshot file first, so a crash in between leaves a snapshot to restore at start.
+    /// log: durable in the state store, or in a verified snapshot file on disk. openraft asks to
+    /// purge up to an installed snapshot as soon as the install starts; the install verifies and
+    /// records the received snapshot file first, so a crash in between leaves a snapshot to
+    /// restore at start. If that does not happen in time, the purge fails and the node stops.
     pub fn limit_purge_to(&self, recoverable: tokio::sync::watch::Receiver<u64>) {
         let _ = self.recoverable.set(recoverable);
     }
@@ -304,8 +306,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut recoverable = recoverable.clone();
             let wait = recoverable.wait_for(|r| *r >= log_id.index);
             if tokio::time::timeout(PURGE_WAIT, wait).await.is_err() {
-                // The log must stay contiguous behind openraft's view, so purge anyway.
-                tracing::warn!(upto = log_id.index, "purging the log ahead of any durable copy of the state");
+                // Never purge what nothing else holds: stop instead (a restart finds the log and
+                // the state consistent, and catches up from the leader).
+                let why = format!(
+                    "refusing to purge the log up to {log_id}: no durable state or recorded snapshot covers it after \
+                     {PURGE_WAIT:?}"
+                );
+                tracing::error!("{why}");
+                return Err(io_error(StorageIOError::write_logs, why));
             }
         }
         // Record the purge point first: a crash in between leaves entries behind it, which

@@ -96,6 +96,10 @@ pub struct Response {
 /// Serde for a list of byte strings, each as one `bytes` value. serde's default for `Vec<u8>`
 /// is a sequence visited byte by byte, which profiling showed as the top user-space cost of
 /// encoding and decoding large entries (on the leader's log, the wire, and each follower's log).
+/// Most commands one entry may hold when decoded (the write batcher makes at most
+/// `limits.write_batch_commands_max`, 4096 by default).
+pub const COMMANDS_PER_ENTRY_MAX: usize = 1 << 20;
+
 /// Serde for one byte string as a `bytes` value (see [`byte_strings`]).
 mod byte_string {
     use serde::{Deserializer, Serializer};
@@ -167,9 +171,13 @@ mod byte_strings {
                 f.write_str("a list of byte strings")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Vec<u8>>, A::Error> {
-                // Capped: the length comes from the wire.
+                // Capped: the length comes from the wire, and each (even empty) command costs a
+                // `Vec` in memory, far more than its byte on the wire.
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
                 while let Some(ByteBuf(item)) = seq.next_element()? {
+                    if out.len() >= super::COMMANDS_PER_ENTRY_MAX {
+                        return Err(serde::de::Error::custom("too many commands in one entry"));
+                    }
                     out.push(item);
                 }
                 Ok(out)
@@ -235,5 +243,20 @@ mod tests {
                 .collect();
             let _ = decode::<Request>(&garbage);
         }
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    #[test]
+    fn an_entry_with_too_many_commands_is_refused_when_decoded() {
+        let at_cap = Request::Commands(std::sync::Arc::new(vec![Vec::new(); COMMANDS_PER_ENTRY_MAX]));
+        let bytes = encode(&at_cap).expect("encode");
+        assert_eq!(decode::<Request>(&bytes).expect("at the cap"), at_cap);
+        let over = Request::Commands(std::sync::Arc::new(vec![Vec::new(); COMMANDS_PER_ENTRY_MAX + 1]));
+        let bytes = encode(&over).expect("encode");
+        assert!(decode::<Request>(&bytes).is_err());
     }
 }

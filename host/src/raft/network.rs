@@ -74,6 +74,16 @@ struct Envelope {
     rpc: Rpc,
 }
 
+/// The first fields of an [`Envelope`], decoded (postcard lays fields out in order) and admitted
+/// before the request itself is decoded, so a sender without the cluster id cannot make the node
+/// decode (and allocate for) an arbitrary request.
+#[derive(Deserialize)]
+struct Header {
+    cluster_id: String,
+    from: NodeId,
+    to: NodeId,
+}
+
 #[derive(Serialize, Deserialize)]
 enum Rpc {
     Append(AppendEntriesRequest<TypeConfig>),
@@ -379,13 +389,14 @@ async fn serve_connection(
                 None => return Ok(()),
             },
         };
-        let envelope: Envelope = super::decode(&body).map_err(|e| TransportError::Malformed(e.to_string()))?;
-        let answer = match identity.admit(&envelope.cluster_id, envelope.to) {
+        let (header, rest): (Header, &[u8]) =
+            postcard::take_from_bytes(&body).map_err(|e| TransportError::Malformed(e.to_string()))?;
+        let answer = match identity.admit(&header.cluster_id, header.to) {
             Err(why) => {
-                tracing::warn!(from = envelope.from, "refused a peer request: {why}");
+                tracing::warn!(from = header.from, "refused a peer request: {why}");
                 Answer::Refused(why)
             }
-            Ok(()) => match envelope.rpc {
+            Ok(()) => match super::decode::<Rpc>(rest).map_err(|e| TransportError::Malformed(e.to_string()))? {
                 Rpc::Append(rpc) => Answer::Append(raft.append_entries(rpc).await),
                 Rpc::Vote(rpc) => Answer::Vote(raft.vote(rpc).await),
                 Rpc::Snapshot(rpc) => Answer::Snapshot(raft.install_snapshot(rpc).await),

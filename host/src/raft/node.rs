@@ -87,8 +87,6 @@ struct WriteJob {
 
 struct ReadJob {
     command: Vec<u8>,
-    /// A `READONLY` read: served in the next round without waiting for a read index.
-    stale: bool,
     reply: oneshot::Sender<Result<Reply, ClusterError>>,
 }
 
@@ -117,6 +115,8 @@ pub struct Node {
     log: LogStore,
     writes: mpsc::Sender<WriteJob>,
     reads: mpsc::Sender<ReadJob>,
+    /// `READONLY` reads: their own queue, so a slow read-index round never holds them up.
+    stale_reads: mpsc::Sender<ReadJob>,
     tuning: Tuning,
 }
 
@@ -218,7 +218,7 @@ impl Node {
         let log_purged =
             log.state().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?.last_purged_log_id;
         let (machine, shared) = StateMachine::new(applier, &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
-            .map_err(|e| StartError::Io(format!("cannot open the snapshot directory: {e}")))?;
+            .map_err(|e| StartError::StateMachine(format!("cannot open the state machine: {e}")))?;
         log.limit_purge_to(shared.recoverable.subscribe());
 
         let raft_config = openraft::Config {
@@ -261,6 +261,7 @@ impl Node {
         };
         let (writes, write_rx) = mpsc::channel(tuning.batch_commands_max * 4);
         let (reads, read_rx) = mpsc::channel(4096);
+        let (stale_reads, stale_rx) = mpsc::channel(4096);
         let node = Arc::new(Node {
             id: config.id,
             member: Member { raft_addr: config.raft_addr.to_string(), redis_addr: config.redis_addr.to_string() },
@@ -274,10 +275,12 @@ impl Node {
             log,
             writes,
             reads,
+            stale_reads,
             tuning,
         });
         tokio::spawn(write_loop(raft, write_rx, tuning));
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
+        tokio::spawn(stale_read_loop(Arc::downgrade(&node), stale_rx));
         let pristine = node.log.is_pristine().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
         if config.bootstrap && pristine {
             let raft_addr = node.member.raft_addr.clone();
@@ -349,11 +352,11 @@ impl Node {
     }
 
     /// Queues one linearizable read for the next read-index round (see [`Node::submit_write`]).
-    /// A `stale` read skips the read index but still shares the round's single hand-off to a
-    /// blocking thread.
+    /// A `stale` read (`READONLY`) skips the read index and has its own queue and rounds.
     pub async fn submit_read(&self, command: Vec<u8>, stale: bool) -> oneshot::Receiver<Result<Reply, ClusterError>> {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.reads.send(ReadJob { command, stale, reply }).await {
+        let queue = if stale { &self.stale_reads } else { &self.reads };
+        if let Err(mpsc::error::SendError(job)) = queue.send(ReadJob { command, reply }).await {
             let _ = job.reply.send(Err(ClusterError::Fatal(stopped())));
         }
         rx
@@ -669,6 +672,29 @@ async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tu
     }
 }
 
+/// Serves `READONLY` reads in rounds: no read index, one hand-off to a blocking thread and one
+/// lock of the reader runtime per round.
+async fn stale_read_loop(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<ReadJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < 4096 {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let Some(node) = node.upgrade() else { return };
+        tokio::task::block_in_place(|| {
+            let mut reader = lock(&node.reader);
+            for job in jobs {
+                let reply =
+                    reader.query(&job.command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")));
+                let _ = job.reply.send(reply);
+            }
+        });
+    }
+}
+
 /// The read batcher: see the module docs.
 async fn read_loop(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<ReadJob>) {
     let rounds = Arc::new(Semaphore::new(2));
@@ -685,13 +711,12 @@ async fn read_loop(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<ReadJob>)
         let Some(node) = node.upgrade() else { return };
         tokio::spawn(async move {
             let _round = round;
-            let barrier = if jobs.iter().all(|j| j.stale) { Ok(()) } else { node.read_barrier().await };
+            let barrier = node.read_barrier().await;
             // One hand-off to a blocking thread and one lock for the whole round.
             tokio::task::block_in_place(|| {
                 let mut reader = lock(&node.reader);
                 for job in jobs {
-                    let ready = if job.stale { Ok(()) } else { barrier.clone() };
-                    let reply = ready.and_then(|()| {
+                    let reply = barrier.clone().and_then(|()| {
                         reader.query(&job.command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
                     });
                     let _ = job.reply.send(reply);

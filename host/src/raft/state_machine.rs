@@ -193,7 +193,18 @@ pub struct StateMachine {
     contract: Contract,
     shared: Arc<SharedState>,
     snapshots: Arc<SnapshotFiles>,
-    receiving: Option<PathBuf>,
+    /// Files being received, by `(device, inode)`: openraft hands the file back at install time,
+    /// and a second stream may have begun meanwhile, so the path is found from the file itself.
+    receiving: std::collections::HashMap<(u64, u64), PathBuf>,
+}
+
+/// Incoming snapshot files remembered at most (older abandoned ones are removed at start).
+const RECEIVING_MAX: usize = 8;
+
+fn file_key(file: &std::fs::File) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl StateMachine {
@@ -226,12 +237,13 @@ impl StateMachine {
             contract,
             shared: shared.clone(),
             snapshots: Arc::new(snapshots),
-            receiving: None,
+            receiving: std::collections::HashMap::new(),
         };
         // A crash while installing a snapshot can leave the state behind the purged log; the
         // snapshot was recorded before the log was purged, so restore it now.
         let (applied, _) = machine.read_applied()?;
-        if applied < log_purged {
+        let recorded = lock(&machine.snapshots.current).as_ref().and_then(|m| m.last_log_id);
+        if applied < log_purged || applied < recorded {
             machine.recover_from_snapshot(log_purged)?;
         }
         machine.reload_shared()?;
@@ -259,7 +271,13 @@ impl StateMachine {
             None => return Err(w(&"snapshot without a last log id")),
         };
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        lock(&self.runtime).restore_checked(&mut reader, &[(meta::LAST_APPLIED, &claimed)]).map_err(|e| w(&e))?;
+        lock(&self.runtime).restore_checked(&mut reader, &[(meta::LAST_APPLIED, &claimed)]).map_err(|e| {
+            w(&format!(
+                "restoring the recorded snapshot {} failed ({e}): this node cannot recover on its own. REMOVE it \
+                 from the cluster and JOIN a node with a new id and an empty data_dir",
+                meta.snapshot_id
+            ))
+        })?;
         Ok(())
     }
 
@@ -427,10 +445,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .open(&path)
             .await
             .map_err(|e| io_error(write_snapshot_none, e))?;
-        if let Some(old) = self.receiving.replace(path) {
-            let _ = std::fs::remove_file(old);
+        let std_file = file.into_std().await;
+        let key = file_key(&std_file).map_err(|e| io_error(write_snapshot_none, e))?;
+        if self.receiving.len() >= RECEIVING_MAX {
+            self.receiving.clear();
         }
-        Ok(Box::new(file))
+        self.receiving.insert(key, path);
+        Ok(Box::new(tokio::fs::File::from_std(std_file)))
     }
 
     async fn install_snapshot(
@@ -443,23 +464,42 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Err(w(&format!("refusing snapshot id {:?}", meta.snapshot_id)));
         }
         let mut file = snapshot.into_std().await;
-        let path = self.receiving.take();
+        let path = file_key(&file).ok().and_then(|key| self.receiving.remove(&key));
+        let contract = self.contract.encode();
         tokio::task::block_in_place(|| -> Result<(), StorageError<NodeId>> {
             use std::io::Seek;
             file.sync_all().map_err(|e| w(&e))?;
-            // Recorded before the restore: openraft purges the log up to this snapshot meanwhile,
-            // and after a crash the node restores from this file at start.
-            if let Some(path) = &path {
-                self.snapshots.publish(path, meta).map_err(|e| w(&e))?;
-                self.shared.raise_recoverable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
-            }
-            file.seek(std::io::SeekFrom::Start(0)).map_err(|e| w(&e))?;
-            let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-            // The data must be the state at the log id openraft was told, or nothing changes.
+            // The data must be the state at the log id openraft was told, under our contract.
             let claimed = match meta.last_log_id {
                 Some(id) => encode(&id).map_err(|e| w(&e))?,
                 None => return Err(w(&format!("snapshot {} has no last log id", meta.snapshot_id))),
             };
+            // Verified whole (checksum, contract, last log id) before it is recorded: only a good
+            // snapshot may stand in for the log that openraft purges meanwhile.
+            file.seek(std::io::SeekFrom::Start(0)).map_err(|e| w(&e))?;
+            let required: [(&str, &[u8]); 2] = [(meta::CONTRACT, &contract), (meta::LAST_APPLIED, &claimed)];
+            crate::storage::snapshot::read(
+                &mut std::io::BufReader::with_capacity(1 << 20, &file),
+                &required,
+                &mut |_| Ok(()),
+            )
+            .map_err(|e| {
+                tracing::error!("received snapshot {} is not installable: {e}", meta.snapshot_id);
+                w(&e)
+            })?;
+            // Recorded before the restore: openraft purges the log up to this snapshot meanwhile,
+            // and after a crash the node restores from this file at start.
+            match &path {
+                Some(path) => {
+                    self.snapshots.publish(path, meta).map_err(|e| w(&e))?;
+                    self.shared.raise_recoverable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+                }
+                None => {
+                    return Err(w(&format!("snapshot {} arrived in a file this node did not create", meta.snapshot_id)));
+                }
+            }
+            file.seek(std::io::SeekFrom::Start(0)).map_err(|e| w(&e))?;
+            let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
             let info =
                 lock(&self.runtime).restore_checked(&mut reader, &[(meta::LAST_APPLIED, &claimed)]).map_err(|e| {
                     tracing::error!("installing snapshot {} failed: {e}", meta.snapshot_id);

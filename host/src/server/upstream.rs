@@ -96,22 +96,39 @@ async fn run(addr: String, mut jobs: mpsc::Receiver<Job>, reply_timeout: Duratio
     // The marker's +OK is consumed like a reply nobody waits for.
     let (marker, _) = oneshot::channel();
     let _ = order.send(marker);
+    // Once the reader has failed (or a write stalls), nothing more is sent: every write sent so
+    // far is answered by the reader, every write still queued gets the same careful error.
     loop {
         if !out.is_empty() {
-            if let Err(e) = wr.write_all(&out).await {
-                // The reader fails what was sent; what is still queued was never sent.
-                return fail_all(&mut jobs, VecDeque::new(), &format!("write to the leader failed: {e}"));
+            let written = tokio::select! {
+                written = tokio::time::timeout(reply_timeout, wr.write_all(&out)) => written,
+                () = order.closed() => return fail_all(&mut jobs, VecDeque::new(), "the leader stopped answering"),
+            };
+            match written {
+                Ok(Ok(())) => out.clear(),
+                Ok(Err(e)) => return fail_all(&mut jobs, VecDeque::new(), &format!("write to the leader failed: {e}")),
+                Err(_) => return fail_all(&mut jobs, VecDeque::new(), "the leader stopped reading"),
             }
-            out.clear();
         }
-        let Some(job) = jobs.recv().await else { return };
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            () = order.closed() => return fail_all(&mut jobs, VecDeque::new(), "the leader stopped answering"),
+        };
+        let Some(job) = job else { return };
         // Registered before the bytes go out, so the reader always knows whom a reply is for.
+        let mut unsent = VecDeque::new();
         append_command(&mut out, &job.args);
-        let _ = order.send(job.reply);
+        if let Err(mpsc::error::SendError(reply)) = order.send(job.reply) {
+            unsent.push_back(reply);
+            return fail_all(&mut jobs, unsent, "the leader stopped answering");
+        }
         while out.len() < 64 * 1024 {
             let Ok(job) = jobs.try_recv() else { break };
             append_command(&mut out, &job.args);
-            let _ = order.send(job.reply);
+            if let Err(mpsc::error::SendError(reply)) = order.send(job.reply) {
+                unsent.push_back(reply);
+                return fail_all(&mut jobs, unsent, "the leader stopped answering");
+            }
         }
     }
 }
