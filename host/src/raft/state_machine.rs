@@ -495,7 +495,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     self.shared.raise_recoverable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
                 }
                 None => {
-                    return Err(w(&format!("snapshot {} arrived in a file this node did not create", meta.snapshot_id)));
+                    return Err(w(&format!(
+                        "snapshot {} arrived in a file this node did not create",
+                        meta.snapshot_id
+                    )));
                 }
             }
             file.seek(std::io::SeekFrom::Start(0)).map_err(|e| w(&e))?;
