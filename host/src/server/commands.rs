@@ -15,6 +15,10 @@ use bytes::Bytes;
 use openraft::ServerState;
 use std::fmt::Write as _;
 
+/// Internal command: answers this node's state-machine contract (encoded). `JOIN` asks the joining
+/// node for it first, so a node running another module is refused before it becomes a voter.
+pub const CONTRACT_QUERY: &str = "REDRAFT.CONTRACT";
+
 /// The Redis version we report: the feature level our replies follow.
 pub const REDIS_VERSION: &str = "7.0.0";
 
@@ -456,6 +460,34 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
     Response::Verbatim { format: VerbatimFormat::Text, text: Bytes::from(out) }
 }
 
+/// Asks the node about to join for its state-machine contract and refuses it when it differs from
+/// ours: such a node would stop at the cluster's contract entry, and once promoted it would count
+/// towards quorums it can never serve. (A `JOIN` without a Redis address skips the check.)
+async fn check_joining_contract(shared: &Shared, id: u64, redis_addr: &str) -> Result<(), Response> {
+    let upstream = Upstream::start(redis_addr, std::time::Duration::from_secs(10));
+    let reply = upstream.submit(vec![Bytes::from_static(CONTRACT_QUERY.as_bytes())]).await.await;
+    let theirs = match reply {
+        Ok(Response::Bulk(bytes)) => bytes,
+        Ok(Response::Error(e)) => return Err(Response::error(format!("ERR node {id} at {redis_addr} answered: {e}"))),
+        _ => {
+            return Err(Response::error(format!(
+                "ERR cannot ask node {id} at {redis_addr} for its state-machine contract: is it running?"
+            )));
+        }
+    };
+    let ours = shared.node.module().contract();
+    if theirs.as_ref() == ours.encode().as_slice() {
+        return Ok(());
+    }
+    let differences = match crate::runtime::Contract::decode(&theirs) {
+        Ok(theirs) => ours.differences(&theirs).join("; "),
+        Err(e) => format!("unreadable contract: {e}"),
+    };
+    Err(Response::error(format!(
+        "ERR node {id} runs another state-machine contract ({differences}; cluster vs node {id}): refusing to JOIN it"
+    )))
+}
+
 fn parse_id(arg: &[u8]) -> Result<u64, Response> {
     match text(arg).parse::<u64>() {
         Ok(id) if id > 0 => Ok(id),
@@ -492,6 +524,11 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
                 Err(e) => Err(e),
                 Ok(()) if name == "join" => {
                     let redis_addr = args.get(3).map(|a| text(a)).unwrap_or_default();
+                    if !redis_addr.is_empty()
+                        && let Err(reply) = check_joining_contract(shared, id, &redis_addr).await
+                    {
+                        return reply;
+                    }
                     node.join(id, &text(&args[2]), &redis_addr).await.map(|()| Response::ok())
                 }
                 Ok(()) => node.remove(id).await.map(|()| Response::ok()),

@@ -208,6 +208,12 @@ async fn dispatch(
         pipeline.pending.push_back(Pending::Ready(Response::ok()));
         return Flow::Continue;
     }
+    if name.eq_ignore_ascii_case(commands::CONTRACT_QUERY.as_bytes()) {
+        // Internal: a leader checks a joining node's state-machine contract before adding it.
+        let contract = node.module().contract().encode();
+        pipeline.pending.push_back(Pending::Ready(Response::bulk(contract)));
+        return Flow::Continue;
+    }
     // The module's commands first: they are the hot path.
     if let Some(index) = node.module().command_index(name) {
         let info = &node.module().commands()[index];
