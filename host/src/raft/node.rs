@@ -24,7 +24,7 @@ use fsm_sdk::Reply;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -579,11 +579,6 @@ impl Node {
         if let Err(e) = self.store.sync() {
             tracing::warn!("syncing the state store: {e}");
         }
-    }
-
-    /// The data directory's node id marker, for messages.
-    pub fn data_dir_marker(dir: &Path) -> PathBuf {
-        dir.join("node_id")
     }
 }
 

@@ -100,7 +100,7 @@ pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outc
             Err(_) => Response::error("ERR value is not an integer or out of range"),
         },
         "hello" => hello(shared, session, args),
-        "client" => client(shared, session, args),
+        "client" => client(session, args),
         "command" => command(shared, args),
         "info" => info(shared, session, args),
         "config" => config(shared, args),
@@ -160,7 +160,7 @@ fn hello(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
     ])
 }
 
-fn client(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
+fn client(session: &mut Session, args: &[Bytes]) -> Response {
     let sub = &args[1];
     if is(sub, "SETNAME") {
         if args.len() != 3 {
@@ -197,7 +197,6 @@ fn client(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
             session.lib.0.as_deref().map(text).unwrap_or_default(),
             session.lib.1.as_deref().map(text).unwrap_or_default(),
         );
-        let _ = shared;
         Response::bulk(line)
     } else if is(sub, "HELP") {
         Response::Array(
