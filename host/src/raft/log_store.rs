@@ -25,11 +25,6 @@ use std::sync::{Arc, Mutex};
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
-/// Longest a purge waits for the state it drops to be recoverable (see
-/// [`LogStore::limit_purge_to`]); the wait is normally a few milliseconds. Past it the node stops
-/// rather than purge.
-const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "purged";
@@ -41,7 +36,7 @@ pub struct LogStore {
     inner: Arc<Backing>,
     /// The index up to which the state can be rebuilt without the log (see
     /// [`LogStore::limit_purge_to`]).
-    recoverable: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>>,
+    recoverable: Arc<std::sync::OnceLock<(tokio::sync::watch::Receiver<u64>, std::time::Duration)>>,
 }
 
 enum Backing {
@@ -80,8 +75,12 @@ impl LogStore {
     /// purge up to an installed snapshot as soon as the install starts; the install verifies and
     /// records the received snapshot file first, so a crash in between leaves a snapshot to
     /// restore at start. If that does not happen in time, the purge fails and the node stops.
-    pub fn limit_purge_to(&self, recoverable: tokio::sync::watch::Receiver<u64>) {
-        let _ = self.recoverable.set(recoverable);
+    ///
+    /// `wait` bounds the wait; past it the node stops rather than purge. After a snapshot build
+    /// the wait is nil; after an install it covers verifying and recording the received snapshot,
+    /// which grows with its size (the node derives it from `snapshot_chunk_timeout_ms`).
+    pub fn limit_purge_to(&self, recoverable: tokio::sync::watch::Receiver<u64>, wait: std::time::Duration) {
+        let _ = self.recoverable.set((recoverable, wait));
     }
 
     /// The log state as stored (last purged and last log ids).
@@ -302,15 +301,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        if let Some(recoverable) = self.recoverable.get() {
+        if let Some((recoverable, purge_wait)) = self.recoverable.get() {
+            let purge_wait = *purge_wait;
             let mut recoverable = recoverable.clone();
             let wait = recoverable.wait_for(|r| *r >= log_id.index);
-            if tokio::time::timeout(PURGE_WAIT, wait).await.is_err() {
+            if tokio::time::timeout(purge_wait, wait).await.is_err() {
                 // Never purge what nothing else holds: stop instead (a restart finds the log and
                 // the state consistent, and catches up from the leader).
                 let why = format!(
                     "refusing to purge the log up to {log_id}: no durable state or recorded snapshot covers it after \
-                     {PURGE_WAIT:?}"
+                     {purge_wait:?}"
                 );
                 tracing::error!("{why}");
                 return Err(io_error(StorageIOError::write_logs, why));

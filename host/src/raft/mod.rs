@@ -93,9 +93,6 @@ pub struct Response {
     pub replies: Vec<Reply>,
 }
 
-/// Serde for a list of byte strings, each as one `bytes` value. serde's default for `Vec<u8>`
-/// is a sequence visited byte by byte, which profiling showed as the top user-space cost of
-/// encoding and decoding large entries (on the leader's log, the wire, and each follower's log).
 /// Most commands one entry may hold when decoded (the write batcher makes at most
 /// `limits.write_batch_commands_max`, 4096 by default).
 pub const COMMANDS_PER_ENTRY_MAX: usize = 1 << 20;
@@ -114,6 +111,9 @@ mod byte_string {
     }
 }
 
+/// Serde for a list of byte strings, each as one `bytes` value. serde's default for `Vec<u8>`
+/// is a sequence visited byte by byte, which profiling showed as the top user-space cost of
+/// encoding and decoding large entries (on the leader's log, the wire, and each follower's log).
 mod byte_strings {
     use serde::de::{Deserializer, SeqAccess, Visitor};
     use serde::ser::{SerializeSeq, Serializer};

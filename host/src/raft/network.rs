@@ -374,6 +374,19 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, identity: Arc<
     }
 }
 
+async fn serve_rpc(raft: &Raft<TypeConfig>, rpc: Rpc, read_timeout: Duration) -> Answer {
+    match rpc {
+        Rpc::Append(rpc) => Answer::Append(raft.append_entries(rpc).await),
+        Rpc::Vote(rpc) => Answer::Vote(raft.vote(rpc).await),
+        Rpc::Snapshot(rpc) => Answer::Snapshot(raft.install_snapshot(rpc).await),
+        Rpc::ReadIndex => Answer::ReadIndex(match tokio::time::timeout(read_timeout, raft.get_read_log_id()).await {
+            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("leadership not confirmed within {read_timeout:?}")),
+        }),
+    }
+}
+
 async fn serve_connection(
     mut stream: TcpStream,
     raft: Raft<TypeConfig>,
@@ -391,23 +404,21 @@ async fn serve_connection(
         };
         let (header, rest): (Header, &[u8]) =
             postcard::take_from_bytes(&body).map_err(|e| TransportError::Malformed(e.to_string()))?;
+        let decode = |rest: &[u8]| super::decode::<Rpc>(rest).map_err(|e| TransportError::Malformed(e.to_string()));
+        // A node that would adopt the sender's cluster id only does so for a request that decodes.
+        let decoded = if identity.cluster_id().is_none() { Some(decode(rest)?) } else { None };
         let answer = match identity.admit(&header.cluster_id, header.to) {
             Err(why) => {
                 tracing::warn!(from = header.from, "refused a peer request: {why}");
                 Answer::Refused(why)
             }
-            Ok(()) => match super::decode::<Rpc>(rest).map_err(|e| TransportError::Malformed(e.to_string()))? {
-                Rpc::Append(rpc) => Answer::Append(raft.append_entries(rpc).await),
-                Rpc::Vote(rpc) => Answer::Vote(raft.vote(rpc).await),
-                Rpc::Snapshot(rpc) => Answer::Snapshot(raft.install_snapshot(rpc).await),
-                Rpc::ReadIndex => {
-                    Answer::ReadIndex(match tokio::time::timeout(read_timeout, raft.get_read_log_id()).await {
-                        Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("leadership not confirmed within {read_timeout:?}")),
-                    })
-                }
-            },
+            Ok(()) => {
+                let rpc = match decoded {
+                    Some(rpc) => rpc,
+                    None => decode(rest)?,
+                };
+                serve_rpc(&raft, rpc, read_timeout).await
+            }
         };
         let reply = super::encode(&answer).map_err(|e| TransportError::Malformed(e.to_string()))?;
         write_frame(&mut stream, &reply).await?;

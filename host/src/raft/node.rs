@@ -219,7 +219,11 @@ impl Node {
             log.state().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?.last_purged_log_id;
         let (machine, shared) = StateMachine::new(applier, &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
             .map_err(|e| StartError::StateMachine(format!("cannot open the state machine: {e}")))?;
-        log.limit_purge_to(shared.recoverable.subscribe());
+        // Verifying and recording a received snapshot reads it whole once: allow as long as a
+        // chunk may take, several times over, and never less than 30 s.
+        let purge_wait =
+            Duration::from_millis(config.raft.snapshot_chunk_timeout_ms.saturating_mul(3)).max(Duration::from_secs(30));
+        log.limit_purge_to(shared.recoverable.subscribe(), purge_wait);
 
         let raft_config = openraft::Config {
             cluster_name: "redraft".into(),

@@ -195,7 +195,15 @@ pub struct StateMachine {
     snapshots: Arc<SnapshotFiles>,
     /// Files being received, by `(device, inode)`: openraft hands the file back at install time,
     /// and a second stream may have begun meanwhile, so the path is found from the file itself.
-    receiving: std::collections::HashMap<(u64, u64), PathBuf>,
+    receiving: std::collections::HashMap<(u64, u64), Incoming>,
+    /// Orders incoming files, oldest first.
+    receiving_sequence: u64,
+}
+
+/// A snapshot file being received.
+struct Incoming {
+    path: PathBuf,
+    sequence: u64,
 }
 
 /// Incoming snapshot files remembered at most (older abandoned ones are removed at start).
@@ -238,6 +246,7 @@ impl StateMachine {
             shared: shared.clone(),
             snapshots: Arc::new(snapshots),
             receiving: std::collections::HashMap::new(),
+            receiving_sequence: 0,
         };
         // A crash while installing a snapshot can leave the state behind the purged log; the
         // snapshot was recorded before the log was purged, so restore it now.
@@ -448,9 +457,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let std_file = file.into_std().await;
         let key = file_key(&std_file).map_err(|e| io_error(write_snapshot_none, e))?;
         if self.receiving.len() >= RECEIVING_MAX {
-            self.receiving.clear();
+            // Too many abandoned streams: drop the oldest and its file.
+            let oldest = self.receiving.iter().min_by_key(|(_, i)| i.sequence).map(|(k, _)| *k);
+            if let Some(incoming) = oldest.and_then(|k| self.receiving.remove(&k)) {
+                let _ = std::fs::remove_file(incoming.path);
+            }
         }
-        self.receiving.insert(key, path);
+        self.receiving_sequence += 1;
+        self.receiving.insert(key, Incoming { path, sequence: self.receiving_sequence });
         Ok(Box::new(tokio::fs::File::from_std(std_file)))
     }
 
@@ -464,7 +478,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Err(w(&format!("refusing snapshot id {:?}", meta.snapshot_id)));
         }
         let mut file = snapshot.into_std().await;
-        let path = file_key(&file).ok().and_then(|key| self.receiving.remove(&key));
+        let incoming = file_key(&file).ok().and_then(|key| self.receiving.remove(&key));
+        // Streams begun before this one were abandoned (openraft receives one at a time): their
+        // files go. Later ones may still be arriving and stay.
+        if let Some(current) = &incoming {
+            let stale: Vec<(u64, u64)> =
+                self.receiving.iter().filter(|(_, i)| i.sequence < current.sequence).map(|(k, _)| *k).collect();
+            for key in stale {
+                if let Some(old) = self.receiving.remove(&key) {
+                    let _ = std::fs::remove_file(old.path);
+                }
+            }
+        }
+        let path = incoming.map(|i| i.path);
         let contract = self.contract.encode();
         tokio::task::block_in_place(|| -> Result<(), StorageError<NodeId>> {
             use std::io::Seek;
