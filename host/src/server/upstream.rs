@@ -153,9 +153,21 @@ async fn read_replies(
     };
     loop {
         if pending.is_empty() {
-            match order.recv().await {
-                Some(reply) => pending.push_back(reply),
-                None => return,
+            // Idle: also watch the socket, so a leader that closed the connection (say it
+            // restarted) retires this upstream before the next write is sent into it.
+            tokio::select! {
+                // Reply slots first: a slot is always queued before its request's bytes are sent,
+                // so bytes that arrive while no slot is queued really are unasked for.
+                biased;
+                reply = order.recv() => match reply {
+                    Some(reply) => pending.push_back(reply),
+                    None => return,
+                },
+                read = rd.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return fail(pending, &mut order, "the leader closed the connection"),
+                    // Bytes nobody asked for: the stream is out of step.
+                    Ok(_) => return fail(pending, &mut order, "the leader sent an unexpected reply"),
+                },
             }
         }
         while let Ok(reply) = order.try_recv() {
