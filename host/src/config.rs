@@ -477,25 +477,18 @@ impl Limits {
         positive("limits.connections_max", self.connections_max as u64, "no client could connect")?;
         positive("limits.request_bytes_max", self.request_bytes_max, "no request would fit")?;
         positive("limits.bulk_bytes_max", self.bulk_bytes_max, "no argument would fit")?;
-        if self.bulk_bytes_max > self.request_bytes_max {
-            return Err(InvalidSetting::new(
-                "limits.bulk_bytes_max",
-                format!(
-                    "{} exceeds limits.request_bytes_max ({}): one argument cannot be larger than the request",
-                    self.bulk_bytes_max, self.request_bytes_max
-                ),
-            ));
-        }
+        let within_request = |key: &'static str, value: u64, why: &str| {
+            if value > self.request_bytes_max {
+                return Err(InvalidSetting::new(
+                    key,
+                    format!("{value} exceeds limits.request_bytes_max ({}): {why}", self.request_bytes_max),
+                ));
+            }
+            Ok(())
+        };
+        within_request("limits.bulk_bytes_max", self.bulk_bytes_max, "one argument cannot be larger than the request")?;
         positive("limits.inline_bytes_max", self.inline_bytes_max, "no inline command would fit")?;
-        if self.inline_bytes_max > self.request_bytes_max {
-            return Err(InvalidSetting::new(
-                "limits.inline_bytes_max",
-                format!(
-                    "{} exceeds limits.request_bytes_max ({}): an inline command is a request",
-                    self.inline_bytes_max, self.request_bytes_max
-                ),
-            ));
-        }
+        within_request("limits.inline_bytes_max", self.inline_bytes_max, "an inline command is a request")?;
         positive("limits.fuel_per_apply", self.fuel_per_apply, "every command would run out of fuel")?;
         if !(WASM_PAGE_BYTES..=WASM32_MEMORY_BYTES_MAX).contains(&self.memory_bytes_max) {
             return Err(InvalidSetting::new(

@@ -12,7 +12,7 @@
 //!
 //! redb calls block: they run under `block_in_place`, which keeps the async workers free.
 
-use super::{NodeId, TypeConfig, decode, encode};
+use super::{NodeId, TypeConfig, decode, encode, lock};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -52,6 +52,23 @@ struct MemoryLog {
 
 fn io_error(make: fn(AnyError) -> StorageIOError<NodeId>, e: impl std::fmt::Display) -> StorageError<NodeId> {
     make(AnyError::error(e.to_string())).into()
+}
+
+/// One redb write transaction with `durability`, off the async workers: `body` fills it, then it
+/// commits. Every failure becomes a storage error of kind `kind`.
+fn redb_write(
+    db: &Database,
+    durability: Durability,
+    kind: fn(AnyError) -> StorageIOError<NodeId>,
+    body: impl FnOnce(&redb::WriteTransaction) -> Result<(), String>,
+) -> Result<(), StorageError<NodeId>> {
+    tokio::task::block_in_place(|| {
+        let w = |e: &dyn std::fmt::Display| io_error(kind, e);
+        let mut tx = db.begin_write().map_err(|e| w(&e))?;
+        tx.set_durability(durability).map_err(|e| w(&e))?;
+        body(&tx).map_err(|e| w(&e))?;
+        tx.commit().map_err(|e| w(&e))
+    })
 }
 
 impl LogStore {
@@ -126,17 +143,12 @@ impl LogStore {
         durability: Durability,
     ) -> Result<(), StorageError<NodeId>> {
         match &*self.inner {
-            Backing::Redb(db) => tokio::task::block_in_place(|| {
-                let w = |e: &dyn std::fmt::Display| io_error(StorageIOError::write, e);
-                let mut tx = db.begin_write().map_err(|e| w(&e))?;
-                tx.set_durability(durability).map_err(|e| w(&e))?;
-                {
-                    let mut table = tx.open_table(META).map_err(|e| w(&e))?;
-                    for (name, value) in values {
-                        table.insert(*name, value.as_slice()).map_err(|e| w(&e))?;
-                    }
+            Backing::Redb(db) => redb_write(db, durability, StorageIOError::write, |tx| {
+                let mut table = tx.open_table(META).map_err(|e| e.to_string())?;
+                for (name, value) in values {
+                    table.insert(*name, value.as_slice()).map_err(|e| e.to_string())?;
                 }
-                tx.commit().map_err(|e| w(&e))
+                Ok(())
             }),
             Backing::Memory(log) => {
                 let mut log = lock(log);
@@ -201,15 +213,9 @@ impl LogStore {
 
     fn remove_range(&self, from: Bound<u64>, to: Bound<u64>) -> Result<(), StorageError<NodeId>> {
         match &*self.inner {
-            Backing::Redb(db) => tokio::task::block_in_place(|| {
-                let w = |e: &dyn std::fmt::Display| io_error(StorageIOError::write_logs, e);
-                let mut tx = db.begin_write().map_err(|e| w(&e))?;
-                tx.set_durability(Durability::Immediate).map_err(|e| w(&e))?;
-                {
-                    let mut table = tx.open_table(LOG).map_err(|e| w(&e))?;
-                    table.retain_in::<u64, _>((from, to), |_, _| false).map_err(|e| w(&e))?;
-                }
-                tx.commit().map_err(|e| w(&e))
+            Backing::Redb(db) => redb_write(db, Durability::Immediate, StorageIOError::write_logs, |tx| {
+                let mut table = tx.open_table(LOG).map_err(|e| e.to_string())?;
+                table.retain_in::<u64, _>((from, to), |_, _| false).map_err(|e| e.to_string())
             }),
             Backing::Memory(log) => {
                 let mut log = lock(log);
@@ -221,10 +227,6 @@ impl LogStore {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -272,18 +274,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         match &*self.inner {
-            Backing::Redb(db) => tokio::task::block_in_place(|| {
-                let w = |e: &dyn std::fmt::Display| io_error(StorageIOError::write_logs, e);
-                let mut tx = db.begin_write().map_err(|e| w(&e))?;
-                tx.set_durability(Durability::Immediate).map_err(|e| w(&e))?;
-                {
-                    let mut table = tx.open_table(LOG).map_err(|e| w(&e))?;
-                    for entry in entries {
-                        let bytes = encode(&entry).map_err(|e| w(&e))?;
-                        table.insert(entry.log_id.index, bytes.as_slice()).map_err(|e| w(&e))?;
-                    }
+            Backing::Redb(db) => redb_write(db, Durability::Immediate, StorageIOError::write_logs, |tx| {
+                let mut table = tx.open_table(LOG).map_err(|e| e.to_string())?;
+                for entry in entries {
+                    let bytes = encode(&entry).map_err(|e| e.to_string())?;
+                    table.insert(entry.log_id.index, bytes.as_slice()).map_err(|e| e.to_string())?;
                 }
-                tx.commit().map_err(|e| w(&e))
+                Ok(())
             })?,
             Backing::Memory(log) => {
                 let mut log = lock(log);

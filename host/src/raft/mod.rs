@@ -187,6 +187,12 @@ mod byte_strings {
     }
 }
 
+/// Locks a mutex, recovering the data if a panicking holder poisoned it (every guarded value here
+/// stays consistent between statements).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Serialises a value for the log, the meta tables or the wire (postcard: compact, and
 /// self-delimiting enough for our framing).
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {

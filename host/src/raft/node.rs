@@ -16,7 +16,7 @@
 use super::log_store::LogStore;
 use super::network::{Identity, PeerNetwork};
 use super::state_machine::{SharedState, StateMachine};
-use super::{Member, NodeId, Request, TypeConfig};
+use super::{Member, NodeId, Request, TypeConfig, lock};
 use crate::config::Config;
 use crate::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};
 use crate::storage::{self, Backend, SharedStore};
@@ -122,10 +122,6 @@ pub struct Node {
 
 /// How long `JOIN` waits for a new learner to catch up before giving up (it stays a learner).
 const JOIN_CATCH_UP_SECS: u64 = 120;
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Checks the data dir belongs to this node id, and that a memory node is not restarting.
 fn claim_data_dir(dir: &Path, id: NodeId, backend: Backend) -> Result<(), StartError> {
@@ -671,26 +667,41 @@ async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tu
     }
 }
 
-/// Serves `READONLY` reads in rounds: no read index, one hand-off to a blocking thread and one
-/// lock of the reader runtime per round.
+/// Reads served in one round at most.
+const READS_PER_ROUND_MAX: usize = 4096;
+
+/// `first` and every read queued behind it, up to [`READS_PER_ROUND_MAX`].
+fn take_round(first: ReadJob, rx: &mut mpsc::Receiver<ReadJob>) -> Vec<ReadJob> {
+    let mut jobs = vec![first];
+    while jobs.len() < READS_PER_ROUND_MAX {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
+/// Answers a round of reads: each query once `barrier` allows it, with one hand-off to a blocking
+/// thread and one lock of the reader runtime for the whole round.
+fn answer_round(node: &Node, jobs: Vec<ReadJob>, barrier: Result<(), ClusterError>) {
+    tokio::task::block_in_place(|| {
+        let mut reader = lock(&node.reader);
+        for job in jobs {
+            let reply = barrier.clone().and_then(|()| {
+                reader.query(&job.command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
+            });
+            let _ = job.reply.send(reply);
+        }
+    });
+}
+
+/// Serves `READONLY` reads in rounds, with no read index.
 async fn stale_read_loop(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<ReadJob>) {
     while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < 4096 {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+        let jobs = take_round(first, &mut rx);
         let Some(node) = node.upgrade() else { return };
-        tokio::task::block_in_place(|| {
-            let mut reader = lock(&node.reader);
-            for job in jobs {
-                let reply =
-                    reader.query(&job.command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")));
-                let _ = job.reply.send(reply);
-            }
-        });
+        answer_round(&node, jobs, Ok(()));
     }
 }
 
@@ -705,27 +716,12 @@ async fn read_loop(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<ReadJob>)
     loop {
         let Ok(round) = rounds.clone().acquire_owned().await else { return };
         let Some(first) = rx.recv().await else { return };
-        let mut jobs = vec![first];
-        while jobs.len() < 4096 {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+        let jobs = take_round(first, &mut rx);
         let Some(node) = node.upgrade() else { return };
         tokio::spawn(async move {
             let _round = round;
             let barrier = node.read_barrier().await;
-            // One hand-off to a blocking thread and one lock for the whole round.
-            tokio::task::block_in_place(|| {
-                let mut reader = lock(&node.reader);
-                for job in jobs {
-                    let reply = barrier.clone().and_then(|()| {
-                        reader.query(&job.command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
-                    });
-                    let _ = job.reply.send(reply);
-                }
-            });
+            answer_round(&node, jobs, barrier);
         });
     }
 }

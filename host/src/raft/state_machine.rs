@@ -14,7 +14,7 @@
 //! file is what openraft sends to followers, chunk by chunk; a follower writes the chunks to a
 //! file and restores from it (the contract is checked before any data is read).
 
-use super::{Member, NodeId, Request, Response, TypeConfig, decode, encode};
+use super::{Member, NodeId, Request, Response, TypeConfig, decode, encode, lock};
 use crate::runtime::{Contract, Runtime};
 use crate::storage::snapshot::SnapshotChunks;
 use crate::storage::{SharedStore, meta};
@@ -52,10 +52,6 @@ fn read_snapshot_none(e: AnyError) -> StorageIOError<NodeId> {
 
 fn write_snapshot_none(e: AnyError) -> StorageIOError<NodeId> {
     StorageIOError::write_snapshot(None, e)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What the rest of the node may read about the state machine without going through openraft.
