@@ -40,6 +40,11 @@ pub mod export {
     pub const APPLY: &str = "redraft_apply";
     /// `(command_index: i32, input_len: i32) -> i64`: as [`APPLY`], but the host refuses writes.
     pub const QUERY: &str = "redraft_query";
+    /// `() -> i64`, optional: the module's migration hook. When the cluster switches to this
+    /// module from another one, the host calls it once, inside the switch's log entry, as a write
+    /// against the state the old module left: an error reply or a trap rejects the switch and
+    /// leaves the old module active. Returns the packed pointer and length of the encoded reply.
+    pub const MIGRATE: &str = "redraft_migrate";
 }
 
 /// Names of the host functions the guest may import from [`IMPORT_MODULE`].
@@ -380,6 +385,15 @@ pub mod guest {
         run::<M>(index, len, true)
     }
 
+    /// Backs [`super::export::MIGRATE`].
+    pub fn migrate<M: StateMachine>() -> u64 {
+        begin_call();
+        let reply = M::migrate(&mut crate::Tx::new());
+        let mut out = Vec::with_capacity(codec::encoded_reply_len(&reply));
+        codec::encode_reply(&reply, &mut out);
+        leak_to_host(out)
+    }
+
     fn run<M: StateMachine>(index: u32, len: u32, read_only: bool) -> u64 {
         begin_call();
         // SAFETY: right after `begin_call`, once; `input` and everything borrowing it are dropped
@@ -435,6 +449,13 @@ macro_rules! export_state_machine {
         #[unsafe(no_mangle)]
         pub extern "C" fn redraft_query(index: u32, len: u32) -> u64 {
             $crate::abi::guest::query::<$machine>(index, len)
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_migrate() -> u64 {
+            $crate::abi::guest::migrate::<$machine>()
         }
     };
 }

@@ -166,6 +166,18 @@ impl Command {
 pub trait StateMachine {
     /// Every command the module serves. Names must be unique, lower-case ASCII.
     const COMMANDS: &'static [Command];
+
+    /// Runs once when a running cluster switches to this module from another one (`MODULE
+    /// RELOAD`), inside the switch's log entry, against the state the previous module left. It is
+    /// an ordinary write: deterministic, bounded by the same fuel budget and memory cap as a
+    /// command, and transactional. Return an error reply (or trap) to refuse the switch: the old
+    /// module then stays active on every replica and nothing this hook wrote is kept.
+    ///
+    /// It does not run when a cluster is bootstrapped with the module (there is no earlier
+    /// state). The default accepts any state and changes nothing.
+    fn migrate(_tx: &mut Tx) -> Reply {
+        Reply::ok()
+    }
 }
 
 /// Read access to the replicated state, as of the command being run (a write handler sees its
@@ -206,6 +218,13 @@ impl View {
 /// Read and write access to the replicated state inside a write command. Writes are buffered by
 /// the host and kept only if the handler returns a non-error reply.
 pub struct Tx(View);
+
+impl Tx {
+    /// Only the SDK's entry points make one: a `Tx` exists only inside a write call.
+    pub(crate) fn new() -> Self {
+        Tx(View(()))
+    }
+}
 
 impl core::ops::Deref for Tx {
     type Target = View;

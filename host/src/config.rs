@@ -345,6 +345,23 @@ impl InvalidSetting {
     }
 }
 
+/// Where a node's configuration came from, so that a running node can read it again (`MODULE
+/// RELOAD`, SIGHUP) with the same command-line overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    /// The YAML file.
+    pub path: PathBuf,
+    /// The flags given at start.
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// Reads and validates the configuration again.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.path, &self.overrides)
+    }
+}
+
 impl Config {
     /// Reads the YAML file at `path`, applies `overrides`, and validates the result.
     ///

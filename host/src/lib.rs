@@ -24,11 +24,33 @@ use std::sync::Arc;
 
 /// Runs a node until `shutdown` resolves (the binary passes Ctrl-C / SIGTERM) or Raft stops on
 /// its own. Returns an error if the node could not start or stopped because of a failure.
-pub async fn run(config: config::Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+///
+/// `source` is where `config` was read from: on SIGHUP, and on `MODULE RELOAD`, the node reads it
+/// again to find the module to switch the cluster to.
+pub async fn run(
+    config: config::Config,
+    source: Option<config::ConfigSource>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(config.redis_addr)
         .await
         .map_err(|e| RunError::Start(format!("cannot listen on redis_addr {}: {e}", config.redis_addr)))?;
-    let node = raft::node::Node::start(&config).await.map_err(|e| RunError::Start(e.to_string()))?;
+    let node = raft::node::Node::start(&config, source).await.map_err(|e| RunError::Start(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        let node = Arc::downgrade(&node);
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                tokio::spawn(async move {
+                    while hangup.recv().await.is_some() {
+                        let Some(node) = node.upgrade() else { return };
+                        node.reload_on_signal();
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("SIGHUP will not reload the configuration: {e}"),
+        }
+    }
     tracing::info!(id = config.id, redis = %config.redis_addr, raft = %config.raft_addr, "node ready");
     let shared = Arc::new(server::Shared::new(node.clone(), &config));
     let server = tokio::spawn(server::serve(listener, shared));

@@ -27,7 +27,8 @@ fn run() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
-    runtime.block_on(redraft::run(config, shutdown_signal()))?;
+    let source = redraft::config::ConfigSource { path: args.config.clone(), overrides: args.overrides.clone() };
+    runtime.block_on(redraft::run(config, Some(source), shutdown_signal()))?;
     Ok(())
 }
 

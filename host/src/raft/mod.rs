@@ -18,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod log_store;
+pub mod modules;
 pub mod network;
 pub mod node;
 pub mod state_machine;
@@ -64,10 +65,10 @@ pub enum Request {
     /// fsync and one replication round serve them all). Shared (`Arc`), so the log store's cache
     /// and openraft's replication and apply paths can hold the entry without copying it.
     Commands(#[serde(with = "byte_strings")] std::sync::Arc<Vec<Vec<u8>>>),
-    /// The state-machine contract ([`crate::runtime::Contract`], encoded) the cluster was
-    /// bootstrapped with. The first entry after bootstrap: a replica whose own contract differs
-    /// refuses to apply past it.
-    Contract(#[serde(with = "byte_string")] Vec<u8>),
+    /// Makes a state-machine module the cluster's active one, from this entry on. The first
+    /// entry after bootstrap installs the bootstrapping node's module; later ones switch modules
+    /// (`MODULE RELOAD`), running the new module's migration hook inside this entry's apply.
+    Module(ModuleChange),
     /// Retires a node id for good (proposed before the node is removed), so it is never reused.
     RetireNode(NodeId),
 }
@@ -76,10 +77,34 @@ impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Request::Commands(commands) => write!(f, "commands({})", commands.len()),
-            Request::Contract(_) => f.write_str("contract"),
+            Request::Module(change) => write!(f, "module({} bytes)", change.bytes.len()),
             Request::RetireNode(id) => write!(f, "retire-node({id})"),
         }
     }
+}
+
+/// A [`Request::Module`] entry's payload: everything a replica needs to switch at this index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleChange {
+    /// The proposer's contract for the module ([`crate::runtime::Contract`], encoded): its
+    /// digest, and the ABI, engine and limits the proposer runs. A replica whose own ABI, engine
+    /// or limits differ stops rather than apply it.
+    #[serde(with = "byte_string")]
+    pub contract: Vec<u8>,
+    /// The `.wasm` bytes (their SHA-256 must be the contract's digest).
+    #[serde(with = "byte_string")]
+    pub bytes: Vec<u8>,
+}
+
+/// One module entry's outcome, as `MODULE HISTORY` lists it. Part of the replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleEvent {
+    /// The entry's log index: where the switch took effect, or was refused.
+    pub index: u64,
+    /// SHA-256 of the proposed module.
+    pub digest: [u8; 32],
+    /// `None` when the module became active; why not, otherwise.
+    pub rejected: Option<String>,
 }
 
 /// What applying one entry produced: one reply per command of a [`Request::Commands`] entry.
@@ -214,7 +239,7 @@ mod tests {
         for request in [
             Request::Commands(vec![].into()),
             Request::Commands(vec![b"a".to_vec(), vec![], big.clone(), (0..=255).collect()].into()),
-            Request::Contract(big),
+            Request::Module(ModuleChange { contract: b"module_digest=00".to_vec(), bytes: big }),
             Request::RetireNode(42),
         ] {
             let bytes = encode(&request).expect("encode");

@@ -14,10 +14,11 @@
 //! or speak RESP.
 
 use super::log_store::LogStore;
+use super::modules::{Configured, ModuleConfig};
 use super::network::{Identity, PeerNetwork};
-use super::state_machine::{SharedState, StateMachine};
-use super::{Member, NodeId, Request, TypeConfig, lock};
-use crate::config::Config;
+use super::state_machine::{ActiveModule, SharedState, StateMachine};
+use super::{Member, ModuleChange, NodeId, Request, Response, TypeConfig, lock};
+use crate::config::{Config, ConfigSource};
 use crate::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};
 use crate::storage::{self, Backend, SharedStore};
 use fsm_sdk::Reply;
@@ -108,7 +109,10 @@ pub struct Node {
     raft: Raft<TypeConfig>,
     identity: Arc<Identity>,
     network: PeerNetwork,
-    module: Arc<FsmModule>,
+    /// The module this node's config names, and whether it asks the cluster to switch to it.
+    modules: ModuleConfig,
+    /// One module proposal at a time.
+    switching: tokio::sync::Mutex<()>,
     store: SharedStore,
     reader: Mutex<Runtime>,
     shared: Arc<SharedState>,
@@ -183,8 +187,10 @@ fn new_cluster_id() -> String {
 
 impl Node {
     /// Opens the stores, loads the module, starts openraft and the peer listener, and (with
-    /// `bootstrap: true` on a fresh node) initialises a one-node cluster.
-    pub async fn start(config: &Config) -> Result<Arc<Node>, StartError> {
+    /// `bootstrap: true` on a fresh node) initialises a one-node cluster. `source` is where the
+    /// config came from, read again on `MODULE RELOAD` and SIGHUP (without one, only the module
+    /// file is read again).
+    pub async fn start(config: &Config, source: Option<ConfigSource>) -> Result<Arc<Node>, StartError> {
         claim_data_dir(&config.data_dir, config.id, config.store_backend)?;
         let limits = RuntimeLimits {
             fuel_per_apply: config.limits.fuel_per_apply,
@@ -192,19 +198,23 @@ impl Node {
             ..RuntimeLimits::default()
         };
         let engine = FsmEngine::new(limits).map_err(|e| StartError::StateMachine(e.to_string()))?;
-        let module = Arc::new(FsmModule::load_file(&engine, &config.fsm_module).map_err(|e| match e {
-            crate::runtime::LoadError::Read { .. } => StartError::StateMachine(e.to_string()),
-            e => StartError::StateMachine(format!("fsm_module {}: {e}", config.fsm_module.display())),
-        })?);
+        let modules = ModuleConfig::open(engine.clone(), &config.fsm_module, source, &config.data_dir)?;
+        let configured = modules.current().module;
         // Applies need no fsync of their own: every applied entry is already durable in the log,
         // and state + last-applied commit atomically, so a crash only rolls back to a consistent
         // earlier point that the log replays. Snapshots sync first (see state_machine).
         let store = storage::open(config.store_backend, &config.data_dir.join("state.redb"), false)
             .map_err(|e| StartError::StateMachine(format!("cannot open the state store: {e}")))?;
-        let applier = Runtime::open(module.clone(), store.clone())
-            .map_err(|e| StartError::StateMachine(format!("{e} (module {})", config.fsm_module.display())))?;
-        let reader =
-            Runtime::open(module.clone(), store.clone()).map_err(|e| StartError::StateMachine(e.to_string()))?;
+        // The store's recorded module is the cluster's, whatever the config names; a store without
+        // one waits for the cluster's first module entry.
+        let applier = match Runtime::open_recorded(&engine, store.clone()) {
+            Ok(Some(runtime)) => runtime,
+            Ok(None) => Runtime::attach(configured.clone(), store.clone())
+                .map_err(|e| StartError::StateMachine(e.to_string()))?,
+            Err(e) => return Err(StartError::StateMachine(e.to_string())),
+        };
+        let reader = Runtime::attach(applier.module().clone(), store.clone())
+            .map_err(|e| StartError::StateMachine(e.to_string()))?;
         let log = match config.store_backend {
             Backend::Redb => LogStore::open_redb(&config.data_dir.join("raft.redb"))
                 .map_err(|e| StartError::Io(format!("cannot open the raft log: {e}")))?,
@@ -213,8 +223,9 @@ impl Node {
         let chunk_bytes = usize::try_from(config.snapshot.chunk_bytes).unwrap_or(usize::MAX);
         let log_purged =
             log.state().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?.last_purged_log_id;
-        let (machine, shared) = StateMachine::new(applier, &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
-            .map_err(|e| StartError::StateMachine(format!("cannot open the state machine: {e}")))?;
+        let (machine, shared) =
+            StateMachine::new(applier, configured, &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
+                .map_err(|e| StartError::StateMachine(format!("cannot open the state machine: {e}")))?;
         // Verifying and recording a received snapshot reads it whole once: allow as long as a
         // chunk may take, several times over, and never less than 30 s.
         let purge_wait =
@@ -268,7 +279,8 @@ impl Node {
             raft: raft.clone(),
             identity,
             network,
-            module,
+            modules,
+            switching: tokio::sync::Mutex::new(()),
             store,
             reader: Mutex::new(reader),
             shared,
@@ -281,6 +293,7 @@ impl Node {
         tokio::spawn(write_loop(raft, write_rx, tuning));
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
         tokio::spawn(stale_read_loop(Arc::downgrade(&node), stale_rx));
+        tokio::spawn(module_loop(Arc::downgrade(&node), node.raft.metrics(), node.modules.wakeup.clone()));
         let pristine = node.log.is_pristine().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
         if config.bootstrap && pristine {
             let raft_addr = node.member.raft_addr.clone();
@@ -299,9 +312,68 @@ impl Node {
         &self.member
     }
 
-    /// The module this node runs (its command table routes and describes commands).
-    pub fn module(&self) -> &Arc<FsmModule> {
-        &self.module
+    /// The cluster's active module as this node has applied it, or (before the cluster has one)
+    /// the configured module: its command table routes and describes commands.
+    pub fn module(&self) -> Arc<FsmModule> {
+        self.active(|active| active.module.clone()).unwrap_or_else(|| self.modules.current().module)
+    }
+
+    /// Reads the cluster's active module and its history (`MODULE INFO`, `MODULE HISTORY`).
+    pub fn active<T>(&self, read: impl FnOnce(&ActiveModule) -> T) -> T {
+        read(&self.shared.module.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The module this node's config names.
+    pub fn configured_module(&self) -> Configured {
+        self.modules.current()
+    }
+
+    /// The module this node asks the cluster to switch to, if any (`INFO`).
+    pub fn wanted_module(&self) -> Option<Arc<FsmModule>> {
+        self.modules.wanted()
+    }
+
+    /// `MODULE RELOAD`: reads the config again and, on the leader, proposes a switch to the
+    /// module it names (validated first: it loads, speaks our ABI, imports only what we allow).
+    /// Returns the switch's outcome once applied. On a follower the config is read again and
+    /// [`ClusterError::NotLeader`] returned: the server passes the command on to the leader.
+    pub async fn reload_module(&self) -> Result<Reply, ClusterError> {
+        let configured = tokio::task::block_in_place(|| self.modules.reread())
+            .map_err(|e| ClusterError::Refused(format!("ERR {e}")))?;
+        self.route_to_leader()?;
+        self.switch_to(configured.module).await
+    }
+
+    /// SIGHUP: reads the config again; if it names another module than the active one, asks for
+    /// a switch (proposed now if this node leads, else whenever it does).
+    pub fn reload_on_signal(&self) {
+        match tokio::task::block_in_place(|| self.modules.reread()) {
+            Err(e) => tracing::error!("SIGHUP: the configuration was not reloaded: {e}"),
+            Ok(configured) => {
+                let digest = configured.module.digest();
+                if self.active(|a| a.module.as_ref().is_some_and(|m| m.digest() == digest)) {
+                    tracing::info!("SIGHUP: the configured module is the active one; nothing to switch");
+                } else {
+                    tracing::info!(path = %configured.path.display(), "SIGHUP: proposing the configured module when this node leads");
+                    self.modules.want(configured.module);
+                }
+            }
+        }
+    }
+
+    /// Proposes `module` as the cluster's (on the leader) and returns the outcome once applied:
+    /// `+OK ...` when active, an error naming why when rejected.
+    async fn switch_to(&self, module: Arc<FsmModule>) -> Result<Reply, ClusterError> {
+        let _one_at_a_time = self.switching.lock().await;
+        let short = crate::storage::hex(&module.digest())[..12].to_owned();
+        if self.active(|a| a.module.as_ref().is_some_and(|m| m.digest() == module.digest())) {
+            self.modules.settle(&module);
+            return Ok(Reply::Simple(format!("OK module {short} is already active")));
+        }
+        let change = ModuleChange { contract: module.contract().encode(), bytes: module.bytes().to_vec() };
+        let response = self.propose(Request::Module(change)).await?;
+        self.modules.settle(&module);
+        Ok(response.replies.into_iter().next().unwrap_or_else(Reply::ok))
     }
 
     /// openraft's current view of this node (role, term, indexes, membership).
@@ -384,8 +456,24 @@ impl Node {
     /// The wasm call (up to a full fuel budget) and the wait for the reader runtime run under
     /// `block_in_place`, so the async workers keep serving Raft while it runs.
     pub fn query(&self, command: &[u8]) -> Result<Reply, ClusterError> {
-        tokio::task::block_in_place(|| lock(&self.reader).query(command))
-            .map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
+        tokio::task::block_in_place(|| self.with_reader(|reader| reader(command)))
+    }
+
+    /// Runs `queries` with a function that answers one query with the reader runtime, running the
+    /// cluster's active module. The active module is held for reading meanwhile, so a switch (or a
+    /// snapshot install) cannot commit halfway through. Blocking.
+    fn with_reader<T>(&self, queries: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<Reply, ClusterError>) -> T) -> T {
+        let mut reader = lock(&self.reader);
+        let active = self.shared.module.read().unwrap_or_else(|p| p.into_inner());
+        match &active.module {
+            Some(module) => {
+                reader.use_module(module.clone());
+                queries(&mut |command| {
+                    reader.query(command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
+                })
+            }
+            None => queries(&mut |_| Ok(Reply::error(super::state_machine::NO_MODULE))),
+        }
     }
 
     /// Waits until a read started now may run locally and be linearizable: obtains a read index
@@ -420,8 +508,8 @@ impl Node {
             .map_err(|e| ClusterError::Timeout(format!("TIMEOUT not caught up with the leader's read index: {e}")))
     }
 
-    /// `BOOTSTRAP`: makes this fresh node a one-node cluster and records the state-machine
-    /// contract as the cluster's first entry.
+    /// `BOOTSTRAP`: makes this fresh node a one-node cluster whose first entry installs this
+    /// node's configured module.
     pub async fn bootstrap(&self, id: NodeId, raft_addr: &str) -> Result<(), ClusterError> {
         if id != self.id {
             return Err(ClusterError::Refused(format!("ERR this is node {}, not node {id}", self.id)));
@@ -444,15 +532,16 @@ impl Node {
             .state(ServerState::Leader, "bootstrap")
             .await
             .map_err(|e| ClusterError::Timeout(format!("TIMEOUT the new cluster elected no leader: {e}")))?;
-        let contract = self.module.contract().encode();
-        self.propose(Request::Contract(contract)).await?;
+        let module = self.modules.current().module;
+        let change = ModuleChange { contract: module.contract().encode(), bytes: module.bytes().to_vec() };
+        self.propose(Request::Module(change)).await?;
         tracing::info!(id = self.id, cluster = ?self.cluster_id(), "bootstrapped a one-node cluster");
         Ok(())
     }
 
-    async fn propose(&self, request: Request) -> Result<(), ClusterError> {
+    async fn propose(&self, request: Request) -> Result<Response, ClusterError> {
         match tokio::time::timeout(self.tuning.write_timeout, self.raft.client_write(request)).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(written)) => Ok(written.data),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(ClusterError::NoLeader),
             // Raft stopped after taking the entry: it may still commit.
             Ok(Err(RaftError::Fatal(e))) => Err(ClusterError::Unknown(unknown(&e.to_string()))),
@@ -686,13 +775,12 @@ fn take_round(first: ReadJob, rx: &mut mpsc::Receiver<ReadJob>) -> Vec<ReadJob> 
 /// thread and one lock of the reader runtime for the whole round.
 fn answer_round(node: &Node, jobs: Vec<ReadJob>, barrier: Result<(), ClusterError>) {
     tokio::task::block_in_place(|| {
-        let mut reader = lock(&node.reader);
-        for job in jobs {
-            let reply = barrier.clone().and_then(|()| {
-                reader.query(&job.command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
-            });
-            let _ = job.reply.send(reply);
-        }
+        node.with_reader(|reader| {
+            for job in jobs {
+                let reply = barrier.clone().and_then(|()| reader(&job.command));
+                let _ = job.reply.send(reply);
+            }
+        })
     });
 }
 
@@ -723,5 +811,38 @@ async fn read_loop(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<ReadJob>)
             let barrier = node.read_barrier().await;
             answer_round(&node, jobs, barrier);
         });
+    }
+}
+
+/// Proposes the module this node asks for (see [`super::modules`]) whenever it leads.
+async fn module_loop(
+    node: std::sync::Weak<Node>,
+    mut metrics: tokio::sync::watch::Receiver<RaftMetrics<NodeId, Member>>,
+    wakeup: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        let woken = wakeup.notified();
+        {
+            let Some(node) = node.upgrade() else { return };
+            let has_module = node.active(|a| a.module.is_some());
+            if let Some(wanted) = node.wanted_module()
+                && has_module
+                && node.route_to_leader().is_ok()
+            {
+                match node.switch_to(wanted.clone()).await {
+                    Ok(reply) => tracing::info!("proposed the configured module: {reply:?}"),
+                    // Lost the lead meanwhile: the request stays, for when this node leads again.
+                    Err(ClusterError::NoLeader | ClusterError::NotLeader { .. }) => {}
+                    Err(e) => {
+                        tracing::error!("proposing the configured module failed: {e}");
+                        node.modules.settle(&wanted);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            () = woken => {}
+        }
     }
 }

@@ -5,19 +5,23 @@
 //! membership and the retired node ids in one store transaction (`Runtime::apply_batch` with
 //! meta), so a crash can never separate the data from the index it reflects (etcd #13766).
 //!
-//! **Contract.** The first entry after bootstrap is a [`Request::Contract`]: a replica whose own
-//! contract (module digest, ABI, engine, limits) differs stops with a message naming both, before
-//! it applies a single command with the wrong module.
+//! **Modules.** The module that applies commands is part of the replicated state: a
+//! [`Request::Module`] entry (the first one after bootstrap, and one per `MODULE RELOAD`) carries
+//! its bytes, and every replica loads it from the entry and switches at that index, running its
+//! migration hook in the same transaction ([`Runtime::switch_module`]). The store records the
+//! active module's bytes and the history of module entries, so snapshots carry them. A replica
+//! whose ABI, engine or limits differ from the entry's stops with a message naming both.
 //!
 //! **Snapshots.** Building one streams a consistent read view of the store (applies go on
 //! meanwhile) to `snapshots/<id>.snap` in [`SnapshotChunks`] format, off the async workers. The
 //! file is what openraft sends to followers, chunk by chunk; a follower writes the chunks to a
 //! file and restores from it (the contract is checked before any data is read).
 
-use super::{Member, NodeId, Request, Response, TypeConfig, decode, encode, lock};
-use crate::runtime::{Contract, Runtime};
+use super::{Member, ModuleChange, ModuleEvent, NodeId, Request, Response, TypeConfig, decode, encode, lock};
+use crate::runtime::{Contract, FsmModule, Runtime, SwitchOutcome};
 use crate::storage::snapshot::SnapshotChunks;
 use crate::storage::{SharedStore, meta};
+use fsm_sdk::Reply;
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
@@ -33,6 +37,16 @@ use std::sync::{Arc, Mutex, RwLock};
 pub const MEMBERSHIP: &str = "raft_membership";
 /// Meta entry: node ids removed from the cluster, never to be reused (postcard `BTreeSet<u64>`).
 pub const RETIRED_NODES: &str = "retired_nodes";
+/// Meta entry: every module entry's outcome, oldest first (postcard `Vec<ModuleEvent>`).
+pub const MODULE_HISTORY: &str = "fsm_module_history";
+
+/// Module events kept in the history (the oldest are dropped, identically on every replica).
+const MODULE_HISTORY_MAX: usize = 256;
+
+/// The reply every command gets while no module is active (between bootstrap and the module
+/// entry that follows it).
+pub(crate) const NO_MODULE: &str =
+    "ERR no state-machine module is active yet (the cluster's first module entry installs it)";
 
 /// Above this many command bytes, one `apply` call is split into several store transactions (each
 /// still atomic with its last-applied id), bounding the memory a catch-up needs.
@@ -63,6 +77,26 @@ pub struct SharedState {
     /// state store, or held by a snapshot file on disk. The log store's purge waits for it (see
     /// `LogStore::limit_purge_to`).
     pub recoverable: tokio::sync::watch::Sender<u64>,
+    /// The cluster's module as of the last applied entry. The applier holds it for writing while
+    /// it commits a switch, and readers hold it while they query, so no query ever runs one
+    /// module's code against another module's state.
+    pub module: RwLock<ActiveModule>,
+}
+
+/// The cluster's module and the history of module entries, as this replica has applied them.
+#[derive(Debug, Default)]
+pub struct ActiveModule {
+    /// `None` until the first module entry is applied.
+    pub module: Option<Arc<FsmModule>>,
+    /// Every module entry's outcome, oldest first.
+    pub history: Vec<ModuleEvent>,
+}
+
+impl ActiveModule {
+    /// The index of the entry that made the active module active (0 if none).
+    pub fn since(&self) -> u64 {
+        self.history.iter().rev().find(|e| e.rejected.is_none()).map_or(0, |e| e.index)
+    }
 }
 
 impl SharedState {
@@ -186,7 +220,9 @@ impl SnapshotFiles {
 pub struct StateMachine {
     runtime: Mutex<Runtime>,
     store: SharedStore,
-    contract: Contract,
+    /// This node's configured module: its contract's ABI, engine and limits must match every
+    /// module entry's, and an entry carrying the same bytes reuses it instead of compiling again.
+    configured: Arc<FsmModule>,
     shared: Arc<SharedState>,
     snapshots: Arc<SnapshotFiles>,
     /// Files being received, by `(device, inode)`: openraft hands the file back at install time,
@@ -212,19 +248,20 @@ fn file_key(file: &std::fs::File) -> std::io::Result<(u64, u64)> {
 }
 
 impl StateMachine {
-    /// Wraps an opened runtime; `snapshot_dir` holds the snapshot files (created if missing).
+    /// Wraps an opened runtime (with the store's recorded module, or `configured` when the store
+    /// records none); `snapshot_dir` holds the snapshot files (created if missing).
     ///
     /// `log_purged` is the log store's purge point: a snapshot older than it (left by a crash
     /// between installing a newer one and recording it) is discarded, so openraft builds a fresh
     /// one at start instead of sending a follower a snapshot the log cannot continue.
     pub fn new(
         runtime: Runtime,
+        configured: Arc<FsmModule>,
         snapshot_dir: &Path,
         chunk_bytes: usize,
         log_purged: Option<LogId<NodeId>>,
     ) -> Result<(Self, Arc<SharedState>), StorageError<NodeId>> {
         let store = runtime.store().clone();
-        let contract = runtime.module().contract();
         let snapshots = SnapshotFiles::open(snapshot_dir, chunk_bytes).map_err(|e| io_error(read_snapshot_none, e))?;
         {
             let mut current = lock(&snapshots.current);
@@ -234,11 +271,11 @@ impl StateMachine {
             }
         }
         let (recoverable, _) = tokio::sync::watch::channel(0);
-        let shared = Arc::new(SharedState { retired: RwLock::default(), recoverable });
+        let shared = Arc::new(SharedState { retired: RwLock::default(), recoverable, module: RwLock::default() });
         let machine = StateMachine {
             runtime: Mutex::new(runtime),
             store,
-            contract,
+            configured,
             shared: shared.clone(),
             snapshots: Arc::new(snapshots),
             receiving: std::collections::HashMap::new(),
@@ -270,50 +307,215 @@ impl StateMachine {
             )));
         };
         tracing::warn!(snapshot = %meta.snapshot_id, "an interrupted snapshot install is completed from its file");
-        let file = std::fs::File::open(self.snapshots.data_path(&meta.snapshot_id)).map_err(|e| w(&e))?;
         let claimed = match meta.last_log_id {
             Some(id) => encode(&id).map_err(|e| w(&e))?,
             None => return Err(w(&"snapshot without a last log id")),
         };
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        lock(&self.runtime).restore_checked(&mut reader, &[(meta::LAST_APPLIED, &claimed)]).map_err(|e| {
+        let path = self.snapshots.data_path(&meta.snapshot_id);
+        let restore = || -> Result<(), String> {
+            let open = || std::fs::File::open(&path).map(|f| std::io::BufReader::with_capacity(1 << 20, f));
+            let module = self.verify_snapshot(&mut open().map_err(|e| e.to_string())?, &claimed)?;
+            self.restore_snapshot(&mut open().map_err(|e| e.to_string())?, module, &claimed).map(drop)
+        };
+        restore().map_err(|e| {
             w(&format!(
                 "restoring the recorded snapshot {} failed ({e}): this node cannot recover on its own. REMOVE it \
                  from the cluster and JOIN a node with a new id and an empty data_dir",
                 meta.snapshot_id
             ))
-        })?;
-        Ok(())
+        })
+    }
+
+    /// Reads a whole snapshot file, verifying it (checksum, last log id) and that this node can
+    /// run it: its contract must match this node's ABI, engine and limits, and its module must
+    /// load. Returns that module (`None` for a snapshot taken before any module entry).
+    fn verify_snapshot(
+        &self,
+        source: &mut dyn std::io::Read,
+        claimed: &[u8],
+    ) -> Result<Option<Arc<FsmModule>>, String> {
+        let info = crate::storage::snapshot::read(source, &[(meta::LAST_APPLIED, claimed)], &mut |_| Ok(()))
+            .map_err(|e| e.to_string())?;
+        let Some(bytes) = info.meta.get(meta::MODULE) else { return Ok(None) };
+        let contract = info.meta.get(meta::CONTRACT).ok_or("the snapshot has a module but no contract")?;
+        let contract = Contract::decode(contract).map_err(|e| format!("the snapshot's contract is unreadable: {e}"))?;
+        let differences = self.configured.contract().differences_besides_module(&contract);
+        if !differences.is_empty() {
+            return Err(format!(
+                "the snapshot was produced under another ABI, engine or limits ({}; this node vs snapshot)",
+                differences.join("; ")
+            ));
+        }
+        self.load_module(bytes).map(Some).map_err(|e| format!("the snapshot's module does not load: {e}"))
+    }
+
+    /// Replaces the state with a verified snapshot's and switches the runtime to its module.
+    fn restore_snapshot(
+        &self,
+        source: &mut dyn std::io::Read,
+        module: Option<Arc<FsmModule>>,
+        claimed: &[u8],
+    ) -> Result<crate::storage::snapshot::SnapshotInfo, String> {
+        let required = [(meta::LAST_APPLIED, claimed)];
+        // Readers wait: none may run one module against the other's state.
+        let mut active = self.shared.module.write().unwrap_or_else(|p| p.into_inner());
+        let info = match &module {
+            Some(module) => lock(&self.runtime).restore_with_module(source, module.clone(), &required),
+            None => self.store.restore(source, &required),
+        }
+        .map_err(|e| e.to_string())?;
+        active.module = module;
+        Ok(info)
+    }
+
+    /// Loads module bytes from the log or a snapshot, reusing the configured module when they
+    /// are its bytes.
+    fn load_module(&self, bytes: &[u8]) -> Result<Arc<FsmModule>, crate::runtime::LoadError> {
+        if bytes == self.configured.bytes() {
+            return Ok(self.configured.clone());
+        }
+        FsmModule::load(self.configured.engine(), bytes).map(Arc::new)
     }
 
     fn reload_shared(&self) -> Result<(), StorageError<NodeId>> {
-        let view = self.store.read().map_err(|e| io_error(StorageIOError::read_state_machine, e))?;
-        let meta = view.meta().map_err(|e| io_error(StorageIOError::read_state_machine, e))?;
+        let r = |e: &dyn std::fmt::Display| io_error(StorageIOError::read_state_machine, e);
+        let view = self.store.read().map_err(|e| r(&e))?;
+        let meta = view.meta().map_err(|e| r(&e))?;
         let retired = match meta.get(RETIRED_NODES) {
-            Some(bytes) => decode(bytes).map_err(|e| io_error(StorageIOError::read_state_machine, e))?,
+            Some(bytes) => decode(bytes).map_err(|e| r(&e))?,
             None => BTreeSet::new(),
         };
         *self.shared.retired.write().unwrap_or_else(|p| p.into_inner()) = retired;
+        let history = match meta.get(MODULE_HISTORY) {
+            Some(bytes) => decode(bytes).map_err(|e| r(&e))?,
+            None => Vec::new(),
+        };
+        // The runtime runs the store's recorded module (opened with it, or switched to it by a
+        // restore); without one, no module is active yet.
+        let module = meta.contains_key(meta::MODULE).then(|| lock(&self.runtime).module().clone());
+        self.note_configured(module.as_deref());
+        *self.shared.module.write().unwrap_or_else(|p| p.into_inner()) = ActiveModule { module, history };
         Ok(())
     }
 
-    /// Refuses a cluster contract that differs from ours, naming both.
-    fn check_contract(&self, cluster: &[u8]) -> Result<(), StorageError<NodeId>> {
-        let ours = self.contract.encode();
-        if cluster == ours.as_slice() {
-            return Ok(());
+    /// Says so in the log when this node's configured module is not the cluster's.
+    fn note_configured(&self, active: Option<&FsmModule>) {
+        if let Some(active) = active
+            && active.digest() != self.configured.digest()
+        {
+            tracing::warn!(
+                active = %crate::storage::hex(&active.digest()),
+                configured = %crate::storage::hex(&self.configured.digest()),
+                "this node's configured fsm_module is not the cluster's active module: following the cluster"
+            );
         }
-        let text = match Contract::decode(cluster) {
-            Ok(theirs) => format!(
-                "this node's state-machine contract differs from the cluster's ({}; cluster vs this node): refusing to \
-                 apply. Configure the cluster's module (digest {}) or start this node with a fresh id",
-                theirs.differences(&self.contract).join("; "),
-                crate::storage::hex(&theirs.module_digest),
-            ),
-            Err(e) => format!("the cluster's state-machine contract is unreadable ({e}): refusing to apply"),
+    }
+
+    /// Applies a [`Request::Module`] entry (everything before it is committed): switches modules
+    /// or records why not, in one store transaction with the last-applied id. Returns the reply
+    /// for whoever proposed it.
+    fn apply_module_change(&self, log_id: LogId<NodeId>, change: &ModuleChange) -> Result<Reply, StorageError<NodeId>> {
+        use sha2::Digest as _;
+        let w = |e: &dyn std::fmt::Display| io_error(StorageIOError::write_state_machine, e);
+        let digest: [u8; 32] = sha2::Sha256::digest(&change.bytes).into();
+        let short = &crate::storage::hex(&digest)[..12];
+        let last = encode(&log_id).map_err(|e| w(&e))?;
+        // Whether this replica can follow the cluster at all is not a deterministic outcome but
+        // this node's configuration: it stops rather than diverge.
+        let proposed = Contract::decode(&change.contract);
+        if let Ok(proposed) = &proposed {
+            let differences = self.configured.contract().differences_besides_module(proposed);
+            if !differences.is_empty() {
+                let text = format!(
+                    "this node's ABI, engine or limits differ from the cluster's ({}; this node vs cluster): refusing \
+                     to apply. Run the same Redraft build with the same limits as the rest of the cluster",
+                    differences.join("; ")
+                );
+                tracing::error!("{text}");
+                return Err(w(&text));
+            }
+        }
+        let mut active = self.shared.module.write().unwrap_or_else(|p| p.into_inner());
+        let commit_meta = |values: &[(&str, &[u8])]| {
+            tokio::task::block_in_place(|| lock(&self.runtime).apply_batch::<&[u8]>(&[], values)).map_err(|e| w(&e))
         };
-        tracing::error!("{text}");
-        Err(io_error(StorageIOError::write_state_machine, text))
+        if active.module.as_ref().is_some_and(|m| m.digest() == digest) {
+            // Already active: nothing to switch, nothing to record.
+            commit_meta(&[(meta::LAST_APPLIED, &last)])?;
+            return Ok(Reply::Simple(format!("OK module {short} is already active")));
+        }
+        let previous = active.history.clone();
+        let history_with = |rejected: Option<String>| {
+            let mut history = previous.clone();
+            history.push(ModuleEvent { index: log_id.index, digest, rejected });
+            let excess = history.len().saturating_sub(MODULE_HISTORY_MAX);
+            history.drain(..excess);
+            history
+        };
+        let loaded = match proposed {
+            Err(e) => Err(format!("the entry's contract is unreadable: {e}")),
+            Ok(proposed) if proposed.module_digest != digest => {
+                Err("the module's bytes do not match its digest".into())
+            }
+            Ok(_) => tokio::task::block_in_place(|| self.load_module(&change.bytes))
+                .map_err(|e| format!("the module does not load: {e}")),
+        };
+        // A failed migration's reason, as the history and the reply give it.
+        let migrate_failed = |outcome: SwitchOutcome| match outcome {
+            SwitchOutcome::Rejected(reason) => SwitchOutcome::Rejected(format!("migrate failed: {reason}")),
+            activated => activated,
+        };
+        let outcome = match loaded {
+            Err(reason) => {
+                let history = encode(&history_with(Some(reason.clone()))).map_err(|e| w(&e))?;
+                commit_meta(&[(meta::LAST_APPLIED, &last), (MODULE_HISTORY, &history)])?;
+                SwitchOutcome::Rejected(reason)
+            }
+            Ok(module) => {
+                // No migration when the cluster gets its first module: there is no earlier state.
+                let run_migrate = active.module.is_some();
+                let meta_for = |outcome: &SwitchOutcome| {
+                    let rejected = match migrate_failed(outcome.clone()) {
+                        SwitchOutcome::Activated => None,
+                        SwitchOutcome::Rejected(reason) => Some(reason),
+                    };
+                    // A list of small structs always encodes; an empty value would only lose
+                    // the record, never the switch.
+                    let history = encode(&history_with(rejected)).unwrap_or_default();
+                    vec![(meta::LAST_APPLIED, last.clone()), (MODULE_HISTORY, history)]
+                };
+                let switched = tokio::task::block_in_place(|| {
+                    lock(&self.runtime).switch_module(module.clone(), run_migrate, &meta_for)
+                })
+                .map_err(|e| {
+                    tracing::error!("applying the module entry {log_id} failed: {e}; this node stops applying");
+                    w(&e)
+                })?;
+                if switched == SwitchOutcome::Activated {
+                    active.module = Some(module.clone());
+                    self.note_configured(Some(&module));
+                }
+                migrate_failed(switched)
+            }
+        };
+        let hex = crate::storage::hex(&digest);
+        let index = log_id.index;
+        Ok(match outcome {
+            SwitchOutcome::Activated => {
+                active.history = history_with(None);
+                tracing::info!(index, module = %hex, "state-machine module switched");
+                Reply::Simple(format!("OK module {short} is active from index {index}"))
+            }
+            SwitchOutcome::Rejected(reason) => {
+                active.history = history_with(Some(reason.clone()));
+                tracing::warn!(index, module = %hex, "module switch rejected: {reason}");
+                Reply::Error(format!("ERR module switch to {short} rejected at index {index}: {reason}"))
+            }
+        })
+    }
+
+    fn has_module(&self) -> bool {
+        self.shared.module.read().unwrap_or_else(|p| p.into_inner()).module.is_some()
     }
 
     fn read_applied(&self) -> Result<AppliedState, StorageError<NodeId>> {
@@ -399,6 +601,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut count = 0;
             match &entry.payload {
                 EntryPayload::Blank => {}
+                EntryPayload::Normal(Request::Commands(commands)) if !self.has_module() => {
+                    // Deterministic on every replica: no module, no commands.
+                    self.commit(&mut pending, &mut out)?;
+                    out.push(Response { replies: vec![Reply::error(NO_MODULE); commands.len()] });
+                    pending.last = Some(entry.log_id);
+                    continue;
+                }
                 EntryPayload::Normal(Request::Commands(commands)) => {
                     for command in commands.iter() {
                         pending.commands.push(command);
@@ -406,11 +615,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     count = commands.len();
                 }
-                EntryPayload::Normal(Request::Contract(cluster)) => {
-                    // Everything before this entry was applied under the contract recorded
-                    // earlier; commit it, then check.
+                EntryPayload::Normal(Request::Module(change)) => {
+                    // Everything before this entry runs under the module active before it.
                     self.commit(&mut pending, &mut out)?;
-                    self.check_contract(cluster)?;
+                    let reply = self.apply_module_change(entry.log_id, change)?;
+                    out.push(Response { replies: vec![reply] });
+                    continue;
                 }
                 EntryPayload::Normal(Request::RetireNode(id)) => {
                     let mut retired = match pending.retired.take() {
@@ -487,28 +697,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         let path = incoming.map(|i| i.path);
-        let contract = self.contract.encode();
         tokio::task::block_in_place(|| -> Result<(), StorageError<NodeId>> {
             use std::io::Seek;
             file.sync_all().map_err(|e| w(&e))?;
-            // The data must be the state at the log id openraft was told, under our contract.
+            // The data must be the state at the log id openraft was told, under a contract this
+            // node can run.
             let claimed = match meta.last_log_id {
                 Some(id) => encode(&id).map_err(|e| w(&e))?,
                 None => return Err(w(&format!("snapshot {} has no last log id", meta.snapshot_id))),
             };
-            // Verified whole (checksum, contract, last log id) before it is recorded: only a good
-            // snapshot may stand in for the log that openraft purges meanwhile.
+            // Verified whole (checksum, contract, module, last log id) before it is recorded: only a
+            // good snapshot may stand in for the log that openraft purges meanwhile.
             file.seek(std::io::SeekFrom::Start(0)).map_err(|e| w(&e))?;
-            let required: [(&str, &[u8]); 2] = [(meta::CONTRACT, &contract), (meta::LAST_APPLIED, &claimed)];
-            crate::storage::snapshot::read(
-                &mut std::io::BufReader::with_capacity(1 << 20, &file),
-                &required,
-                &mut |_| Ok(()),
-            )
-            .map_err(|e| {
-                tracing::error!("received snapshot {} is not installable: {e}", meta.snapshot_id);
-                w(&e)
-            })?;
+            let module = self
+                .verify_snapshot(&mut std::io::BufReader::with_capacity(1 << 20, &file), &claimed)
+                .map_err(|e| {
+                    tracing::error!("received snapshot {} is not installable: {e}", meta.snapshot_id);
+                    w(&e)
+                })?;
             // Recorded before the restore: openraft purges the log up to this snapshot meanwhile,
             // and after a crash the node restores from this file at start.
             match &path {
@@ -525,11 +731,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             file.seek(std::io::SeekFrom::Start(0)).map_err(|e| w(&e))?;
             let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-            let info =
-                lock(&self.runtime).restore_checked(&mut reader, &[(meta::LAST_APPLIED, &claimed)]).map_err(|e| {
-                    tracing::error!("installing snapshot {} failed: {e}", meta.snapshot_id);
-                    w(&e)
-                })?;
+            let info = self.restore_snapshot(&mut reader, module, &claimed).map_err(|e| {
+                tracing::error!("installing snapshot {} failed: {e}", meta.snapshot_id);
+                w(&e)
+            })?;
             tracing::info!(snapshot = %meta.snapshot_id, entries = info.entries, "installed snapshot");
             Ok(())
         })?;

@@ -103,6 +103,14 @@ impl Contract {
             .map(|((name, a), (_, b))| format!("{name}: {a} vs {b}"))
             .collect()
     }
+
+    /// [`Contract::differences`] in everything but the module: what a node must share with its
+    /// cluster to follow it through module switches (the ABI, the engine, the limits).
+    pub fn differences_besides_module(&self, other: &Contract) -> Vec<String> {
+        let mut other = other.clone();
+        other.module_digest = self.module_digest;
+        self.differences(&other)
+    }
 }
 
 fn parse_digest(hex: &str) -> Result<[u8; 32], String> {

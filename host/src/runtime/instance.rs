@@ -17,6 +17,8 @@ pub(crate) struct Instance {
     memory: Memory,
     pub(crate) apply: TypedFunc<(u32, u32), u64>,
     pub(crate) query: TypedFunc<(u32, u32), u64>,
+    /// The optional migration hook.
+    pub(crate) migrate: Option<TypedFunc<(), u64>>,
 }
 
 impl Instance {
@@ -31,9 +33,14 @@ impl Instance {
             .get_memory(&mut store, abi::export::MEMORY)
             .ok_or_else(|| wasmtime::Error::msg("module has no memory export"))?;
         store.data_mut().memory = Some(memory);
+        let migrate = match module.has_migrate() {
+            true => Some(instance.get_typed_func(&mut store, abi::export::MIGRATE)?),
+            false => None,
+        };
         Ok(Instance {
             apply: instance.get_typed_func(&mut store, abi::export::APPLY)?,
             query: instance.get_typed_func(&mut store, abi::export::QUERY)?,
+            migrate,
             memory,
             store,
         })

@@ -66,6 +66,9 @@ pub enum OpenError {
     /// The recorded contract does not decode: the store is damaged or not ours.
     #[error("the store's recorded state-machine contract is unreadable: {0}")]
     UnreadableContract(String),
+    /// The module recorded in the store does not load (with this build's engine and limits).
+    #[error("the state-machine module recorded in the store does not load: {0}")]
+    RecordedModule(#[from] LoadError),
     /// Reading or writing the store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -133,6 +136,17 @@ pub(crate) fn unknown_command(encoded: &[u8]) -> Reply {
     Reply::Error(text.replace(['\r', '\n'], " "))
 }
 
+/// What [`Runtime::switch_module`] decided. Deterministic: replicas that run the same switch from
+/// the same state decide the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchOutcome {
+    /// The new module is active, committed together with whatever its migration hook wrote.
+    Activated,
+    /// The migration hook refused (an error reply) or failed (a trap, out of fuel, the memory
+    /// cap), with this text: nothing it wrote is kept and the old module stays active.
+    Rejected(String),
+}
+
 /// Runs one module's commands against one store. Owns a single wasm instance, re-created after
 /// any trap so that no half-updated guest memory ever runs another command.
 pub struct Runtime {
@@ -148,7 +162,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// Opens a runtime on `store`. A store produced under another [`Contract`] (another module,
-    /// or other limits) is refused; a fresh store records this module's contract.
+    /// or other limits) is refused; a fresh store records this module's contract and bytes.
     pub fn open(module: Arc<FsmModule>, store: SharedStore) -> Result<Self, OpenError> {
         let contract = module.contract();
         match store.read()?.meta()?.remove(meta::CONTRACT) {
@@ -162,11 +176,121 @@ impl Runtime {
             None => {
                 let mut batch = WriteBatch::default();
                 batch.set_meta(meta::CONTRACT, &contract.encode());
+                batch.set_meta(meta::MODULE, module.bytes());
                 store.commit(&batch)?;
             }
         }
+        Self::attach(module, store)
+    }
+
+    /// Opens a runtime with the module `store` records ([`meta::MODULE`]), compiled by `engine`;
+    /// `None` when the store records none. The contract check of [`Runtime::open`] applies: a
+    /// node whose engine or limits changed refuses the state.
+    pub fn open_recorded(engine: &Arc<FsmEngine>, store: SharedStore) -> Result<Option<Self>, OpenError> {
+        let Some(bytes) = store.read()?.meta()?.remove(meta::MODULE) else { return Ok(None) };
+        let module = Arc::new(FsmModule::load(engine, &bytes)?);
+        Self::open(module, store).map(Some)
+    }
+
+    /// A runtime on `store` that neither checks nor records a contract: for a replica whose store
+    /// has no module yet, where the Raft layer records the cluster's module with
+    /// [`Runtime::switch_module`] when its log entry is applied.
+    pub fn attach(module: Arc<FsmModule>, store: SharedStore) -> Result<Self, OpenError> {
         let instance = Instance::new(&module).map_err(|e| ApplyError::Engine(format!("{e:#}")))?;
         Ok(Runtime { module, store, instance: Some(instance), aborted: 0, fuel_consumed: 0 })
+    }
+
+    /// Runs queries with `module` from now on (a reader following the applier's switch). The
+    /// store is not touched.
+    pub fn use_module(&mut self, module: Arc<FsmModule>) {
+        if !Arc::ptr_eq(&module, &self.module) {
+            self.module = module;
+            self.instance = None;
+        }
+    }
+
+    /// Makes `module` this runtime's module, in one store transaction that records its contract
+    /// and bytes and sets the `meta` entries (`meta` is asked for them once the outcome is known).
+    ///
+    /// With `run_migrate`, the module's migration hook (if it exports one) first runs as a write
+    /// against the current state, under the usual fuel budget and memory cap; if it returns an
+    /// error or fails, the switch is [`SwitchOutcome::Rejected`]: only `meta` is committed, and
+    /// this runtime keeps its module. A storage or engine failure returns `Err` and commits
+    /// nothing.
+    pub fn switch_module(
+        &mut self,
+        module: Arc<FsmModule>,
+        run_migrate: bool,
+        meta: &dyn Fn(&SwitchOutcome) -> Vec<(&'static str, Vec<u8>)>,
+    ) -> Result<SwitchOutcome, ApplyError> {
+        let limits = module.engine.limits;
+        let view = self.store.read()?;
+        let mut overlay = self.take_overlay();
+        overlay.clear();
+        let deterministic = |error: wasmtime::Error| match classify(error, limits) {
+            Failure::Deterministic(text) => Ok(SwitchOutcome::Rejected(text)),
+            Failure::Fatal(e) => Err(e),
+        };
+        let mut fresh = None;
+        let outcome = match Instance::new(&module) {
+            Err(error) => deterministic(error),
+            Ok(mut instance) => {
+                let state = instance.store.data_mut();
+                state.access = Access::Write;
+                state.view = Some(view);
+                state.overlay = std::mem::take(&mut overlay);
+                let hook = instance.migrate.clone().filter(|_| run_migrate);
+                let outcome = match hook {
+                    None => Ok(SwitchOutcome::Activated),
+                    Some(hook) => {
+                        let call = (|| -> Result<Reply, wasmtime::Error> {
+                            instance.reset_statics(&module)?;
+                            instance.store.set_fuel(limits.fuel_per_apply)?;
+                            instance.store.data_mut().written_bytes = 0;
+                            let packed = hook.call(&mut instance.store, ())?;
+                            instance.read_reply(packed)
+                        })();
+                        self.fuel_consumed += limits.fuel_per_apply - instance.store.get_fuel().unwrap_or(0);
+                        match call {
+                            Ok(Reply::Error(text)) => Ok(SwitchOutcome::Rejected(format!("migrate refused: {text}"))),
+                            Ok(_) => Ok(SwitchOutcome::Activated),
+                            Err(error) => deterministic(error),
+                        }
+                    }
+                };
+                let state = instance.store.data_mut();
+                state.access = Access::Idle;
+                state.view = None;
+                overlay = std::mem::take(&mut state.overlay);
+                fresh = Some(instance);
+                outcome
+            }
+        };
+        let result = outcome.and_then(|outcome| {
+            match &outcome {
+                SwitchOutcome::Activated => {
+                    overlay.keep_command();
+                    overlay.batch.set_meta(meta::CONTRACT, &module.contract().encode());
+                    overlay.batch.set_meta(meta::MODULE, module.bytes());
+                }
+                SwitchOutcome::Rejected(_) => {
+                    self.aborted += 1;
+                    overlay.clear();
+                }
+            }
+            for (name, value) in meta(&outcome) {
+                overlay.batch.set_meta(name, &value);
+            }
+            self.store.commit(&overlay.batch)?;
+            Ok(outcome)
+        });
+        overlay.clear();
+        if let Ok(SwitchOutcome::Activated) = &result {
+            self.module = module;
+            self.instance = fresh;
+        }
+        self.put_overlay(overlay);
+        result
     }
 
     /// The module this runtime runs.
@@ -266,10 +390,24 @@ impl Runtime {
         source: &mut dyn std::io::Read,
         required: &[(&str, &[u8])],
     ) -> Result<SnapshotInfo, StorageError> {
-        let contract = self.module.contract().encode();
+        self.restore_with_module(source, self.module.clone(), required)
+    }
+
+    /// [`Runtime::restore_checked`] for a snapshot produced under `module` (which may differ from
+    /// this runtime's: a replica catching up on a cluster that switched modules). The snapshot's
+    /// contract must be `module`'s; once restored, this runtime runs `module`.
+    pub fn restore_with_module(
+        &mut self,
+        source: &mut dyn std::io::Read,
+        module: Arc<FsmModule>,
+        required: &[(&str, &[u8])],
+    ) -> Result<SnapshotInfo, StorageError> {
+        let contract = module.contract().encode();
         let mut all = vec![(meta::CONTRACT, contract.as_slice())];
         all.extend_from_slice(required);
-        self.store.restore(source, &all)
+        let info = self.store.restore(source, &all)?;
+        self.use_module(module);
+        Ok(info)
     }
 
     fn take_overlay(&mut self) -> overlay::Overlay {

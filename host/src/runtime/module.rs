@@ -101,6 +101,9 @@ pub enum LoadError {
          keep state in the store"
     )]
     MutableGlobals(usize),
+    /// The module is larger than a log entry may carry it.
+    #[error("module is {0} bytes; at most {max} are allowed (a module switch carries it in one log entry)", max = MODULE_BYTES_MAX)]
+    TooLarge(usize),
     /// The module's static data is too large to reset before every command.
     #[error("module's static data is {0} bytes; at most {max} are allowed (it is reset before every command)", max = super::statics::STATICS_BYTES_MAX)]
     StaticsTooLarge(usize),
@@ -188,11 +191,19 @@ fn codegen_fingerprint(engine: &Engine) -> String {
 /// The target this host was built for (from `build.rs`).
 const TARGET_TRIPLE: &str = env!("REDRAFT_TARGET_TRIPLE");
 
+/// The largest module accepted: a module switch carries the bytes in one log entry, and every
+/// snapshot carries them too.
+pub const MODULE_BYTES_MAX: usize = 32 * 1024 * 1024;
+
 /// A validated state-machine module, ready to instantiate.
 pub struct FsmModule {
     pub(crate) engine: Arc<FsmEngine>,
     pub(crate) pre: InstancePre<HostState>,
+    /// The `.wasm` bytes: the replicated state records them, so every replica runs this module.
+    bytes: Arc<[u8]>,
     digest: [u8; 32],
+    /// Whether it exports the optional [`abi::export::MIGRATE`] hook.
+    has_migrate: bool,
     commands: Vec<CommandInfo<String>>,
     /// The static data region (see [`super::statics`]) and its bytes as instantiated.
     pub(crate) statics: std::ops::Range<usize>,
@@ -236,6 +247,9 @@ impl FsmModule {
     /// Validates and compiles a module: wasm magic, compilation, the import allow-list, the
     /// required exports, the ABI version and the command table.
     pub fn load(engine: &Arc<FsmEngine>, bytes: &[u8]) -> Result<Self, LoadError> {
+        if bytes.len() > MODULE_BYTES_MAX {
+            return Err(LoadError::TooLarge(bytes.len()));
+        }
         match bytes.get(..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {}
             Some([0, b'a', b's', b'm', ..]) => {
@@ -249,14 +263,16 @@ impl FsmModule {
         }
         let module = Module::from_binary(&engine.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         check_imports(&engine.engine, &module)?;
-        check_exports(&engine.engine, &module)?;
+        let has_migrate = check_exports(&engine.engine, &module)?;
         let layout = super::statics::layout(bytes)?;
         let pre = engine.linker.instantiate_pre(&module).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let mut module = FsmModule {
             engine: engine.clone(),
             pre,
+            bytes: bytes.into(),
             digest,
+            has_migrate,
             commands: Vec::new(),
             statics: layout.statics,
             pristine_statics: Vec::new(),
@@ -271,6 +287,21 @@ impl FsmModule {
     /// SHA-256 of the module's bytes: its identity in the replicated contract.
     pub fn digest(&self) -> [u8; 32] {
         self.digest
+    }
+
+    /// The `.wasm` bytes it was loaded from.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether it exports the optional migration hook ([`abi::export::MIGRATE`]).
+    pub fn has_migrate(&self) -> bool {
+        self.has_migrate
+    }
+
+    /// The engine it was compiled for (a module arriving in the log is loaded with the same one).
+    pub fn engine(&self) -> &Arc<FsmEngine> {
+        &self.engine
     }
 
     /// The replicated contract this module runs under: its digest, the engine, the limits.
@@ -316,7 +347,9 @@ fn check_imports(engine: &Engine, module: &Module) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn check_exports(engine: &Engine, module: &Module) -> Result<(), LoadError> {
+/// Checks the required exports; returns whether the optional migration hook is there (with the
+/// right type: a `redraft_migrate` of another type is refused, not ignored).
+fn check_exports(engine: &Engine, module: &Module) -> Result<bool, LoadError> {
     if !matches!(module.get_export(abi::export::MEMORY), Some(ExternType::Memory(_))) {
         return Err(LoadError::MissingExport { name: abi::export::MEMORY, expected: "a memory".into() });
     }
@@ -335,7 +368,15 @@ fn check_exports(engine: &Engine, module: &Module) -> Result<(), LoadError> {
             _ => return Err(LoadError::MissingExport { name, expected: format!("a function {expected}") }),
         }
     }
-    Ok(())
+    let migrate = func_type(engine, &[], &[ValType::I64]);
+    match module.get_export(abi::export::MIGRATE) {
+        None => Ok(false),
+        Some(ExternType::Func(found)) if FuncType::eq(&found, &migrate) => Ok(true),
+        Some(_) => Err(LoadError::MissingExport {
+            name: abi::export::MIGRATE,
+            expected: format!("a function {migrate} (it is optional, but must have this type when present)"),
+        }),
+    }
 }
 
 /// Decodes the table a module reported.

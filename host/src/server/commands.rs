@@ -54,6 +54,7 @@ const LOCAL_COMMANDS: &[(&str, i64, &[&str])] = &[
     ("leader", 1, &["fast", "stale"]),
     ("nodes", 1, &["stale"]),
     ("snapshot", 1, &["admin"]),
+    ("module", -2, &["admin", "stale"]),
 ];
 
 fn is(arg: &[u8], name: &str) -> bool {
@@ -121,6 +122,8 @@ pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outc
             None => cluster_error(&ClusterError::NoLeader),
         },
         "nodes" => nodes(shared),
+        "module" if is(&args[1], "RELOAD") => return Outcome::Cluster,
+        "module" => super::modules::module(shared, args),
         _ => return Outcome::Cluster,
     };
     Outcome::Reply(reply)
@@ -222,29 +225,32 @@ fn flags(list: &[&str]) -> Response {
     Response::Set(list.iter().map(|f| Response::Simple((*f).into())).collect())
 }
 
+/// A module command as `COMMAND` (and `MODULE INFO`) describe it.
+pub(super) fn module_command_entry(info: &fsm_sdk::CommandInfo<String>) -> Response {
+    let arity = match info.arity {
+        fsm_sdk::Arity::Exact(n) => i64::from(n),
+        fsm_sdk::Arity::AtLeast(n) => -i64::from(n),
+    };
+    let flag_list: &[&str] = if info.write { &["write"] } else { &["readonly", "fast"] };
+    Response::Array(vec![
+        Response::bulk(info.name.to_ascii_lowercase()),
+        Response::Integer(arity),
+        flags(flag_list),
+        Response::Integer(i64::from(info.keys.first)),
+        Response::Integer(i64::from(info.keys.last)),
+        Response::Integer(i64::from(info.keys.step)),
+        Response::Set(vec![]),
+        Response::Set(vec![]),
+        Response::Array(vec![]),
+        Response::Array(vec![]),
+    ])
+}
+
+/// Every command: the cluster's active module's, then the server's own.
 fn command_entries(shared: &Shared) -> Vec<(String, Response)> {
     let mut out = Vec::new();
     for info in shared.node.module().commands() {
-        let arity = match info.arity {
-            fsm_sdk::Arity::Exact(n) => i64::from(n),
-            fsm_sdk::Arity::AtLeast(n) => -i64::from(n),
-        };
-        let flag_list: &[&str] = if info.write { &["write"] } else { &["readonly", "fast"] };
-        out.push((
-            info.name.to_ascii_lowercase(),
-            Response::Array(vec![
-                Response::bulk(info.name.to_ascii_lowercase()),
-                Response::Integer(arity),
-                flags(flag_list),
-                Response::Integer(i64::from(info.keys.first)),
-                Response::Integer(i64::from(info.keys.last)),
-                Response::Integer(i64::from(info.keys.step)),
-                Response::Set(vec![]),
-                Response::Set(vec![]),
-                Response::Array(vec![]),
-                Response::Array(vec![]),
-            ]),
-        ));
+        out.push((info.name.to_ascii_lowercase(), module_command_entry(info)));
     }
     for (name, arity, flag_list) in LOCAL_COMMANDS {
         out.push((
@@ -443,6 +449,9 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
             if session.stale_reads { "stale" } else { "linearizable" },
         );
     }
+    if want("module") {
+        super::modules::info_section(node, &mut out);
+    }
     if want("keyspace") {
         out.push_str("# Keyspace\r\n");
         if node.module().command_index(b"dbsize").is_some() {
@@ -474,16 +483,17 @@ async fn check_joining_contract(shared: &Shared, id: u64, redis_addr: &str) -> R
             )));
         }
     };
-    let ours = shared.node.module().contract();
-    if theirs.as_ref() == ours.encode().as_slice() {
-        return Ok(());
-    }
+    // The module may differ: the new node runs the cluster's, from the log or a snapshot.
+    let ours = shared.node.configured_module().module.contract();
     let differences = match crate::runtime::Contract::decode(&theirs) {
-        Ok(theirs) => ours.differences(&theirs).join("; "),
+        Ok(theirs) => ours.differences_besides_module(&theirs).join("; "),
         Err(e) => format!("unreadable contract: {e}"),
     };
+    if differences.is_empty() {
+        return Ok(());
+    }
     Err(Response::error(format!(
-        "ERR node {id} runs another state-machine contract ({differences}; cluster vs node {id}): refusing to JOIN it"
+        "ERR node {id} runs another ABI, engine or limits ({differences}; cluster vs node {id}): refusing to JOIN it"
     )))
 }
 
@@ -504,6 +514,19 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
             Ok(id) => node.bootstrap(id, &text(&args[2])).await.map(|()| Response::ok()),
             Err(reply) => return reply,
         },
+        "module" => {
+            // Only RELOAD gets here: the node reads its config again, then the leader proposes.
+            return match node.reload_module().await {
+                Ok(reply) => Response::from(reply),
+                Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
+                    let upstream = Upstream::start(&redis_addr, std::time::Duration::from_secs(60));
+                    upstream.submit(args.to_vec()).await.await.unwrap_or_else(|_| {
+                        Response::error("ERR the leader did not answer; check MODULE INFO before retrying")
+                    })
+                }
+                Err(e) => cluster_error(&e),
+            };
+        }
         "join" | "remove" => {
             if name == "join" && args.len() > 4 {
                 return wrong_arity("join");

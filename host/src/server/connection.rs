@@ -210,13 +210,14 @@ async fn dispatch(
     }
     if name.eq_ignore_ascii_case(commands::CONTRACT_QUERY.as_bytes()) {
         // Internal: a leader checks a joining node's state-machine contract before adding it.
-        let contract = node.module().contract().encode();
+        let contract = node.configured_module().module.contract().encode();
         pipeline.pending.push_back(Pending::Ready(Response::bulk(contract)));
         return Flow::Continue;
     }
     // The module's commands first: they are the hot path.
-    if let Some(index) = node.module().command_index(name) {
-        let info = &node.module().commands()[index];
+    let module = node.module();
+    if let Some(index) = module.command_index(name) {
+        let info = &module.commands()[index];
         if !info.arity.accepts(args.len()) {
             let text = format!("ERR wrong number of arguments for '{}' command", info.name.to_ascii_lowercase());
             pipeline.pending.push_back(Pending::Ready(Response::error(text)));

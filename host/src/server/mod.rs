@@ -14,6 +14,7 @@
 
 pub mod commands;
 pub mod connection;
+mod modules;
 pub mod protocol;
 pub mod upstream;
 

@@ -56,6 +56,10 @@ pub mod meta {
     /// The state-machine contract the data was produced under (module digest, ABI, engine,
     /// limits), encoded by the runtime.
     pub const CONTRACT: &str = "fsm_contract";
+    /// The `.wasm` bytes of the module the data was produced by (and that applies what comes
+    /// next): the replicated state carries its own code, so a replica restored from a snapshot
+    /// runs the module the cluster runs, whatever its own config names.
+    pub const MODULE: &str = "fsm_module";
 }
 
 /// A scan's callback: gets each `(key, value)` in order; returns `Break` to stop the scan.

@@ -1,0 +1,136 @@
+//! One node's side of the module lifecycle: the module its config names, and whether it asks the
+//! cluster to switch to it.
+//!
+//! The cluster's *active* module is replicated state (see [`super::state_machine`]); a node's
+//! *configured* module is only a proposal. A node asks for a switch (and proposes it once it
+//! leads) in three cases:
+//!
+//! * `MODULE RELOAD` on the leader: it re-reads its config and proposes at once;
+//! * SIGHUP: the node re-reads its config and, if the module differs from the active one, asks
+//!   for the switch, proposing it whenever it leads;
+//! * at start, when the configured module differs from the one this node's config named at its
+//!   previous start (kept in `data_dir/configured_module`): an operator changed the config.
+//!
+//! A node that merely restarts with an old config, or joins with one, never asks: it follows the
+//! cluster. That is what keeps a stale node from switching a cluster back when it wins an
+//! election.
+
+use super::node::StartError;
+use crate::config::ConfigSource;
+use crate::runtime::{FsmEngine, FsmModule, LoadError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The module a node's config names.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    /// The `.wasm` file, as resolved from the config.
+    pub path: PathBuf,
+    /// The module loaded from it.
+    pub module: Arc<FsmModule>,
+}
+
+/// See the module docs.
+pub struct ModuleConfig {
+    engine: Arc<FsmEngine>,
+    source: Option<ConfigSource>,
+    configured: Mutex<Configured>,
+    /// The module this node asks the cluster to switch to, once it leads.
+    wanted: Mutex<Option<Arc<FsmModule>>>,
+    /// Wakes the proposer when `wanted` is set.
+    pub(crate) wakeup: Arc<tokio::sync::Notify>,
+    /// Records the digest of the configured module at the last start or reload.
+    seen_file: PathBuf,
+}
+
+fn load(engine: &Arc<FsmEngine>, path: &Path) -> Result<Arc<FsmModule>, LoadError> {
+    FsmModule::load_file(engine, path).map(Arc::new)
+}
+
+/// A load error as an operator reads it: the path, then what is wrong.
+fn describe(path: &Path, e: &LoadError) -> String {
+    match e {
+        LoadError::Read { .. } => e.to_string(),
+        e => format!("fsm_module {}: {e}", path.display()),
+    }
+}
+
+impl ModuleConfig {
+    /// Loads the configured module (a missing or broken file stops the start) and decides, from
+    /// what the config named at the previous start, whether this node asks for a switch.
+    pub fn open(
+        engine: Arc<FsmEngine>,
+        path: &Path,
+        source: Option<ConfigSource>,
+        data_dir: &Path,
+    ) -> Result<Self, StartError> {
+        let module = load(&engine, path).map_err(|e| StartError::StateMachine(describe(path, &e)))?;
+        let seen_file = data_dir.join("configured_module");
+        let previous = std::fs::read_to_string(&seen_file).ok().map(|text| text.trim().to_owned());
+        let config = ModuleConfig {
+            engine,
+            source,
+            configured: Mutex::new(Configured { path: path.to_owned(), module: module.clone() }),
+            wanted: Mutex::new(None),
+            wakeup: Arc::default(),
+            seen_file,
+        };
+        let digest = crate::storage::hex(&module.digest());
+        if previous.is_some_and(|p| p != digest) {
+            tracing::info!(module = %digest, "fsm_module changed since the last start: proposing it when this node leads");
+            config.want(module);
+        }
+        config.record_seen(&digest);
+        Ok(config)
+    }
+
+    fn record_seen(&self, digest: &str) {
+        // Best effort: losing it only means a changed config is not noticed at the next start
+        // (MODULE RELOAD still works).
+        let temp = self.seen_file.with_extension("tmp");
+        let written =
+            std::fs::write(&temp, format!("{digest}\n")).and_then(|()| std::fs::rename(&temp, &self.seen_file));
+        if let Err(e) = written {
+            tracing::warn!("cannot record the configured module in {}: {e}", self.seen_file.display());
+        }
+    }
+
+    /// The module the config names now.
+    pub fn current(&self) -> Configured {
+        super::lock(&self.configured).clone()
+    }
+
+    /// Reads the config file again (when the node was started from one) and the module file it
+    /// names, and makes that the configured module. Blocking: call it off the async workers.
+    pub fn reread(&self) -> Result<Configured, String> {
+        let path = match &self.source {
+            Some(source) => source.load().map_err(|e| e.to_string())?.fsm_module,
+            None => self.current().path,
+        };
+        let module = load(&self.engine, &path).map_err(|e| describe(&path, &e))?;
+        let configured = Configured { path, module };
+        self.record_seen(&crate::storage::hex(&configured.module.digest()));
+        *super::lock(&self.configured) = configured.clone();
+        Ok(configured)
+    }
+
+    /// Asks for a switch to `module` (proposed when this node leads).
+    pub fn want(&self, module: Arc<FsmModule>) {
+        *super::lock(&self.wanted) = Some(module);
+        self.wakeup.notify_one();
+    }
+
+    /// The module this node asks the cluster to switch to, if any.
+    pub fn wanted(&self) -> Option<Arc<FsmModule>> {
+        super::lock(&self.wanted).clone()
+    }
+
+    /// Drops the request for `module` (decided, or no longer needed), unless a newer one replaced
+    /// it meanwhile.
+    pub fn settle(&self, module: &FsmModule) {
+        let mut wanted = super::lock(&self.wanted);
+        if wanted.as_ref().is_some_and(|w| w.digest() == module.digest()) {
+            *wanted = None;
+        }
+    }
+}
