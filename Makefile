@@ -21,7 +21,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
-GUESTS := -p fsm-kv -p fsm-probe
+GUESTS := -p fsm-kv -p fsm-kv-v2 -p fsm-probe
 
 .PHONY: all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply fix clean
 

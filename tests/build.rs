@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates to build: (package, env var the tests read the `.wasm` path from).
-const GUESTS: &[(&str, &str)] = &[("fsm-kv", "FSM_KV_WASM"), ("fsm-probe", "FSM_PROBE_WASM")];
+const GUESTS: &[(&str, &str)] =
+    &[("fsm-kv", "FSM_KV_WASM"), ("fsm-kv-v2", "FSM_KV_V2_WASM"), ("fsm-probe", "FSM_PROBE_WASM")];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -20,6 +21,10 @@ fn main() {
         "fsm-sdk/Cargo.toml",
         "fsm-kv/src",
         "fsm-kv/Cargo.toml",
+        "fsm-kv/core/src",
+        "fsm-kv/core/Cargo.toml",
+        "fsm-kv/v2/src",
+        "fsm-kv/v2/Cargo.toml",
         "tests/guests/probe/src",
         "tests/guests/probe/Cargo.toml",
         "Cargo.toml",

@@ -1,8 +1,10 @@
 //! # fsm-kv: Redis string commands as a Redraft state machine
 //!
-//! Compiled to `wasm32-unknown-unknown` and loaded by every replica. It implements `SET` (with
-//! `NX`, `XX`, `GET`), `GET`, `DEL` / `DELETE`, `EXISTS`, `MGET`, `MSET`, `INCR`, `INCRBY`, `DECR`,
-//! `DECRBY`, `APPEND`, `STRLEN` and `DBSIZE` with Redis's reply types and error texts.
+//! Compiled to `wasm32-unknown-unknown` and loaded by every replica. Its table is
+//! [`fsm_kv_core::STRINGS`]: `SET` (with `NX`, `XX`, `GET`), `GET`, `DEL` / `DELETE`, `EXISTS`,
+//! `MGET`, `MSET`, `INCR`, `INCRBY`, `DECR`, `DECRBY`, `APPEND`, `STRLEN` and `DBSIZE`, with
+//! Redis's reply types and error texts. `fsm-kv-v2` (in `fsm-kv/v2/`) adds commands on the same
+//! layout, so a cluster can switch between the two (`MODULE RELOAD`).
 //!
 //! Layout in the host's store (the module owns its keyspace; nothing else writes to it):
 //! * `b"k" ++ key` → the value, raw bytes.
@@ -14,228 +16,14 @@
 //! error that says so; `KEEPTTL` is accepted and has nothing to keep.
 #![deny(unsafe_code)]
 
-use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, Tx, View};
+pub use fsm_kv_core::parse_i64;
+use fsm_sdk::{Command, StateMachine};
 
 /// The key-value state machine.
 pub struct KeyValue;
 
 impl StateMachine for KeyValue {
-    const COMMANDS: &'static [Command] = &[
-        Command::write("set", Arity::AtLeast(3), KeySpec::single(), set),
-        Command::read("get", Arity::Exact(2), KeySpec::single(), get),
-        Command::write("del", Arity::AtLeast(2), KeySpec::all(), del),
-        Command::write("delete", Arity::AtLeast(2), KeySpec::all(), del),
-        Command::read("exists", Arity::AtLeast(2), KeySpec::all(), exists),
-        Command::read("mget", Arity::AtLeast(2), KeySpec::all(), mget),
-        Command::write("mset", Arity::AtLeast(3), KeySpec::pairs(), mset),
-        Command::write("incr", Arity::Exact(2), KeySpec::single(), incr),
-        Command::write("incrby", Arity::Exact(3), KeySpec::single(), incrby),
-        Command::write("decr", Arity::Exact(2), KeySpec::single(), decr),
-        Command::write("decrby", Arity::Exact(3), KeySpec::single(), decrby),
-        Command::write("append", Arity::Exact(3), KeySpec::single(), append),
-        Command::read("strlen", Arity::Exact(2), KeySpec::single(), strlen),
-        Command::read("dbsize", Arity::Exact(1), KeySpec::none(), dbsize),
-    ];
+    const COMMANDS: &'static [Command] = &fsm_kv_core::STRINGS;
 }
 
 fsm_sdk::export_state_machine!(KeyValue);
-
-const DATA_PREFIX: u8 = b'k';
-const DBSIZE_KEY: &[u8] = b"m:dbsize";
-
-/// The store key of a user key.
-fn data_key(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 1);
-    k.push(DATA_PREFIX);
-    k.extend_from_slice(key);
-    k
-}
-
-fn read_dbsize(view: &View) -> i64 {
-    view.get(DBSIZE_KEY).and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, i64::from_le_bytes)
-}
-
-/// Adds `delta` to the key count; a no-op for zero so reads of unchanged counts cost nothing.
-fn adjust_dbsize(tx: &mut Tx, delta: i64) {
-    if delta != 0 {
-        let n = read_dbsize(tx) + delta;
-        tx.put(DBSIZE_KEY, &n.to_le_bytes());
-    }
-}
-
-/// Stores a user value; returns whether the key is new.
-fn store(tx: &mut Tx, key: &[u8], value: &[u8]) -> bool {
-    !tx.put(&data_key(key), value)
-}
-
-/// Parses an integer exactly as Redis's `string2ll` does: optional `-`, no `+`, no leading zeros,
-/// no spaces, at most 20 characters, within `i64`.
-pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
-    if bytes.is_empty() || bytes.len() > 20 {
-        return None;
-    }
-    if bytes == b"0" {
-        return Some(0);
-    }
-    let (negative, digits) = match bytes.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, bytes),
-    };
-    match digits.first() {
-        Some(b'1'..=b'9') => {}
-        _ => return None,
-    }
-    let mut n: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let d = i64::from(d - b'0');
-        n = n.checked_mul(10)?;
-        n = if negative { n.checked_sub(d)? } else { n.checked_add(d)? };
-    }
-    Some(n)
-}
-
-// ----- reads --------------------------------------------------------------------------------
-
-fn get(view: &View, args: &[&[u8]]) -> Reply {
-    Reply::bulk_or_null(view.get(&data_key(args[1])))
-}
-
-fn exists(view: &View, args: &[&[u8]]) -> Reply {
-    let n = args[1..].iter().filter(|k| view.exists(&data_key(k))).count();
-    Reply::Integer(n as i64)
-}
-
-fn mget(view: &View, args: &[&[u8]]) -> Reply {
-    Reply::Array(args[1..].iter().map(|k| Reply::bulk_or_null(view.get(&data_key(k)))).collect())
-}
-
-fn strlen(view: &View, args: &[&[u8]]) -> Reply {
-    Reply::Integer(view.value_len(&data_key(args[1])).map_or(0, i64::from))
-}
-
-fn dbsize(view: &View, _args: &[&[u8]]) -> Reply {
-    Reply::Integer(read_dbsize(view))
-}
-
-// ----- writes -------------------------------------------------------------------------------
-
-/// `SET key value [NX | XX] [GET] [KEEPTTL]`.
-fn set(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    let (key, value) = (args[1], args[2]);
-    let (mut nx, mut xx, mut get) = (false, false, false);
-    for option in &args[3..] {
-        match option.to_ascii_uppercase().as_slice() {
-            b"NX" if !xx => nx = true,
-            b"XX" if !nx => xx = true,
-            b"GET" => get = true,
-            b"KEEPTTL" => {}
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
-                return Reply::error(
-                    "ERR SET with an expiry is not supported: the replicated state machine has no clock",
-                );
-            }
-            _ => return Reply::syntax_error(),
-        }
-    }
-    let dkey = data_key(key);
-    let old = if get || nx || xx { tx.get(&dkey) } else { None };
-    let exists = old.is_some();
-    let write = !(nx && exists || xx && !exists);
-    if write && !tx.put(&dkey, value) {
-        adjust_dbsize(tx, 1);
-    }
-    match (get, write) {
-        (true, _) => Reply::bulk_or_null(old),
-        (false, true) => Reply::ok(),
-        (false, false) => Reply::Null,
-    }
-}
-
-/// `DEL key [key ...]` and its original Redraft name `DELETE`.
-fn del(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    let removed = args[1..].iter().filter(|k| tx.delete(&data_key(k))).count() as i64;
-    adjust_dbsize(tx, -removed);
-    Reply::Integer(removed)
-}
-
-/// `MSET key value [key value ...]`.
-fn mset(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    if args.len().is_multiple_of(2) {
-        return Reply::wrong_arity("mset");
-    }
-    let added = args[1..].chunks_exact(2).filter(|kv| store(tx, kv[0], kv[1])).count() as i64;
-    adjust_dbsize(tx, added);
-    Reply::ok()
-}
-
-/// Adds `delta` to the integer at `key` (0 when absent) and stores the result.
-fn incr_by(tx: &mut Tx, key: &[u8], delta: i64) -> Reply {
-    let dkey = data_key(key);
-    let current = match tx.get(&dkey) {
-        None => 0,
-        Some(v) => match parse_i64(&v) {
-            Some(n) => n,
-            None => return Reply::not_an_integer(),
-        },
-    };
-    let Some(next) = current.checked_add(delta) else {
-        return Reply::overflow();
-    };
-    if !tx.put(&dkey, next.to_string().as_bytes()) {
-        adjust_dbsize(tx, 1);
-    }
-    Reply::Integer(next)
-}
-
-fn incr(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    incr_by(tx, args[1], 1)
-}
-
-fn decr(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    incr_by(tx, args[1], -1)
-}
-
-fn incrby(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    match parse_i64(args[2]) {
-        Some(delta) => incr_by(tx, args[1], delta),
-        None => Reply::not_an_integer(),
-    }
-}
-
-fn decrby(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    match parse_i64(args[2]) {
-        Some(i64::MIN) => Reply::error("ERR decrement would overflow"),
-        Some(delta) => incr_by(tx, args[1], -delta),
-        None => Reply::not_an_integer(),
-    }
-}
-
-/// `APPEND key value`: the new length.
-fn append(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    let dkey = data_key(args[1]);
-    let mut value = tx.get(&dkey).unwrap_or_default();
-    value.extend_from_slice(args[2]);
-    if !tx.put(&dkey, &value) {
-        adjust_dbsize(tx, 1);
-    }
-    Reply::Integer(value.len() as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_i64;
-
-    #[test]
-    fn integers_parse_like_redis_string2ll() {
-        assert_eq!(parse_i64(b"0"), Some(0));
-        assert_eq!(parse_i64(b"-12"), Some(-12));
-        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"+1", b"01", b"-0", b" 1", b"1 ", b"1.5", b"9223372036854775808", b"-", b"abc"] {
-            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
-    }
-}

@@ -236,18 +236,21 @@ fn t17_a_refused_start_leaves_no_listener_behind() {
     assert_intact(&cluster);
 }
 
-#[test]
-fn t18_a_node_running_another_module_is_refused_by_join_and_at_restart() {
-    let mut cluster = single("");
-    let probe = std::path::PathBuf::from(redraft_tests::FSM_PROBE_WASM);
+/// A limit that is part of the replicated contract, set to another value than the cluster's.
+const OTHER_FUEL: &str = "limits:\n  fuel_per_apply: 1000000\n";
 
-    // JOIN asks the new node for its contract first and refuses it, naming the difference.
-    cluster.start(2, NodeOptions { fsm_module: probe, ..NodeOptions::default() });
+#[test]
+fn t18_a_node_with_other_limits_is_refused_by_join_and_at_restart() {
+    let mut cluster = single("");
+
+    // JOIN asks the new node for its contract first and refuses other limits, naming them. (Another
+    // module is fine: a new node runs the cluster's, see node_modules.rs.)
+    cluster.start(2, NodeOptions { extra_yaml: OTHER_FUEL.into(), ..NodeOptions::default() });
     let node2 = cluster.node(2);
     let reply =
         call_show(&mut cluster.client(1), &["JOIN", "2", &node2.raft_addr.to_string(), &node2.redis_addr.to_string()]);
     assert!(
-        reply.starts_with("-ERR node 2 runs another state-machine contract") && reply.contains("module_digest"),
+        reply.starts_with("-ERR node 2 runs another ABI, engine or limits") && reply.contains("fuel_per_apply"),
         "{reply}"
     );
     assert!(cluster.node(2).is_running(), "the refused node is untouched: {}", cluster.statuses());
@@ -255,16 +258,15 @@ fn t18_a_node_running_another_module_is_refused_by_join_and_at_restart() {
     assert!(!nodes.contains(&node2.raft_addr.to_string()), "node 2 is not a member: {nodes}");
     assert_intact(&cluster);
 
-    // Node 1 restarted with another module refuses to apply to the state it holds, naming both.
+    // Node 1 restarted with other limits refuses to apply to the state it holds, naming both.
     cluster.stop(1);
     let config = std::fs::read_to_string(&cluster.node(1).config_path).expect("config");
-    let kv = redraft_tests::FSM_KV_WASM;
-    assert!(config.contains(kv), "the config names fsm-kv:\n{config}");
-    std::fs::write(&cluster.node(1).config_path, config.replace(kv, redraft_tests::FSM_PROBE_WASM)).expect("write");
+    assert!(!config.contains("\nlimits:"), "the harness's config sets no limits:\n{config}");
+    std::fs::write(&cluster.node(1).config_path, format!("{config}\n{OTHER_FUEL}")).expect("write");
     let report = cluster.restart_expect_exit(1, REFUSAL_DEADLINE);
     assert!(!report.status.success(), "{report:?}");
     assert!(
-        report.output.contains("another state-machine contract") && report.output.contains("module_digest"),
+        report.output.contains("another state-machine contract") && report.output.contains("fuel_per_apply"),
         "{}",
         report.output
     );
@@ -275,13 +277,14 @@ fn t18_a_node_running_another_module_is_refused_by_join_and_at_restart() {
 }
 
 #[test]
-fn t19_a_replica_with_another_module_stops_at_the_clusters_contract_entry() {
+fn t19_a_replica_with_other_limits_stops_at_the_clusters_module_entry() {
     // JOIN without a Redis address cannot ask the node for its contract; the node itself then
-    // refuses to apply past the cluster's contract entry, naming both, and the cluster goes on.
+    // refuses to apply past the cluster's module entry, naming the difference, and the cluster
+    // goes on.
     let mut cluster = TestCluster::form(REDRAFT, 3, NodeOptions::default());
     let leader = cluster.leader(WAIT_DEADLINE);
     assert_eq!(call_show(&mut cluster.client(leader), &["SET", "canary", "alive"]), "+OK");
-    cluster.start(4, NodeOptions { fsm_module: redraft_tests::FSM_PROBE_WASM.into(), ..NodeOptions::default() });
+    cluster.start(4, NodeOptions { extra_yaml: OTHER_FUEL.into(), ..NodeOptions::default() });
     let raft_addr = cluster.node(4).raft_addr;
     let leader_addr = cluster.node(leader).redis_addr;
     // The learner stops, so JOIN's catch-up never completes: its answer does not matter here.
@@ -295,11 +298,11 @@ fn t19_a_replica_with_another_module_stops_at_the_clusters_contract_entry() {
         .expect("connect");
         let _ = redraft_tests::resp::try_call(&mut con, &["JOIN", "4", &raft_addr.to_string()]);
     });
-    redraft_tests::wait_for("node 4 to stop at the cluster's contract entry", WAIT_DEADLINE, || {
+    redraft_tests::wait_for("node 4 to stop at the cluster's module entry", WAIT_DEADLINE, || {
         if cluster.node(4).is_running() { Err(cluster.statuses()) } else { Ok(()) }
     });
     let log = std::fs::read_to_string(&cluster.node(4).log_path).expect("node 4 log");
-    assert!(log.contains("contract differs from the cluster's") && log.contains("module_digest"), "{log}");
+    assert!(log.contains("engine or limits differ from the cluster's") && log.contains("fuel_per_apply"), "{log}");
     join.join().expect("JOIN thread");
     let leader = cluster.leader(WAIT_DEADLINE);
     let mut con = cluster.client(leader);

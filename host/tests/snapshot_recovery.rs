@@ -8,7 +8,7 @@
 
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
-use redraft::raft::state_machine::StateMachine;
+use redraft::raft::state_machine::{SharedState, StateMachine};
 use redraft::raft::{NodeId, Request};
 use redraft::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};
 use redraft::storage::{self, Backend};
@@ -19,11 +19,16 @@ fn log_id(index: u64) -> LogId<NodeId> {
     LogId::new(CommittedLeaderId::new(1, 1), index)
 }
 
-fn runtime(dir: &Path) -> Runtime {
+/// A state machine on `dir` running fsm-kv, its log purged up to `purged`.
+fn machine(
+    dir: &Path,
+    purged: Option<LogId<NodeId>>,
+) -> Result<(StateMachine, Arc<SharedState>), openraft::StorageError<NodeId>> {
     let engine = FsmEngine::new(RuntimeLimits::default()).expect("engine");
     let module = Arc::new(FsmModule::load(&engine, &redraft_tests::fsm_kv_wasm()).expect("module"));
     let store = storage::open(Backend::Redb, &dir.join("state.redb"), false).expect("store");
-    Runtime::open(module, store).expect("runtime")
+    let runtime = Runtime::open(module.clone(), store).expect("runtime");
+    StateMachine::new(runtime, module, &dir.join("snapshots"), 4096, purged)
 }
 
 fn set(key: &str, value: &str) -> Vec<u8> {
@@ -55,7 +60,7 @@ async fn t10_a_state_behind_the_purged_log_is_restored_from_the_recorded_snapsho
 
     // Node A applies five entries and snapshots them.
     {
-        let (mut machine, _) = StateMachine::new(runtime(&a), &a.join("snapshots"), 4096, None).expect("machine");
+        let (mut machine, _) = machine(&a, None).expect("machine");
         let entries: Vec<Entry<redraft::raft::TypeConfig>> = (1..=5)
             .map(|i| Entry {
                 log_id: log_id(i),
@@ -74,8 +79,7 @@ async fn t10_a_state_behind_the_purged_log_is_restored_from_the_recorded_snapsho
     // index 5: exactly what a crash mid-install leaves. It starts with A's state.
     copy_dir(&a.join("snapshots"), &b.join("snapshots"));
     {
-        let (mut machine, _) =
-            StateMachine::new(runtime(&b), &b.join("snapshots"), 4096, Some(log_id(5))).expect("recovered machine");
+        let (mut machine, _) = machine(&b, Some(log_id(5))).expect("recovered machine");
         let (applied, _) = machine.applied_state().await.expect("applied state");
         assert_eq!(applied, Some(log_id(5)));
     }
@@ -87,7 +91,7 @@ async fn t11_without_a_covering_snapshot_the_node_refuses_to_start_and_says_what
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("c");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let error = match StateMachine::new(runtime(&dir), &dir.join("snapshots"), 4096, Some(log_id(9))) {
+    let error = match machine(&dir, Some(log_id(9))) {
         Ok(_) => panic!("a state behind the purged log with no snapshot must be refused"),
         Err(e) => e.to_string(),
     };

@@ -31,6 +31,9 @@ pub fn fsm_kv_wasm_path() -> &'static Path {
     Path::new(FSM_KV_WASM)
 }
 
+/// Path of `fsm-kv-v2.wasm`: fsm-kv plus `GETDEL`, `SETNX`, `INCRBYFLOAT`, with a migration hook.
+pub const FSM_KV_V2_WASM: &str = env!("FSM_KV_V2_WASM");
+
 /// Path of `fsm-probe.wasm`: a test-only module that exercises std's hidden global state.
 pub const FSM_PROBE_WASM: &str = env!("FSM_PROBE_WASM");
 

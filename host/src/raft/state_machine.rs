@@ -462,7 +462,11 @@ impl StateMachine {
         };
         // A failed migration's reason, as the history and the reply give it.
         let migrate_failed = |outcome: SwitchOutcome| match outcome {
-            SwitchOutcome::Rejected(reason) => SwitchOutcome::Rejected(format!("migrate failed: {reason}")),
+            SwitchOutcome::Rejected(reason) => {
+                let reason = reason.strip_prefix("ERR ").unwrap_or(&reason);
+                let reason = reason.strip_prefix("command aborted: ").unwrap_or(reason);
+                SwitchOutcome::Rejected(format!("migrate failed: {reason}"))
+            }
             activated => activated,
         };
         let outcome = match loaded {

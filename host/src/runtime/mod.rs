@@ -252,7 +252,7 @@ impl Runtime {
                         })();
                         self.fuel_consumed += limits.fuel_per_apply - instance.store.get_fuel().unwrap_or(0);
                         match call {
-                            Ok(Reply::Error(text)) => Ok(SwitchOutcome::Rejected(format!("migrate refused: {text}"))),
+                            Ok(Reply::Error(text)) => Ok(SwitchOutcome::Rejected(text)),
                             Ok(_) => Ok(SwitchOutcome::Activated),
                             Err(error) => deterministic(error),
                         }

@@ -6,9 +6,12 @@
 //! * `PRINT`: writes to stdout without a newline. std buffers it in a lazily allocated static
 //!   buffer (stdout itself goes nowhere on this target).
 //! * `COUNT`: increments a plain `static` and returns it.
+//!
+//! Its migration hook panics (a trap): a cluster can never switch to it from another module,
+//! which the module-switch tests use to check that a failed migration changes nothing.
 #![deny(unsafe_code)]
 
-use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, View};
+use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, Tx, View};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -21,6 +24,12 @@ impl StateMachine for Probe {
         Command::read("print", Arity::Exact(2), KeySpec::none(), print),
         Command::read("count", Arity::Exact(1), KeySpec::none(), count),
     ];
+
+    fn migrate(tx: &mut Tx) -> Reply {
+        // Writes first, so the test can check they are not kept.
+        tx.put(b"probe-migrated", b"1");
+        panic!("fsm-probe refuses to be migrated to")
+    }
 }
 
 fsm_sdk::export_state_machine!(Probe);
