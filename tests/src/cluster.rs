@@ -580,6 +580,45 @@ impl TestCluster {
         status
     }
 
+    /// Points node `id`'s config at another state-machine module (the running node sees it on
+    /// `MODULE RELOAD`, SIGHUP or its next start).
+    pub fn set_config_module(&self, id: u64, module: &Path) {
+        let node = self.node(id);
+        let text = fs::read_to_string(&node.config_path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", node.config_path.display()));
+        let mut config: Yaml = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("node {id}'s config: {e}"));
+        let text = path_text(module).unwrap_or_else(|e| panic!("{e}"));
+        match &mut config {
+            Yaml::Mapping(map) => map.insert(Yaml::from("fsm_module"), Yaml::from(text)),
+            other => panic!("node {id}'s config is not a map: {other:?}"),
+        };
+        let yaml = serde_yaml_ng::to_string(&config).unwrap_or_else(|e| panic!("render YAML: {e}"));
+        fs::write(&node.config_path, yaml).unwrap_or_else(|e| panic!("write {}: {e}", node.config_path.display()));
+    }
+
+    /// Sends node `id` SIGHUP (it reads its config again).
+    pub fn sighup(&self, id: u64) {
+        let pid = self.node(id).pid().unwrap_or_else(|| panic!("node {id} is not running"));
+        let hup = Command::new("kill").args(["-HUP", &pid.to_string()]).status();
+        assert!(hup.as_ref().is_ok_and(ExitStatus::success), "`kill -HUP {pid}` failed: {hup:?}");
+    }
+
+    /// `MODULE INFO` on node `id`, its scalar fields as text (booleans as `1`/`0`, RESP2).
+    pub fn module_info(&self, id: u64) -> Result<BTreeMap<String, String>, String> {
+        let reply = self.try_call(id, &["MODULE", "INFO"])?;
+        let Value::Array(items) = &reply else { return Err(format!("MODULE INFO: {}", resp::show(&reply))) };
+        Ok(items
+            .chunks(2)
+            .filter_map(|pair| {
+                let value = match &pair.get(1)? {
+                    Value::Int(n) => n.to_string(),
+                    other => resp::text(other).unwrap_or_default(),
+                };
+                Some((resp::text(&pair[0])?, value))
+            })
+            .collect())
+    }
+
     /// Sends `BOOTSTRAP <id> <raft_addr>` to node `id`; asserts `+OK`.
     pub fn bootstrap(&self, id: u64) {
         let node = self.node(id);
@@ -642,23 +681,23 @@ impl TestCluster {
         self.try_call(id, args).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// `INFO raft` of node `id` as `field → value`.
+    /// `INFO raft module` of node `id` as `field → value`.
     pub fn info(&self, id: u64) -> Result<BTreeMap<String, String>, String> {
-        let reply = self.try_call(id, &["INFO", "raft"])?;
-        let text = resp::text(&reply).ok_or_else(|| format!("node {id}: INFO raft: {}", resp::show(&reply)))?;
+        let reply = self.try_call(id, &["INFO", "raft", "module"])?;
+        let text = resp::text(&reply).ok_or_else(|| format!("node {id}: INFO: {}", resp::show(&reply)))?;
         Ok(parse_info(&text))
     }
 
-    /// One field of node `id`'s `INFO raft`; panics if it is missing.
+    /// One field of node `id`'s `INFO raft module`; panics if it is missing.
     pub fn info_field(&self, id: u64, field: &str) -> String {
         let info = self.info(id).unwrap_or_else(|e| panic!("{e}"));
-        info.get(field).cloned().unwrap_or_else(|| panic!("node {id}: no {field} in INFO raft: {info:?}"))
+        info.get(field).cloned().unwrap_or_else(|| panic!("node {id}: no {field} in INFO: {info:?}"))
     }
 
-    /// A numeric field of `INFO raft` (an empty value reads as 0).
+    /// A numeric field of `INFO raft module` (an empty value reads as 0).
     pub fn info_number(&self, id: u64, field: &str) -> Result<u64, String> {
         let info = self.info(id)?;
-        let value = info.get(field).ok_or_else(|| format!("node {id}: no {field} in INFO raft: {info:?}"))?;
+        let value = info.get(field).ok_or_else(|| format!("node {id}: no {field} in INFO: {info:?}"))?;
         if value.is_empty() {
             return Ok(0);
         }
