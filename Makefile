@@ -77,7 +77,7 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) -p fsm-sdk $(GUESTS) --locked -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p fsm-sdk -p fsm-kv-core $(GUESTS) --locked -- -D warnings
 
 unit:
 	$(CARGO) test --workspace --locked

@@ -74,8 +74,7 @@ impl Replica {
     /// Proposes the module at `path` as a leader would: its bytes and its contract.
     async fn switch(&mut self, path: &str) -> Reply {
         let module = load(&self.engine, path);
-        let change = ModuleChange { contract: module.contract().encode(), bytes: module.bytes().to_vec() };
-        self.apply(Request::Module(change)).await.remove(0)
+        self.apply(Request::Module(ModuleChange::of(&module))).await.remove(0)
     }
 
     /// `DEBUG DIGEST`: the state's digest.
@@ -169,10 +168,7 @@ async fn t5_a_replica_with_other_limits_stops_at_a_module_entry_instead_of_diver
     let module = load(&cluster, V2);
     let entry = Entry::<TypeConfig> {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
-        payload: EntryPayload::Normal(Request::Module(ModuleChange {
-            contract: module.contract().encode(),
-            bytes: module.bytes().to_vec(),
-        })),
+        payload: EntryPayload::Normal(Request::Module(ModuleChange::of(&module))),
     };
     let error = r.machine.apply([entry]).await.expect_err("refused").to_string();
     assert!(error.contains("fuel_per_apply: 1000000 vs 50000000"), "{error}");

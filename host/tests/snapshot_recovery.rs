@@ -23,12 +23,12 @@ fn log_id(index: u64) -> LogId<NodeId> {
 fn machine(
     dir: &Path,
     purged: Option<LogId<NodeId>>,
-) -> Result<(StateMachine, Arc<SharedState>), openraft::StorageError<NodeId>> {
+) -> Result<(StateMachine, Arc<SharedState>), String> {
     let engine = FsmEngine::new(RuntimeLimits::default()).expect("engine");
     let module = Arc::new(FsmModule::load(&engine, &redraft_tests::fsm_kv_wasm()).expect("module"));
     let store = storage::open(Backend::Redb, &dir.join("state.redb"), false).expect("store");
     let runtime = Runtime::open(module.clone(), store).expect("runtime");
-    StateMachine::new(runtime, module, &dir.join("snapshots"), 4096, purged)
+    StateMachine::new(runtime, module, &dir.join("snapshots"), 4096, purged).map_err(|e| e.to_string())
 }
 
 fn set(key: &str, value: &str) -> Vec<u8> {
@@ -93,7 +93,7 @@ async fn t11_without_a_covering_snapshot_the_node_refuses_to_start_and_says_what
     std::fs::create_dir_all(&dir).expect("mkdir");
     let error = match machine(&dir, Some(log_id(9))) {
         Ok(_) => panic!("a state behind the purged log with no snapshot must be refused"),
-        Err(e) => e.to_string(),
+        Err(e) => e,
     };
     assert!(error.contains("behind the purged log") && error.contains("JOIN"), "{error}");
 }

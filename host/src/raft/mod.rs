@@ -96,6 +96,13 @@ pub struct ModuleChange {
     pub bytes: Vec<u8>,
 }
 
+impl ModuleChange {
+    /// The entry that makes `module` the cluster's, as this node (its engine, its limits) runs it.
+    pub fn of(module: &crate::runtime::FsmModule) -> Self {
+        ModuleChange { contract: module.contract().encode(), bytes: module.bytes().to_vec() }
+    }
+}
+
 /// One module entry's outcome, as `MODULE HISTORY` lists it. Part of the replicated state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleEvent {

@@ -370,8 +370,7 @@ impl Node {
             self.modules.settle(&module);
             return Ok(Reply::Simple(format!("OK module {short} is already active")));
         }
-        let change = ModuleChange { contract: module.contract().encode(), bytes: module.bytes().to_vec() };
-        let response = self.propose(Request::Module(change)).await?;
+        let response = self.propose(Request::Module(ModuleChange::of(&module))).await?;
         self.modules.settle(&module);
         Ok(response.replies.into_iter().next().unwrap_or_else(Reply::ok))
     }
@@ -460,12 +459,13 @@ impl Node {
     }
 
     /// Runs `queries` with a function that answers one query with the reader runtime, running the
-    /// cluster's active module. The active module is held for reading meanwhile, so a switch (or a
-    /// snapshot install) cannot commit halfway through. Blocking.
+    /// cluster's active module. Module changes wait meanwhile (`SharedState::module_change`), so a
+    /// switch or a snapshot install cannot commit halfway through. Blocking.
     fn with_reader<T>(&self, queries: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<Reply, ClusterError>) -> T) -> T {
         let mut reader = lock(&self.reader);
-        let active = self.shared.module.read().unwrap_or_else(|p| p.into_inner());
-        match &active.module {
+        let _exclusive = lock(&self.shared.module_change);
+        let active = self.active(|active| active.module.clone());
+        match &active {
             Some(module) => {
                 reader.use_module(module.clone());
                 queries(&mut |command| {
@@ -532,9 +532,7 @@ impl Node {
             .state(ServerState::Leader, "bootstrap")
             .await
             .map_err(|e| ClusterError::Timeout(format!("TIMEOUT the new cluster elected no leader: {e}")))?;
-        let module = self.modules.current().module;
-        let change = ModuleChange { contract: module.contract().encode(), bytes: module.bytes().to_vec() };
-        self.propose(Request::Module(change)).await?;
+        self.propose(Request::Module(ModuleChange::of(&self.modules.current().module))).await?;
         tracing::info!(id = self.id, cluster = ?self.cluster_id(), "bootstrapped a one-node cluster");
         Ok(())
     }

@@ -77,10 +77,13 @@ pub struct SharedState {
     /// state store, or held by a snapshot file on disk. The log store's purge waits for it (see
     /// `LogStore::limit_purge_to`).
     pub recoverable: tokio::sync::watch::Sender<u64>,
-    /// The cluster's module as of the last applied entry. The applier holds it for writing while
-    /// it commits a switch, and readers hold it while they query, so no query ever runs one
-    /// module's code against another module's state.
+    /// The cluster's module as of the last applied entry. Held only for moments: routing reads
+    /// it for every command.
     pub module: RwLock<ActiveModule>,
+    /// Held by the applier while it commits a module switch or restores a snapshot (until
+    /// [`SharedState::module`] names the new module), and by the reader while it queries: no
+    /// query runs one module's code against another module's state.
+    pub module_change: Mutex<()>,
 }
 
 /// The cluster's module and the history of module entries, as this replica has applied them.
@@ -271,7 +274,12 @@ impl StateMachine {
             }
         }
         let (recoverable, _) = tokio::sync::watch::channel(0);
-        let shared = Arc::new(SharedState { retired: RwLock::default(), recoverable, module: RwLock::default() });
+        let shared = Arc::new(SharedState {
+            retired: RwLock::default(),
+            recoverable,
+            module: RwLock::default(),
+            module_change: Mutex::new(()),
+        });
         let machine = StateMachine {
             runtime: Mutex::new(runtime),
             store,
@@ -358,13 +366,13 @@ impl StateMachine {
     ) -> Result<crate::storage::snapshot::SnapshotInfo, String> {
         let required = [(meta::LAST_APPLIED, claimed)];
         // Readers wait: none may run one module against the other's state.
-        let mut active = self.shared.module.write().unwrap_or_else(|p| p.into_inner());
+        let _exclusive = lock(&self.shared.module_change);
         let info = match &module {
             Some(module) => lock(&self.runtime).restore_with_module(source, module.clone(), &required),
             None => self.store.restore(source, &required),
         }
         .map_err(|e| e.to_string())?;
-        active.module = module;
+        self.shared.module.write().unwrap_or_else(|p| p.into_inner()).module = module;
         Ok(info)
     }
 
@@ -435,16 +443,18 @@ impl StateMachine {
                 return Err(w(&text));
             }
         }
-        let mut active = self.shared.module.write().unwrap_or_else(|p| p.into_inner());
+        let (current, previous) = {
+            let active = self.shared.module.read().unwrap_or_else(|p| p.into_inner());
+            (active.module.clone(), active.history.clone())
+        };
         let commit_meta = |values: &[(&str, &[u8])]| {
             tokio::task::block_in_place(|| lock(&self.runtime).apply_batch::<&[u8]>(&[], values)).map_err(|e| w(&e))
         };
-        if active.module.as_ref().is_some_and(|m| m.digest() == digest) {
+        if current.as_ref().is_some_and(|m| m.digest() == digest) {
             // Already active: nothing to switch, nothing to record.
             commit_meta(&[(meta::LAST_APPLIED, &last)])?;
             return Ok(Reply::Simple(format!("OK module {short} is already active")));
         }
-        let previous = active.history.clone();
         let history_with = |rejected: Option<String>| {
             let mut history = previous.clone();
             history.push(ModuleEvent { index: log_id.index, digest, rejected });
@@ -477,7 +487,7 @@ impl StateMachine {
             }
             Ok(module) => {
                 // No migration when the cluster gets its first module: there is no earlier state.
-                let run_migrate = active.module.is_some();
+                let run_migrate = current.is_some();
                 let meta_for = |outcome: &SwitchOutcome| {
                     let rejected = match migrate_failed(outcome.clone()) {
                         SwitchOutcome::Activated => None,
@@ -489,14 +499,19 @@ impl StateMachine {
                     vec![(meta::LAST_APPLIED, last.clone()), (MODULE_HISTORY, history)]
                 };
                 let switched = tokio::task::block_in_place(|| {
-                    lock(&self.runtime).switch_module(module.clone(), run_migrate, &meta_for)
+                    // Readers wait until the module they run matches the state.
+                    let _exclusive = lock(&self.shared.module_change);
+                    let switched = lock(&self.runtime).switch_module(module.clone(), run_migrate, &meta_for)?;
+                    if switched == SwitchOutcome::Activated {
+                        self.shared.module.write().unwrap_or_else(|p| p.into_inner()).module = Some(module.clone());
+                    }
+                    Ok::<_, crate::runtime::ApplyError>(switched)
                 })
                 .map_err(|e| {
                     tracing::error!("applying the module entry {log_id} failed: {e}; this node stops applying");
                     w(&e)
                 })?;
                 if switched == SwitchOutcome::Activated {
-                    active.module = Some(module.clone());
                     self.note_configured(Some(&module));
                 }
                 migrate_failed(switched)
@@ -504,6 +519,7 @@ impl StateMachine {
         };
         let hex = crate::storage::hex(&digest);
         let index = log_id.index;
+        let mut active = self.shared.module.write().unwrap_or_else(|p| p.into_inner());
         Ok(match outcome {
             SwitchOutcome::Activated => {
                 active.history = history_with(None);

@@ -147,6 +147,9 @@ pub enum SwitchOutcome {
     Rejected(String),
 }
 
+/// Named meta entries to commit, with their values.
+pub type MetaValues = Vec<(&'static str, Vec<u8>)>;
+
 /// Runs one module's commands against one store. Owns a single wasm instance, re-created after
 /// any trap so that no half-updated guest memory ever runs another command.
 pub struct Runtime {
@@ -221,7 +224,7 @@ impl Runtime {
         &mut self,
         module: Arc<FsmModule>,
         run_migrate: bool,
-        meta: &dyn Fn(&SwitchOutcome) -> Vec<(&'static str, Vec<u8>)>,
+        meta: &dyn Fn(&SwitchOutcome) -> MetaValues,
     ) -> Result<SwitchOutcome, ApplyError> {
         let limits = module.engine.limits;
         let view = self.store.read()?;

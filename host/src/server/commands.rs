@@ -497,6 +497,17 @@ async fn check_joining_contract(shared: &Shared, id: u64, redis_addr: &str) -> R
     )))
 }
 
+/// Passes a cluster command on to the leader and returns its answer; `check` names the command
+/// that tells whether it took effect when the leader does not answer in `timeout`.
+async fn to_leader(redis_addr: &str, args: &[Bytes], timeout: std::time::Duration, check: &str) -> Response {
+    let upstream = Upstream::start(redis_addr, timeout);
+    upstream
+        .submit(args.to_vec())
+        .await
+        .await
+        .unwrap_or_else(|_| Response::error(format!("ERR the leader did not answer; check {check} before retrying")))
+}
+
 fn parse_id(arg: &[u8]) -> Result<u64, Response> {
     match text(arg).parse::<u64>() {
         Ok(id) if id > 0 => Ok(id),
@@ -519,10 +530,8 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
             return match node.reload_module().await {
                 Ok(reply) => Response::from(reply),
                 Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
-                    let upstream = Upstream::start(&redis_addr, std::time::Duration::from_secs(60));
-                    upstream.submit(args.to_vec()).await.await.unwrap_or_else(|_| {
-                        Response::error("ERR the leader did not answer; check MODULE INFO before retrying")
-                    })
+                    // Compiling and switching takes a moment on every replica.
+                    to_leader(&redis_addr, args, std::time::Duration::from_secs(60), "MODULE INFO").await
                 }
                 Err(e) => cluster_error(&e),
             };
@@ -538,10 +547,7 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
             match node.route_to_leader() {
                 Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
                     // JOIN waits for the new node to catch up (up to two minutes).
-                    let upstream = Upstream::start(&redis_addr, std::time::Duration::from_secs(150));
-                    return upstream.submit(args.to_vec()).await.await.unwrap_or_else(|_| {
-                        Response::error("ERR the leader did not answer; check NODES before retrying")
-                    });
+                    return to_leader(&redis_addr, args, std::time::Duration::from_secs(150), "NODES").await;
                 }
                 Err(e) => Err(e),
                 Ok(()) if name == "join" => {
