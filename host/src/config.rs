@@ -50,10 +50,12 @@ pub struct Config {
     /// node identity marker (which ties the directory to this node's id). *Required*. A relative
     /// path is resolved against the config file's directory. Give each node its own.
     pub data_dir: PathBuf,
-    /// Path to the state machine, a `.wasm` module (for the key-value one, `make wasm` builds
-    /// `target/wasm32-unknown-unknown/guest/fsm_kv.wasm`). *Required*. A relative path is resolved
-    /// against the config file's directory. Every replica must run the same module: the runtime
-    /// refuses state produced by another one.
+    /// Path to the state machine this node proposes, a `.wasm` module (`make wasm` builds
+    /// `target/wasm32-unknown-unknown/guest/fsm_kv.wasm` and `fsm_kv_v2.wasm`). *Required*, and it
+    /// must load at start. A relative path is resolved against the config file's directory. The
+    /// cluster runs the module its log says: `BOOTSTRAP` installs this one, `MODULE RELOAD` (or
+    /// SIGHUP) proposes it again after a change, and a node whose file names another module
+    /// follows the cluster's.
     pub fsm_module: PathBuf,
     /// Whether a fresh node (one with an empty `data_dir`) initialises a one-node cluster of
     /// itself at start. Default `false`. Set it on exactly one node, once, to create a cluster;

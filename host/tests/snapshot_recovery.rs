@@ -20,10 +20,7 @@ fn log_id(index: u64) -> LogId<NodeId> {
 }
 
 /// A state machine on `dir` running fsm-kv, its log purged up to `purged`.
-fn machine(
-    dir: &Path,
-    purged: Option<LogId<NodeId>>,
-) -> Result<(StateMachine, Arc<SharedState>), String> {
+fn machine(dir: &Path, purged: Option<LogId<NodeId>>) -> Result<(StateMachine, Arc<SharedState>), String> {
     let engine = FsmEngine::new(RuntimeLimits::default()).expect("engine");
     let module = Arc::new(FsmModule::load(&engine, &redraft_tests::fsm_kv_wasm()).expect("module"));
     let store = storage::open(Backend::Redb, &dir.join("state.redb"), false).expect("store");

@@ -338,8 +338,7 @@ impl Node {
     /// Returns the switch's outcome once applied. On a follower the config is read again and
     /// [`ClusterError::NotLeader`] returned: the server passes the command on to the leader.
     pub async fn reload_module(&self) -> Result<Reply, ClusterError> {
-        let configured = tokio::task::block_in_place(|| self.modules.reread())
-            .map_err(|e| ClusterError::Refused(format!("ERR {e}")))?;
+        let configured = self.reread_config().map_err(|e| ClusterError::Refused(format!("ERR {e}")))?;
         self.route_to_leader()?;
         self.switch_to(configured.module).await
     }
@@ -347,7 +346,7 @@ impl Node {
     /// SIGHUP: reads the config again; if it names another module than the active one, asks for
     /// a switch (proposed now if this node leads, else whenever it does).
     pub fn reload_on_signal(&self) {
-        match tokio::task::block_in_place(|| self.modules.reread()) {
+        match self.reread_config() {
             Err(e) => tracing::error!("SIGHUP: the configuration was not reloaded: {e}"),
             Ok(configured) => {
                 let digest = configured.module.digest();
@@ -359,6 +358,13 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Reads the config and the module it names again (blocking: off the async workers).
+    fn reread_config(&self) -> Result<Configured, String> {
+        let configured = tokio::task::block_in_place(|| self.modules.reread())?;
+        *self.shared.configured.write().unwrap_or_else(|p| p.into_inner()) = configured.module.clone();
+        Ok(configured)
     }
 
     /// Proposes `module` as the cluster's (on the leader) and returns the outcome once applied:

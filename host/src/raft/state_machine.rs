@@ -84,6 +84,17 @@ pub struct SharedState {
     /// [`SharedState::module`] names the new module), and by the reader while it queries: no
     /// query runs one module's code against another module's state.
     pub module_change: Mutex<()>,
+    /// The module this node's config names, as last read (the node updates it on `MODULE
+    /// RELOAD` and SIGHUP). Its ABI, engine and limits must match every module entry's; an entry
+    /// carrying its bytes reuses it instead of compiling them again.
+    pub configured: RwLock<Arc<FsmModule>>,
+}
+
+impl SharedState {
+    /// See [`SharedState::configured`].
+    pub fn configured(&self) -> Arc<FsmModule> {
+        self.configured.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The cluster's module and the history of module entries, as this replica has applied them.
@@ -223,9 +234,6 @@ impl SnapshotFiles {
 pub struct StateMachine {
     runtime: Mutex<Runtime>,
     store: SharedStore,
-    /// This node's configured module: its contract's ABI, engine and limits must match every
-    /// module entry's, and an entry carrying the same bytes reuses it instead of compiling again.
-    configured: Arc<FsmModule>,
     shared: Arc<SharedState>,
     snapshots: Arc<SnapshotFiles>,
     /// Files being received, by `(device, inode)`: openraft hands the file back at install time,
@@ -279,11 +287,11 @@ impl StateMachine {
             recoverable,
             module: RwLock::default(),
             module_change: Mutex::new(()),
+            configured: RwLock::new(configured),
         });
         let machine = StateMachine {
             runtime: Mutex::new(runtime),
             store,
-            configured,
             shared: shared.clone(),
             snapshots: Arc::new(snapshots),
             receiving: std::collections::HashMap::new(),
@@ -347,7 +355,7 @@ impl StateMachine {
         let Some(bytes) = info.meta.get(meta::MODULE) else { return Ok(None) };
         let contract = info.meta.get(meta::CONTRACT).ok_or("the snapshot has a module but no contract")?;
         let contract = Contract::decode(contract).map_err(|e| format!("the snapshot's contract is unreadable: {e}"))?;
-        let differences = self.configured.contract().differences_besides_module(&contract);
+        let differences = self.shared.configured().contract().differences_besides_module(&contract);
         if !differences.is_empty() {
             return Err(format!(
                 "the snapshot was produced under another ABI, engine or limits ({}; this node vs snapshot)",
@@ -379,10 +387,11 @@ impl StateMachine {
     /// Loads module bytes from the log or a snapshot, reusing the configured module when they
     /// are its bytes.
     fn load_module(&self, bytes: &[u8]) -> Result<Arc<FsmModule>, crate::runtime::LoadError> {
-        if bytes == self.configured.bytes() {
-            return Ok(self.configured.clone());
+        let configured = self.shared.configured();
+        if bytes == configured.bytes() {
+            return Ok(configured);
         }
-        FsmModule::load(self.configured.engine(), bytes).map(Arc::new)
+        FsmModule::load(configured.engine(), bytes).map(Arc::new)
     }
 
     fn reload_shared(&self) -> Result<(), StorageError<NodeId>> {
@@ -408,12 +417,13 @@ impl StateMachine {
 
     /// Says so in the log when this node's configured module is not the cluster's.
     fn note_configured(&self, active: Option<&FsmModule>) {
+        let configured = self.shared.configured();
         if let Some(active) = active
-            && active.digest() != self.configured.digest()
+            && active.digest() != configured.digest()
         {
             tracing::warn!(
                 active = %crate::storage::hex(&active.digest()),
-                configured = %crate::storage::hex(&self.configured.digest()),
+                configured = %crate::storage::hex(&configured.digest()),
                 "this node's configured fsm_module is not the cluster's active module: following the cluster"
             );
         }
@@ -432,7 +442,7 @@ impl StateMachine {
         // this node's configuration: it stops rather than diverge.
         let proposed = Contract::decode(&change.contract);
         if let Ok(proposed) = &proposed {
-            let differences = self.configured.contract().differences_besides_module(proposed);
+            let differences = self.shared.configured().contract().differences_besides_module(proposed);
             if !differences.is_empty() {
                 let text = format!(
                     "this node's ABI, engine or limits differ from the cluster's ({}; this node vs cluster): refusing \
