@@ -123,7 +123,7 @@ async fn t2_a_trapping_migration_is_rejected_as_a_whole_and_the_old_module_stays
 
     let reply = r.switch(PROBE).await;
     assert!(
-        matches!(&reply, Reply::Error(e) if e.contains("rejected at index 2: migrate failed: module trapped")),
+        matches!(&reply, Reply::Error(e) if e.contains("rejected at index 2: migrate failed: module trapped") && e.contains("unreachable")),
         "{reply:?}"
     );
     assert_eq!(r.state_digest(), before, "nothing the migration wrote is kept");
@@ -133,17 +133,60 @@ async fn t2_a_trapping_migration_is_rejected_as_a_whole_and_the_old_module_stays
     assert!(history[0].rejected.as_deref().is_some_and(|why| why.contains("migrate failed")), "{history:?}");
 }
 
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes)).into()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t3_bytes_that_do_not_load_are_rejected_and_change_nothing() {
+async fn t3_a_malformed_entry_is_rejected_alike_and_bytes_that_do_not_load_stop_the_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut r = Replica::new(dir.path(), V1, true, RuntimeLimits::default());
     r.run(&[&["SET", "a", "1"]]).await;
-    let bytes = b"\0asm\x01\0\0\0garbage".to_vec();
-    let digest: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes)).into();
-    let contract = Contract::new(digest, r.engine.identity(), r.engine.limits()).encode();
-    let reply = r.apply(Request::Module(ModuleChange { contract, bytes })).await.remove(0);
-    assert!(matches!(&reply, Reply::Error(e) if e.contains("does not load")), "{reply:?}");
+    let garbage = b"\0asm\x01\0\0\0garbage".to_vec();
+
+    // Bytes that are not the ones the contract names: every replica sees the same entry.
+    let v1 = load(&r.engine, V1);
+    let reply =
+        r.apply(Request::Module(ModuleChange { contract: v1.contract().encode(), bytes: garbage.clone() })).await;
+    assert!(matches!(&reply[0], Reply::Error(e) if e.contains("do not match its digest")), "{reply:?}");
     assert_eq!(r.run(&[&["GET", "a"]]).await, vec![bulk("1")]);
+
+    // Bytes that match their digest but do not load here: the leader validated them, so this
+    // node is the odd one out, and it stops rather than diverge.
+    let contract = Contract::new(sha256(&garbage), r.engine.identity(), r.engine.limits()).encode();
+    let entry = Entry::<TypeConfig> {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), r.next),
+        payload: EntryPayload::Normal(Request::Module(ModuleChange { contract, bytes: garbage })),
+    };
+    let error = r.machine.apply([entry]).await.expect_err("stops").to_string();
+    assert!(error.contains("does not load on this node"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t7_logs_and_stores_from_before_module_entries_keep_working() {
+    // A log whose first entry is the old contract entry installs the configured module.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut r = Replica::new(dir.path(), V1, false, RuntimeLimits::default());
+    let contract = load(&r.engine, V1).contract().encode();
+    let reply = r.apply(Request::Contract(contract)).await;
+    assert!(matches!(&reply[0], Reply::Simple(s) if s.starts_with("OK module")), "{reply:?}");
+    assert_eq!(r.run(&[&["SET", "a", "1"], &["GET", "a"]]).await, vec![Reply::ok(), bulk("1")]);
+
+    // A store that records only the contract opens with the configured module, and records it.
+    let old = tempfile::tempdir().expect("tempdir");
+    let engine = FsmEngine::new(RuntimeLimits::default()).expect("engine");
+    let v1 = load(&engine, V1);
+    let store = storage::open(Backend::Redb, &old.path().join("state.redb"), false).expect("store");
+    let mut batch = storage::WriteBatch::default();
+    batch.set_meta(storage::meta::CONTRACT, &v1.contract().encode());
+    batch.put(b"ka", b"1");
+    store.commit(&batch).expect("commit");
+    let mut runtime = Runtime::open_replica(v1.clone(), store.clone()).expect("opens");
+    let mut get = Vec::new();
+    fsm_sdk::codec::encode_args(&[b"GET".as_slice(), b"a"], &mut get);
+    assert_eq!(runtime.query(&get).expect("query"), bulk("1"));
+    let meta = store.read().expect("view").meta().expect("meta");
+    assert_eq!(meta.get(storage::meta::MODULE).map(Vec::as_slice), Some(v1.bytes()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,18 +65,25 @@ pub enum Request {
     /// fsync and one replication round serve them all). Shared (`Arc`), so the log store's cache
     /// and openraft's replication and apply paths can hold the entry without copying it.
     Commands(#[serde(with = "byte_strings")] std::sync::Arc<Vec<Vec<u8>>>),
+    /// Written only by Redraft before module switches existed, as the first entry after
+    /// bootstrap: the cluster's contract ([`crate::runtime::Contract`], encoded), without the
+    /// module's bytes. Applied as the module entry of this node's configured module, which must
+    /// have exactly this contract (every node of such a cluster had to). Kept so that those logs
+    /// still decode: the variants' order is their encoding.
+    Contract(#[serde(with = "byte_string")] Vec<u8>),
+    /// Retires a node id for good (proposed before the node is removed), so it is never reused.
+    RetireNode(NodeId),
     /// Makes a state-machine module the cluster's active one, from this entry on. The first
     /// entry after bootstrap installs the bootstrapping node's module; later ones switch modules
     /// (`MODULE RELOAD`), running the new module's migration hook inside this entry's apply.
     Module(ModuleChange),
-    /// Retires a node id for good (proposed before the node is removed), so it is never reused.
-    RetireNode(NodeId),
 }
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Request::Commands(commands) => write!(f, "commands({})", commands.len()),
+            Request::Contract(_) => f.write_str("contract"),
             Request::Module(change) => write!(f, "module({} bytes)", change.bytes.len()),
             Request::RetireNode(id) => write!(f, "retire-node({id})"),
         }
@@ -246,6 +253,7 @@ mod tests {
         for request in [
             Request::Commands(vec![].into()),
             Request::Commands(vec![b"a".to_vec(), vec![], big.clone(), (0..=255).collect()].into()),
+            Request::Contract(big.clone()),
             Request::Module(ModuleChange { contract: b"module_digest=00".to_vec(), bytes: big }),
             Request::RetireNode(42),
         ] {

@@ -5,15 +5,17 @@
 //! *configured* module is only a proposal. A node asks for a switch (and proposes it once it
 //! leads) in three cases:
 //!
-//! * `MODULE RELOAD` on the leader: it re-reads its config and proposes at once;
-//! * SIGHUP: the node re-reads its config and, if the module differs from the active one, asks
+//! * `MODULE RELOAD`: the node reads its config again and the cluster switches to that module
+//!   at once (a follower has the leader propose it);
+//! * SIGHUP: the node reads its config again and, if the module differs from the active one, asks
 //!   for the switch, proposing it whenever it leads;
 //! * at start, when the configured module differs from the one this node's config named at its
 //!   previous start (kept in `data_dir/configured_module`): an operator changed the config.
 //!
 //! A node that merely restarts with an old config, or joins with one, never asks: it follows the
-//! cluster. That is what keeps a stale node from switching a cluster back when it wins an
-//! election.
+//! cluster. A request is dropped once any later module entry decides the matter (another node's
+//! switch, or this one's), and replaced by every reload, so a stale request never switches a
+//! cluster back when its node wins an election.
 
 use super::node::StartError;
 use crate::config::ConfigSource;
@@ -36,7 +38,9 @@ pub struct ModuleConfig {
     source: Option<ConfigSource>,
     configured: Mutex<Configured>,
     /// The module this node asks the cluster to switch to, once it leads.
-    wanted: Mutex<Option<Arc<FsmModule>>>,
+    wanted: Mutex<Option<Wanted>>,
+    /// Whether the config names another module than at the previous start.
+    changed_since_last_start: bool,
     /// Wakes the proposer when `wanted` is set.
     pub(crate) wakeup: Arc<tokio::sync::Notify>,
     /// Records the digest of the configured module at the last start or reload.
@@ -67,19 +71,16 @@ impl ModuleConfig {
         let module = load(&engine, path).map_err(|e| StartError::StateMachine(describe(path, &e)))?;
         let seen_file = data_dir.join("configured_module");
         let previous = std::fs::read_to_string(&seen_file).ok().map(|text| text.trim().to_owned());
+        let digest = crate::storage::hex(&module.digest());
         let config = ModuleConfig {
             engine,
             source,
-            configured: Mutex::new(Configured { path: path.to_owned(), module: module.clone() }),
+            configured: Mutex::new(Configured { path: path.to_owned(), module }),
             wanted: Mutex::new(None),
+            changed_since_last_start: previous.is_some_and(|p| p != digest),
             wakeup: Arc::default(),
             seen_file,
         };
-        let digest = crate::storage::hex(&module.digest());
-        if previous.is_some_and(|p| p != digest) {
-            tracing::info!(module = %digest, "fsm_module changed since the last start: proposing it when this node leads");
-            config.want(module);
-        }
         config.record_seen(&digest);
         Ok(config)
     }
@@ -114,23 +115,38 @@ impl ModuleConfig {
         Ok(configured)
     }
 
-    /// Asks for a switch to `module` (proposed when this node leads).
-    pub fn want(&self, module: Arc<FsmModule>) {
-        *super::lock(&self.wanted) = Some(module);
+    /// Whether the config named another module at this node's previous start.
+    pub fn changed_since_last_start(&self) -> bool {
+        self.changed_since_last_start
+    }
+
+    /// Asks for a switch to `module`, proposed when this node leads, unless a module entry after
+    /// index `after` (the last one applied now) decides the matter first.
+    pub fn want(&self, module: Arc<FsmModule>, after: u64) {
+        *super::lock(&self.wanted) = Some(Wanted { module, after });
         self.wakeup.notify_one();
     }
 
-    /// The module this node asks the cluster to switch to, if any.
-    pub fn wanted(&self) -> Option<Arc<FsmModule>> {
+    /// The request, if any.
+    pub fn wanted(&self) -> Option<Wanted> {
         super::lock(&self.wanted).clone()
     }
 
-    /// Drops the request for `module` (decided, or no longer needed), unless a newer one replaced
-    /// it meanwhile.
-    pub fn settle(&self, module: &FsmModule) {
+    /// Drops the request for `module` (decided, or no longer needed), unless another one replaced
+    /// it meanwhile; `None` drops any.
+    pub fn settle(&self, module: Option<&FsmModule>) {
         let mut wanted = super::lock(&self.wanted);
-        if wanted.as_ref().is_some_and(|w| w.digest() == module.digest()) {
+        if module.is_none_or(|m| wanted.as_ref().is_some_and(|w| w.module.digest() == m.digest())) {
             *wanted = None;
         }
     }
+}
+
+/// A module this node asks the cluster to switch to.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    /// The module.
+    pub module: Arc<FsmModule>,
+    /// The index of the last module entry applied when it was asked: a later one decides.
+    pub after: u64,
 }

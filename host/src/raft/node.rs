@@ -207,12 +207,8 @@ impl Node {
             .map_err(|e| StartError::StateMachine(format!("cannot open the state store: {e}")))?;
         // The store's recorded module is the cluster's, whatever the config names; a store without
         // one waits for the cluster's first module entry.
-        let applier = match Runtime::open_recorded(&engine, store.clone()) {
-            Ok(Some(runtime)) => runtime,
-            Ok(None) => Runtime::attach(configured.clone(), store.clone())
-                .map_err(|e| StartError::StateMachine(e.to_string()))?,
-            Err(e) => return Err(StartError::StateMachine(e.to_string())),
-        };
+        let applier = Runtime::open_replica(configured.clone(), store.clone())
+            .map_err(|e| StartError::StateMachine(e.to_string()))?;
         let reader = Runtime::attach(applier.module().clone(), store.clone())
             .map_err(|e| StartError::StateMachine(e.to_string()))?;
         let log = match config.store_backend {
@@ -294,6 +290,13 @@ impl Node {
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
         tokio::spawn(stale_read_loop(Arc::downgrade(&node), stale_rx));
         tokio::spawn(module_loop(Arc::downgrade(&node), node.raft.metrics(), node.modules.wakeup.clone()));
+        if node.modules.changed_since_last_start() {
+            let configured = node.modules.current().module;
+            if node.active(|a| a.module.is_some()) && !node.is_active(&configured) {
+                tracing::info!("fsm_module changed since the last start: proposing it when this node leads");
+                node.modules.want(configured, node.last_module_entry());
+            }
+        }
         let pristine = node.log.is_pristine().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
         if config.bootstrap && pristine {
             let raft_addr = node.member.raft_addr.clone();
@@ -330,17 +333,37 @@ impl Node {
 
     /// The module this node asks the cluster to switch to, if any (`INFO`).
     pub fn wanted_module(&self) -> Option<Arc<FsmModule>> {
-        self.modules.wanted()
+        self.modules.wanted().map(|w| w.module)
     }
 
-    /// `MODULE RELOAD`: reads the config again and, on the leader, proposes a switch to the
-    /// module it names (validated first: it loads, speaks our ABI, imports only what we allow).
-    /// Returns the switch's outcome once applied. On a follower the config is read again and
-    /// [`ClusterError::NotLeader`] returned: the server passes the command on to the leader.
-    pub async fn reload_module(&self) -> Result<Reply, ClusterError> {
+    /// `MODULE RELOAD`: reads the config again and switches the cluster to the module it names
+    /// (validated first: it loads, speaks our ABI, imports only what we allow). On the leader it
+    /// proposes the switch and returns the outcome once applied; a follower returns what the
+    /// leader must be sent ([`Reload::Forward`]).
+    pub async fn reload_module(&self) -> Result<Reload, ClusterError> {
         let configured = self.reread_config().map_err(|e| ClusterError::Refused(format!("ERR {e}")))?;
+        // An explicit reload replaces whatever this node asked for before.
+        self.modules.settle(None);
+        match self.route_to_leader() {
+            Ok(()) => self.switch_to(configured.module).await.map(Reload::Done),
+            Err(ClusterError::NotLeader { redis_addr, .. }) if !redis_addr.is_empty() => {
+                if self.is_active(&configured.module) {
+                    return Ok(Reload::Done(already_active(&configured.module)));
+                }
+                Ok(Reload::Forward { redis_addr, bytes: configured.module.bytes().to_vec() })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A follower's `MODULE RELOAD`, on the leader: validates the module it sent and switches to
+    /// it.
+    pub async fn propose_module(&self, bytes: &[u8]) -> Result<Reply, ClusterError> {
         self.route_to_leader()?;
-        self.switch_to(configured.module).await
+        let engine = self.shared.configured().engine().clone();
+        let module = tokio::task::block_in_place(|| FsmModule::load(&engine, bytes))
+            .map_err(|e| ClusterError::Refused(format!("ERR the module does not load: {e}")))?;
+        self.switch_to(Arc::new(module)).await
     }
 
     /// SIGHUP: reads the config again; if it names another module than the active one, asks for
@@ -349,12 +372,12 @@ impl Node {
         match self.reread_config() {
             Err(e) => tracing::error!("SIGHUP: the configuration was not reloaded: {e}"),
             Ok(configured) => {
-                let digest = configured.module.digest();
-                if self.active(|a| a.module.as_ref().is_some_and(|m| m.digest() == digest)) {
+                self.modules.settle(None);
+                if self.is_active(&configured.module) {
                     tracing::info!("SIGHUP: the configured module is the active one; nothing to switch");
                 } else {
                     tracing::info!(path = %configured.path.display(), "SIGHUP: proposing the configured module when this node leads");
-                    self.modules.want(configured.module);
+                    self.modules.want(configured.module, self.last_module_entry());
                 }
             }
         }
@@ -367,17 +390,25 @@ impl Node {
         Ok(configured)
     }
 
+    fn is_active(&self, module: &FsmModule) -> bool {
+        self.active(|a| a.module.as_ref().is_some_and(|m| m.digest() == module.digest()))
+    }
+
+    /// The index of the last module entry this node applied (0 if none).
+    fn last_module_entry(&self) -> u64 {
+        self.active(|a| a.history.last().map_or(0, |e| e.index))
+    }
+
     /// Proposes `module` as the cluster's (on the leader) and returns the outcome once applied:
     /// `+OK ...` when active, an error naming why when rejected.
     async fn switch_to(&self, module: Arc<FsmModule>) -> Result<Reply, ClusterError> {
         let _one_at_a_time = self.switching.lock().await;
-        let short = crate::storage::hex(&module.digest())[..12].to_owned();
-        if self.active(|a| a.module.as_ref().is_some_and(|m| m.digest() == module.digest())) {
-            self.modules.settle(&module);
-            return Ok(Reply::Simple(format!("OK module {short} is already active")));
+        // Decide on everything committed so far: a module entry may not be applied here yet.
+        self.read_barrier().await?;
+        if self.is_active(&module) {
+            return Ok(already_active(&module));
         }
         let response = self.propose(Request::Module(ModuleChange::of(&module))).await?;
-        self.modules.settle(&module);
         Ok(response.replies.into_iter().next().unwrap_or_else(Reply::ok))
     }
 
@@ -675,6 +706,25 @@ impl Node {
     }
 }
 
+fn already_active(module: &FsmModule) -> Reply {
+    Reply::Simple(format!("OK module {} is already active", &crate::storage::hex(&module.digest())[..12]))
+}
+
+/// What `MODULE RELOAD` leaves to the server.
+#[derive(Debug)]
+pub enum Reload {
+    /// The answer.
+    Done(Reply),
+    /// This node follows: the leader at `redis_addr` must propose these module bytes
+    /// (`REDRAFT.PROPOSE-MODULE`).
+    Forward {
+        /// The leader's Redis address.
+        redis_addr: String,
+        /// The module this node's config names.
+        bytes: Vec<u8>,
+    },
+}
+
 fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ClusterError::NoLeader,
@@ -826,23 +876,35 @@ async fn module_loop(
 ) {
     loop {
         let woken = wakeup.notified();
+        let mut failed = false;
         {
             let Some(node) = node.upgrade() else { return };
-            let has_module = node.active(|a| a.module.is_some());
-            if let Some(wanted) = node.wanted_module()
-                && has_module
+            if let Some(wanted) = node.modules.wanted()
+                && node.active(|a| a.module.is_some())
                 && node.route_to_leader().is_ok()
             {
-                match node.switch_to(wanted.clone()).await {
-                    Ok(reply) => tracing::info!("proposed the configured module: {reply:?}"),
-                    // Lost the lead meanwhile: the request stays, for when this node leads again.
-                    Err(ClusterError::NoLeader | ClusterError::NotLeader { .. }) => {}
-                    Err(e) => {
-                        tracing::error!("proposing the configured module failed: {e}");
-                        node.modules.settle(&wanted);
+                if node.read_barrier().await.is_ok() && node.last_module_entry() != wanted.after {
+                    // A later module entry decided the matter.
+                    node.modules.settle(Some(&wanted.module));
+                } else {
+                    match node.switch_to(wanted.module.clone()).await {
+                        Ok(reply) => {
+                            tracing::info!("proposed the configured module: {reply:?}");
+                            node.modules.settle(Some(&wanted.module));
+                        }
+                        // Lost the lead meanwhile: the request stays, for when this node leads.
+                        Err(ClusterError::NoLeader | ClusterError::NotLeader { .. }) => {}
+                        Err(e) => {
+                            // Maybe applied after all: the next round sees the new module entry.
+                            tracing::warn!("proposing the configured module failed: {e}; trying again");
+                            failed = true;
+                        }
                     }
                 }
             }
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },

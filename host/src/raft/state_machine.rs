@@ -355,6 +355,10 @@ impl StateMachine {
         let Some(bytes) = info.meta.get(meta::MODULE) else { return Ok(None) };
         let contract = info.meta.get(meta::CONTRACT).ok_or("the snapshot has a module but no contract")?;
         let contract = Contract::decode(contract).map_err(|e| format!("the snapshot's contract is unreadable: {e}"))?;
+        let digest: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes)).into();
+        if digest != contract.module_digest {
+            return Err("the snapshot's module does not match its contract's digest".into());
+        }
         let differences = self.shared.configured().contract().differences_besides_module(&contract);
         if !differences.is_empty() {
             return Err(format!(
@@ -429,6 +433,26 @@ impl StateMachine {
         }
     }
 
+    /// Applies a [`Request::Contract`] entry (logs written before module switches): the module
+    /// entry of this node's configured module, which must have exactly that contract.
+    fn apply_legacy_contract(&self, log_id: LogId<NodeId>, cluster: &[u8]) -> Result<Reply, StorageError<NodeId>> {
+        let configured = self.shared.configured();
+        if configured.contract().encode() == cluster {
+            return self.apply_module_change(log_id, &ModuleChange::of(&configured));
+        }
+        let text = match Contract::decode(cluster) {
+            Ok(theirs) => format!(
+                "this node's state-machine contract differs from the cluster's ({}; cluster vs this node): refusing to \
+                 apply. Configure the cluster's module (digest {}) and limits",
+                theirs.differences(&configured.contract()).join("; "),
+                crate::storage::hex(&theirs.module_digest),
+            ),
+            Err(e) => format!("the cluster's state-machine contract is unreadable ({e}): refusing to apply"),
+        };
+        tracing::error!("{text}");
+        Err(io_error(StorageIOError::write_state_machine, text))
+    }
+
     /// Applies a [`Request::Module`] entry (everything before it is committed): switches modules
     /// or records why not, in one store transaction with the last-applied id. Returns the reply
     /// for whoever proposed it.
@@ -457,9 +481,7 @@ impl StateMachine {
             let active = self.shared.module.read().unwrap_or_else(|p| p.into_inner());
             (active.module.clone(), active.history.clone())
         };
-        let commit_meta = |values: &[(&str, &[u8])]| {
-            tokio::task::block_in_place(|| lock(&self.runtime).apply_batch::<&[u8]>(&[], values)).map_err(|e| w(&e))
-        };
+        let commit_meta = |values: &[(&str, &[u8])]| self.commit_meta(values);
         if current.as_ref().is_some_and(|m| m.digest() == digest) {
             // Already active: nothing to switch, nothing to record.
             commit_meta(&[(meta::LAST_APPLIED, &last)])?;
@@ -472,13 +494,27 @@ impl StateMachine {
             history.drain(..excess);
             history
         };
+        // A malformed entry is rejected alike everywhere. Bytes that match their digest but do
+        // not load here are this node's problem (the leader validated them, and every node runs
+        // the same engine): a resource failure, or a build whose checks differ. Stop rather than
+        // diverge.
         let loaded = match proposed {
             Err(e) => Err(format!("the entry's contract is unreadable: {e}")),
             Ok(proposed) if proposed.module_digest != digest => {
                 Err("the module's bytes do not match its digest".into())
             }
-            Ok(_) => tokio::task::block_in_place(|| self.load_module(&change.bytes))
-                .map_err(|e| format!("the module does not load: {e}")),
+            Ok(_) => match tokio::task::block_in_place(|| self.load_module(&change.bytes)) {
+                Ok(module) => Ok(module),
+                Err(e) => {
+                    let text = format!(
+                        "the module the cluster switches to at index {} ({short}) does not load on this node: {e}. \
+                         Refusing to apply: run the same Redraft build as the rest of the cluster",
+                        log_id.index
+                    );
+                    tracing::error!("{text}");
+                    return Err(w(&text));
+                }
+            },
         };
         // A failed migration's reason, as the history and the reply give it.
         let migrate_failed = |outcome: SwitchOutcome| match outcome {
@@ -503,10 +539,9 @@ impl StateMachine {
                         SwitchOutcome::Activated => None,
                         SwitchOutcome::Rejected(reason) => Some(reason),
                     };
-                    // A list of small structs always encodes; an empty value would only lose
-                    // the record, never the switch.
-                    let history = encode(&history_with(rejected)).unwrap_or_default();
-                    vec![(meta::LAST_APPLIED, last.clone()), (MODULE_HISTORY, history)]
+                    let history = encode(&history_with(rejected))
+                        .map_err(|e| crate::runtime::ApplyError::Engine(format!("encoding the history: {e}")))?;
+                    Ok(vec![(meta::LAST_APPLIED, last.clone()), (MODULE_HISTORY, history)])
                 };
                 let switched = tokio::task::block_in_place(|| {
                     // Readers wait until the module they run matches the state.
@@ -542,6 +577,13 @@ impl StateMachine {
                 Reply::Error(format!("ERR module switch to {short} rejected at index {index}: {reason}"))
             }
         })
+    }
+
+    /// Commits meta entries alone (an entry that changes no data).
+    fn commit_meta(&self, values: &[(&str, &[u8])]) -> Result<(), StorageError<NodeId>> {
+        tokio::task::block_in_place(|| lock(&self.runtime).apply_batch::<&[u8]>(&[], values))
+            .map(drop)
+            .map_err(|e| io_error(StorageIOError::write_state_machine, e))
     }
 
     fn has_module(&self) -> bool {
@@ -645,10 +687,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     count = commands.len();
                 }
-                EntryPayload::Normal(Request::Module(change)) => {
+                EntryPayload::Normal(request @ (Request::Module(_) | Request::Contract(_))) => {
                     // Everything before this entry runs under the module active before it.
                     self.commit(&mut pending, &mut out)?;
-                    let reply = self.apply_module_change(entry.log_id, change)?;
+                    let reply = match request {
+                        Request::Contract(cluster) if !self.has_module() => {
+                            self.apply_legacy_contract(entry.log_id, cluster)?
+                        }
+                        Request::Module(change) => self.apply_module_change(entry.log_id, change)?,
+                        _ => {
+                            // A legacy contract entry after the module is known: nothing to do.
+                            let last =
+                                encode(&entry.log_id).map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+                            self.commit_meta(&[(meta::LAST_APPLIED, &last)])?;
+                            Reply::ok()
+                        }
+                    };
                     out.push(Response { replies: vec![reply] });
                     continue;
                 }

@@ -168,12 +168,19 @@ impl Runtime {
     /// or other limits) is refused; a fresh store records this module's contract and bytes.
     pub fn open(module: Arc<FsmModule>, store: SharedStore) -> Result<Self, OpenError> {
         let contract = module.contract();
-        match store.read()?.meta()?.remove(meta::CONTRACT) {
+        let mut recorded = store.read()?.meta()?;
+        match recorded.remove(meta::CONTRACT) {
             Some(bytes) => {
                 let stored = Contract::decode(&bytes).map_err(OpenError::UnreadableContract)?;
                 let differences = stored.differences(&contract);
                 if !differences.is_empty() {
                     return Err(OpenError::ContractMismatch { differences: differences.join("; ") });
+                }
+                if !recorded.contains_key(meta::MODULE) {
+                    // Written before stores recorded their module: record it now.
+                    let mut batch = WriteBatch::default();
+                    batch.set_meta(meta::MODULE, module.bytes());
+                    store.commit(&batch)?;
                 }
             }
             None => {
@@ -186,18 +193,24 @@ impl Runtime {
         Self::attach(module, store)
     }
 
-    /// Opens a runtime with the module `store` records ([`meta::MODULE`]), compiled by `engine`;
-    /// `None` when the store records none. The contract check of [`Runtime::open`] applies: a
-    /// node whose engine or limits changed refuses the state.
-    pub fn open_recorded(engine: &Arc<FsmEngine>, store: SharedStore) -> Result<Option<Self>, OpenError> {
-        let Some(bytes) = store.read()?.meta()?.remove(meta::MODULE) else { return Ok(None) };
-        let module = Arc::new(FsmModule::load(engine, &bytes)?);
-        Self::open(module, store).map(Some)
+    /// Opens a replica's runtime: with the module `store` records ([`meta::MODULE`]), compiled
+    /// by `fallback`'s engine, when there is one (the contract check of [`Runtime::open`] applies:
+    /// a node whose engine or limits changed refuses the state). A store that records only a
+    /// contract (written before modules were recorded) must be `fallback`'s, and gets its bytes
+    /// recorded. A store with neither gets `fallback` without recording anything: the Raft layer
+    /// records the cluster's module when its log entry is applied ([`Runtime::switch_module`]).
+    pub fn open_replica(fallback: Arc<FsmModule>, store: SharedStore) -> Result<Self, OpenError> {
+        let mut recorded = store.read()?.meta()?;
+        match (recorded.remove(meta::MODULE), recorded.contains_key(meta::CONTRACT)) {
+            (Some(bytes), _) => Self::open(Arc::new(FsmModule::load(fallback.engine(), &bytes)?), store),
+            (None, true) => Self::open(fallback, store),
+            (None, false) => Self::attach(fallback, store),
+        }
     }
 
     /// A runtime on `store` that neither checks nor records a contract: for a replica whose store
-    /// has no module yet, where the Raft layer records the cluster's module with
-    /// [`Runtime::switch_module`] when its log entry is applied.
+    /// has no module yet (see [`Runtime::open_replica`]), and for a second runtime on a store
+    /// another one opened.
     pub fn attach(module: Arc<FsmModule>, store: SharedStore) -> Result<Self, OpenError> {
         let instance = Instance::new(&module).map_err(|e| ApplyError::Engine(format!("{e:#}")))?;
         Ok(Runtime { module, store, instance: Some(instance), aborted: 0, fuel_consumed: 0 })
@@ -224,7 +237,7 @@ impl Runtime {
         &mut self,
         module: Arc<FsmModule>,
         run_migrate: bool,
-        meta: &dyn Fn(&SwitchOutcome) -> MetaValues,
+        meta: &dyn Fn(&SwitchOutcome) -> Result<MetaValues, ApplyError>,
     ) -> Result<SwitchOutcome, ApplyError> {
         let limits = module.engine.limits;
         let view = self.store.read()?;
@@ -250,6 +263,9 @@ impl Runtime {
                             instance.reset_statics(&module)?;
                             instance.store.set_fuel(limits.fuel_per_apply)?;
                             instance.store.data_mut().written_bytes = 0;
+                            // No input, but the arena every call is guaranteed (the memory grows
+                            // to hold it, as before any command).
+                            instance.write_input(&module, &[])?;
                             let packed = hook.call(&mut instance.store, ())?;
                             instance.read_reply(packed)
                         })();
@@ -281,7 +297,7 @@ impl Runtime {
                     overlay.clear();
                 }
             }
-            for (name, value) in meta(&outcome) {
+            for (name, value) in meta(&outcome)? {
                 overlay.batch.set_meta(name, &value);
             }
             self.store.commit(&overlay.batch)?;

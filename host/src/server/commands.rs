@@ -10,7 +10,7 @@ use super::Shared;
 use super::connection::{Session, cluster_error};
 use super::protocol::{Protocol, Response, VerbatimFormat};
 use super::upstream::Upstream;
-use crate::raft::node::ClusterError;
+use crate::raft::node::{ClusterError, Reload};
 use bytes::Bytes;
 use openraft::ServerState;
 use std::fmt::Write as _;
@@ -18,6 +18,16 @@ use std::fmt::Write as _;
 /// Internal command: answers this node's state-machine contract (encoded). `JOIN` asks the joining
 /// node for it first, so a node running another module is refused before it becomes a voter.
 pub const CONTRACT_QUERY: &str = "REDRAFT.CONTRACT";
+
+/// Internal command: `REDRAFT.PROPOSE-MODULE <wasm bytes>`. A follower's `MODULE RELOAD` sends the
+/// module its config names to the leader, which validates and proposes it.
+pub const PROPOSE_MODULE: &str = "REDRAFT.PROPOSE-MODULE";
+
+/// Answers [`PROPOSE_MODULE`].
+pub async fn propose_module(shared: &Shared, args: &[Bytes]) -> Response {
+    let [_, bytes] = args else { return wrong_arity(&PROPOSE_MODULE.to_ascii_lowercase()) };
+    shared.node.propose_module(bytes).await.map_or_else(|e| cluster_error(&e), Response::from)
+}
 
 /// The Redis version we report: the feature level our replies follow.
 pub const REDIS_VERSION: &str = "7.0.0";
@@ -526,13 +536,16 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
             Err(reply) => return reply,
         },
         "module" => {
-            // Only RELOAD gets here: the node reads its config again, then the leader proposes.
+            // Only RELOAD gets here: the node reads its config again, and the leader proposes the
+            // module it names.
             return match node.reload_module().await {
-                Ok(reply) => Response::from(reply),
-                Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
+                Ok(Reload::Done(reply)) => Response::from(reply),
+                Ok(Reload::Forward { redis_addr, bytes }) if !session.forwarded => {
+                    let forward = [Bytes::from_static(PROPOSE_MODULE.as_bytes()), Bytes::from(bytes)];
                     // Compiling and switching takes a moment on every replica.
-                    to_leader(&redis_addr, args, std::time::Duration::from_secs(60), "MODULE INFO").await
+                    to_leader(&redis_addr, &forward, std::time::Duration::from_secs(60), "MODULE INFO").await
                 }
+                Ok(Reload::Forward { .. }) => cluster_error(&ClusterError::NoLeader),
                 Err(e) => cluster_error(&e),
             };
         }

@@ -214,6 +214,14 @@ async fn dispatch(
         pipeline.pending.push_back(Pending::Ready(Response::bulk(contract)));
         return Flow::Continue;
     }
+    if name.eq_ignore_ascii_case(commands::PROPOSE_MODULE.as_bytes()) {
+        // Internal: a follower's MODULE RELOAD. Waits for everything before it, like the
+        // cluster commands.
+        pipeline.drain(session.protocol, out).await;
+        let response = commands::propose_module(shared, &args).await;
+        pipeline.pending.push_back(Pending::Ready(response));
+        return Flow::Continue;
+    }
     // The module's commands first: they are the hot path.
     let module = node.module();
     if let Some(index) = module.command_index(name) {
