@@ -149,7 +149,7 @@ fn fsm_kv_replies_exactly_as_redis_does() {
 
 #[test]
 fn fsm_kv_v2_replies_exactly_as_redis_does() {
-    let mut rng = Rng(0x0ac1e_0002);
+    let mut rng = Rng(0x0000_ac1e_0002);
     let log: Vec<Vec<Vec<u8>>> = (0..COMMANDS).map(|_| support::random_v2_command(&mut rng)).collect();
     replies_exactly_as_redis_does(support::in_memory(support::v2_module()), &log);
 }
