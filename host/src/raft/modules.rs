@@ -77,11 +77,15 @@ impl ModuleConfig {
             source,
             configured: Mutex::new(Configured { path: path.to_owned(), module }),
             wanted: Mutex::new(None),
-            changed_since_last_start: previous.is_some_and(|p| p != digest),
+            changed_since_last_start: previous.as_ref().is_some_and(|p| *p != digest),
             wakeup: Arc::default(),
             seen_file,
         };
-        config.record_seen(&digest);
+        // A changed config is recorded once its request is settled (`settle`), so a restart
+        // before that asks again.
+        if !config.changed_since_last_start {
+            config.record_seen(&digest);
+        }
         Ok(config)
     }
 
@@ -133,11 +137,13 @@ impl ModuleConfig {
     }
 
     /// Drops the request for `module` (decided, or no longer needed), unless another one replaced
-    /// it meanwhile; `None` drops any.
+    /// it meanwhile; `None` drops any. The configured module counts as seen from then on.
     pub fn settle(&self, module: Option<&FsmModule>) {
         let mut wanted = super::lock(&self.wanted);
         if module.is_none_or(|m| wanted.as_ref().is_some_and(|w| w.module.digest() == m.digest())) {
             *wanted = None;
+            drop(wanted);
+            self.record_seen(&crate::storage::hex(&self.current().module.digest()));
         }
     }
 }

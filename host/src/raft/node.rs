@@ -295,6 +295,8 @@ impl Node {
             if node.active(|a| a.module.is_some()) && !node.is_active(&configured) {
                 tracing::info!("fsm_module changed since the last start: proposing it when this node leads");
                 node.modules.want(configured, node.last_module_entry());
+            } else {
+                node.modules.settle(None);
             }
         }
         let pristine = node.log.is_pristine().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
@@ -345,8 +347,9 @@ impl Node {
         // An explicit reload replaces whatever this node asked for before.
         self.modules.settle(None);
         match self.route_to_leader() {
-            Ok(()) => self.switch_to(configured.module).await.map(Reload::Done),
+            Ok(()) => self.switch_to(configured.module, None).await.map(Reload::Done),
             Err(ClusterError::NotLeader { redis_addr, .. }) if !redis_addr.is_empty() => {
+                self.read_barrier().await?;
                 if self.is_active(&configured.module) {
                     return Ok(Reload::Done(already_active(&configured.module)));
                 }
@@ -359,11 +362,17 @@ impl Node {
     /// A follower's `MODULE RELOAD`, on the leader: validates the module it sent and switches to
     /// it.
     pub async fn propose_module(&self, bytes: &[u8]) -> Result<Reply, ClusterError> {
-        self.route_to_leader()?;
+        // Not `-MOVED`: a client following it would reload the new leader's own config.
+        self.route_to_leader().map_err(|e| match e {
+            ClusterError::NotLeader { .. } => {
+                ClusterError::Refused("ERR leadership moved while the module was sent; run MODULE RELOAD again".into())
+            }
+            other => other,
+        })?;
         let engine = self.shared.configured().engine().clone();
         let module = tokio::task::block_in_place(|| FsmModule::load(&engine, bytes))
             .map_err(|e| ClusterError::Refused(format!("ERR the module does not load: {e}")))?;
-        self.switch_to(Arc::new(module)).await
+        self.switch_to(Arc::new(module), None).await
     }
 
     /// SIGHUP: reads the config again; if it names another module than the active one, asks for
@@ -400,13 +409,19 @@ impl Node {
     }
 
     /// Proposes `module` as the cluster's (on the leader) and returns the outcome once applied:
-    /// `+OK ...` when active, an error naming why when rejected.
-    async fn switch_to(&self, module: Arc<FsmModule>) -> Result<Reply, ClusterError> {
+    /// `+OK ...` when active, an error naming why when rejected. With `after` (a request made
+    /// when the last module entry was that one), a later module entry means the matter is decided
+    /// and nothing is proposed.
+    async fn switch_to(&self, module: Arc<FsmModule>, after: Option<u64>) -> Result<Reply, ClusterError> {
         let _one_at_a_time = self.switching.lock().await;
         // Decide on everything committed so far: a module entry may not be applied here yet.
         self.read_barrier().await?;
         if self.is_active(&module) {
             return Ok(already_active(&module));
+        }
+        let last = self.last_module_entry();
+        if after.is_some_and(|after| after != last) {
+            return Ok(Reply::Simple(format!("OK decided by the module entry at index {last}")));
         }
         let response = self.propose(Request::Module(ModuleChange::of(&module))).await?;
         Ok(response.replies.into_iter().next().unwrap_or_else(Reply::ok))
@@ -883,22 +898,17 @@ async fn module_loop(
                 && node.active(|a| a.module.is_some())
                 && node.route_to_leader().is_ok()
             {
-                if node.read_barrier().await.is_ok() && node.last_module_entry() != wanted.after {
-                    // A later module entry decided the matter.
-                    node.modules.settle(Some(&wanted.module));
-                } else {
-                    match node.switch_to(wanted.module.clone()).await {
-                        Ok(reply) => {
-                            tracing::info!("proposed the configured module: {reply:?}");
-                            node.modules.settle(Some(&wanted.module));
-                        }
-                        // Lost the lead meanwhile: the request stays, for when this node leads.
-                        Err(ClusterError::NoLeader | ClusterError::NotLeader { .. }) => {}
-                        Err(e) => {
-                            // Maybe applied after all: the next round sees the new module entry.
-                            tracing::warn!("proposing the configured module failed: {e}; trying again");
-                            failed = true;
-                        }
+                match node.switch_to(wanted.module.clone(), Some(wanted.after)).await {
+                    Ok(reply) => {
+                        tracing::info!("the module this node asked for: {reply:?}");
+                        node.modules.settle(Some(&wanted.module));
+                    }
+                    // Lost the lead meanwhile: the request stays, for when this node leads.
+                    Err(ClusterError::NoLeader | ClusterError::NotLeader { .. }) => {}
+                    Err(e) => {
+                        // Maybe applied after all: the next round sees the new module entry.
+                        tracing::warn!("proposing the configured module failed: {e}; trying again");
+                        failed = true;
                     }
                 }
             }

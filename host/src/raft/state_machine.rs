@@ -352,7 +352,20 @@ impl StateMachine {
     ) -> Result<Option<Arc<FsmModule>>, String> {
         let info = crate::storage::snapshot::read(source, &[(meta::LAST_APPLIED, claimed)], &mut |_| Ok(()))
             .map_err(|e| e.to_string())?;
-        let Some(bytes) = info.meta.get(meta::MODULE) else { return Ok(None) };
+        let Some(bytes) = info.meta.get(meta::MODULE) else {
+            // Taken before any module entry (no contract either), or by Redraft before snapshots
+            // carried modules: then the contract must be exactly this node's configured module's.
+            let Some(contract) = info.meta.get(meta::CONTRACT) else { return Ok(None) };
+            let configured = self.shared.configured();
+            return match Contract::decode(contract) {
+                Ok(theirs) if theirs == configured.contract() => Ok(Some(configured)),
+                Ok(theirs) => Err(format!(
+                    "the snapshot was produced under another contract ({}; this node vs snapshot)",
+                    configured.contract().differences(&theirs).join("; ")
+                )),
+                Err(e) => Err(format!("the snapshot's contract is unreadable: {e}")),
+            };
+        };
         let contract = info.meta.get(meta::CONTRACT).ok_or("the snapshot has a module but no contract")?;
         let contract = Contract::decode(contract).map_err(|e| format!("the snapshot's contract is unreadable: {e}"))?;
         let digest: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes)).into();
@@ -438,7 +451,26 @@ impl StateMachine {
     fn apply_legacy_contract(&self, log_id: LogId<NodeId>, cluster: &[u8]) -> Result<Reply, StorageError<NodeId>> {
         let configured = self.shared.configured();
         if configured.contract().encode() == cluster {
-            return self.apply_module_change(log_id, &ModuleChange::of(&configured));
+            // Installed as such a cluster's stores were: no migration, no history event (a
+            // replica that applied this entry before the upgrade has none either).
+            let last = encode(&log_id).map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+            let switched = tokio::task::block_in_place(|| {
+                let _exclusive = lock(&self.shared.module_change);
+                let meta = |_: &SwitchOutcome| Ok(vec![(meta::LAST_APPLIED, last.clone())]);
+                let switched = lock(&self.runtime).switch_module(configured.clone(), false, &meta)?;
+                if switched == SwitchOutcome::Activated {
+                    self.shared.module.write().unwrap_or_else(|p| p.into_inner()).module = Some(configured.clone());
+                }
+                Ok::<_, crate::runtime::ApplyError>(switched)
+            })
+            .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+            return match switched {
+                SwitchOutcome::Activated => Ok(Reply::ok()),
+                SwitchOutcome::Rejected(why) => Err(io_error(
+                    StorageIOError::write_state_machine,
+                    format!("the configured module cannot be installed: {why}"),
+                )),
+            };
         }
         let text = match Contract::decode(cluster) {
             Ok(theirs) => format!(

@@ -425,6 +425,12 @@ impl Runtime {
         let mut all = vec![(meta::CONTRACT, contract.as_slice())];
         all.extend_from_slice(required);
         let info = self.store.restore(source, &all)?;
+        if !info.meta.contains_key(meta::MODULE) {
+            // A snapshot from before snapshots carried their module: record it, as `open` does.
+            let mut batch = WriteBatch::default();
+            batch.set_meta(meta::MODULE, module.bytes());
+            self.store.commit(&batch)?;
+        }
         self.use_module(module);
         Ok(info)
     }

@@ -132,7 +132,7 @@ pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outc
             None => cluster_error(&ClusterError::NoLeader),
         },
         "nodes" => nodes(shared),
-        "module" if is(&args[1], "RELOAD") => return Outcome::Cluster,
+        "module" if is(&args[1], "RELOAD") && args.len() == 2 => return Outcome::Cluster,
         "module" => super::modules::module(shared, args),
         _ => return Outcome::Cluster,
     };
