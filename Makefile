@@ -8,7 +8,7 @@
 #                 and JOIN; prints NODES. Logs and data in data/
 #   make stop     stop the nodes `make cluster` started
 #   make bench    the cluster benchmark against redis-server --appendfsync always (writes
-#                 docs/BENCHMARKS.md), then the apply micro-benchmark
+#                 docs/BENCHMARKS.md), the apply micro-benchmark, and module switches under load
 #   make wasm     build the state-machine modules (target/wasm32-unknown-unknown/guest/*.wasm)
 #   make fix      format and apply lint fixes
 #   make clean    stop the nodes, remove build output and data/
@@ -23,7 +23,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 GUESTS := -p fsm-kv -p fsm-kv-v2 -p fsm-probe
 
-.PHONY: all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply fix clean
+.PHONY: all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply bench-switch fix clean
 
 all: build
 
@@ -85,11 +85,15 @@ unit:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 
-bench: bench-cluster bench-apply
+bench: bench-cluster bench-apply bench-switch
 
 ## The 3-node cluster vs redis-server --appendfsync always, same run; writes docs/BENCHMARKS.md.
 bench-cluster: release test-deps
 	tests/scripts/bench.sh target/release/redraft
+
+## Module switches on a 3-node cluster: MODULE RELOAD's round trip, SET throughput across switches.
+bench-switch: release test-deps
+	tests/scripts/module_switch_bench.sh target/release/redraft
 
 bench-apply: toolchain
 	$(CARGO) bench -p redraft --bench apply

@@ -226,6 +226,19 @@ mod byte_strings {
     }
 }
 
+/// The index a linearizable read served by the leader must wait for: openraft's read log id (the
+/// greater of its commit index and the leader's first entry of its term), but never less than
+/// `floor`, the last log index this node held when it started.
+///
+/// Why the floor: a leader that restarts keeps its term and vote, and openraft 0.9 resumes
+/// leadership at once with the term's first entry (long committed) as its proof and the commit
+/// index it last saved, which it saves lazily. An entry committed and acknowledged just before a
+/// crash can be above that saved index, and a read would miss it (`node_failover.rs` t11 caught
+/// this). Every entry committed before the restart is in this log by `floor`.
+pub(crate) fn read_index(read_log_id: Option<openraft::LogId<NodeId>>, floor: u64) -> u64 {
+    read_log_id.map_or(0, |l| l.index).max(floor)
+}
+
 /// Locks a mutex, recovering the data if a panicking holder poisoned it (every guarded value here
 /// stays consistent between statements).
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -347,7 +347,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
 /// Serves peers' RPCs on `listener` until the process ends. Each connection is served in its own
 /// task, one request at a time; a malformed frame closes that connection and nothing else.
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, identity: Arc<Identity>, read_timeout: Duration) {
+/// `read_floor` is the last log index this node held at start (see [`super::read_index`]).
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    identity: Arc<Identity>,
+    read_timeout: Duration,
+    read_floor: u64,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -367,20 +374,20 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, identity: Arc<
         let identity = identity.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = serve_connection(stream, raft, identity, read_timeout).await {
+            if let Err(e) = serve_connection(stream, raft, identity, read_timeout, read_floor).await {
                 tracing::warn!(%peer, "raft connection closed: {e}");
             }
         });
     }
 }
 
-async fn serve_rpc(raft: &Raft<TypeConfig>, rpc: Rpc, read_timeout: Duration) -> Answer {
+async fn serve_rpc(raft: &Raft<TypeConfig>, rpc: Rpc, read_timeout: Duration, read_floor: u64) -> Answer {
     match rpc {
         Rpc::Append(rpc) => Answer::Append(raft.append_entries(rpc).await),
         Rpc::Vote(rpc) => Answer::Vote(raft.vote(rpc).await),
         Rpc::Snapshot(rpc) => Answer::Snapshot(raft.install_snapshot(rpc).await),
         Rpc::ReadIndex => Answer::ReadIndex(match tokio::time::timeout(read_timeout, raft.get_read_log_id()).await {
-            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Ok((read, _applied))) => Ok(super::read_index(read, read_floor)),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("leadership not confirmed within {read_timeout:?}")),
         }),
@@ -392,6 +399,7 @@ async fn serve_connection(
     raft: Raft<TypeConfig>,
     identity: Arc<Identity>,
     read_timeout: Duration,
+    read_floor: u64,
 ) -> Result<(), TransportError> {
     stream.set_nodelay(true)?;
     loop {
@@ -417,7 +425,7 @@ async fn serve_connection(
                     Some(rpc) => rpc,
                     None => decode(rest)?,
                 };
-                serve_rpc(&raft, rpc, read_timeout).await
+                serve_rpc(&raft, rpc, read_timeout, read_floor).await
             }
         };
         let reply = super::encode(&answer).map_err(|e| TransportError::Malformed(e.to_string()))?;

@@ -113,6 +113,8 @@ pub struct Node {
     modules: ModuleConfig,
     /// One module proposal at a time.
     switching: tokio::sync::Mutex<()>,
+    /// The last log index at start: reads served as leader wait at least this far.
+    read_floor: u64,
     store: SharedStore,
     reader: Mutex<Runtime>,
     shared: Arc<SharedState>,
@@ -217,8 +219,10 @@ impl Node {
             Backend::Memory => LogStore::memory(),
         };
         let chunk_bytes = usize::try_from(config.snapshot.chunk_bytes).unwrap_or(usize::MAX);
-        let log_purged =
-            log.state().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?.last_purged_log_id;
+        let log_state = log.state().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
+        let log_purged = log_state.last_purged_log_id;
+        // Reads served as leader wait at least this far (see `super::read_index`).
+        let read_floor = log_state.last_log_id.map_or(0, |l| l.index);
         let (machine, shared) =
             StateMachine::new(applier, configured, &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
                 .map_err(|e| StartError::StateMachine(format!("cannot open the state machine: {e}")))?;
@@ -256,7 +260,7 @@ impl Node {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let read_timeout = Duration::from_millis(config.limits.read_timeout_ms);
-        tokio::spawn(super::network::serve(listener, raft.clone(), identity.clone(), read_timeout));
+        tokio::spawn(super::network::serve(listener, raft.clone(), identity.clone(), read_timeout, read_floor));
 
         let tuning = Tuning {
             batch_commands_max: config.limits.write_batch_commands_max.max(1),
@@ -277,6 +281,7 @@ impl Node {
             network,
             modules,
             switching: tokio::sync::Mutex::new(()),
+            read_floor,
             store,
             reader: Mutex::new(reader),
             shared,
@@ -540,7 +545,7 @@ impl Node {
         let timeout = self.tuning.read_timeout;
         let index = if leader == self.id {
             match tokio::time::timeout(timeout, self.raft.get_read_log_id()).await {
-                Ok(Ok((read, _))) => read.map(|l| l.index).unwrap_or(0),
+                Ok(Ok((read, _))) => super::read_index(read, self.read_floor),
                 Ok(Err(RaftError::APIError(_))) => return Err(ClusterError::NoLeader),
                 Ok(Err(RaftError::Fatal(e))) => return Err(ClusterError::Fatal(e.to_string())),
                 Err(_) => {
