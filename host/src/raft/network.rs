@@ -347,7 +347,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
 /// Serves peers' RPCs on `listener` until the process ends. Each connection is served in its own
 /// task, one request at a time; a malformed frame closes that connection and nothing else.
-/// `read_floor` is the last log index this node held at start (see [`super::read_index`]).
+/// `read_floor` is the last log index this node held at start: the leader never answers a
+/// `ReadIndex` below it (see `raft::read_index` in the crate source).
 pub async fn serve(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
