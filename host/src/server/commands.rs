@@ -16,7 +16,8 @@ use openraft::ServerState;
 use std::fmt::Write as _;
 
 /// Internal command: answers this node's state-machine contract (encoded). `JOIN` asks the joining
-/// node for it first, so a node running another module is refused before it becomes a voter.
+/// node for it first, so a node with another ABI, engine or limits is refused before it becomes a
+/// voter.
 pub const CONTRACT_QUERY: &str = "REDRAFT.CONTRACT";
 
 /// Internal command: `REDRAFT.PROPOSE-MODULE <wasm bytes>`. A follower's `MODULE RELOAD` sends the
@@ -478,9 +479,10 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
     Response::Verbatim { format: VerbatimFormat::Text, text: Bytes::from(out) }
 }
 
-/// Asks the node about to join for its state-machine contract and refuses it when it differs from
-/// ours: such a node would stop at the cluster's contract entry, and once promoted it would count
-/// towards quorums it can never serve. (A `JOIN` without a Redis address skips the check.)
+/// Asks the node about to join for its state-machine contract and refuses it when its ABI, engine
+/// or limits differ from ours: such a node would stop at the cluster's first module entry, and
+/// once promoted it would count towards quorums it can never serve. Its module may differ: it runs
+/// the cluster's. (A `JOIN` without a Redis address skips the check.)
 async fn check_joining_contract(shared: &Shared, id: u64, redis_addr: &str) -> Result<(), Response> {
     let upstream = Upstream::start(redis_addr, std::time::Duration::from_secs(10));
     let reply = upstream.submit(vec![Bytes::from_static(CONTRACT_QUERY.as_bytes())]).await.await;
