@@ -6,6 +6,7 @@
 use fsm_sdk::Reply;
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+use redraft::raft::modules::configured_cell;
 use redraft::raft::state_machine::{SharedState, StateMachine};
 use redraft::raft::{ModuleChange, Request, TypeConfig};
 use redraft::runtime::{Contract, FsmEngine, FsmModule, Runtime, RuntimeLimits};
@@ -43,7 +44,7 @@ impl Replica {
         }
         .expect("runtime");
         let (machine, shared) =
-            StateMachine::new(runtime, module, &dir.join("snapshots"), 4096, None).expect("machine");
+            StateMachine::new(runtime, configured_cell(module), &dir.join("snapshots"), 4096, None).expect("machine");
         Replica { machine, shared, engine, store, next: 1 }
     }
 

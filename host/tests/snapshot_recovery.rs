@@ -8,6 +8,7 @@
 
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+use redraft::raft::modules::configured_cell;
 use redraft::raft::state_machine::{SharedState, StateMachine};
 use redraft::raft::{NodeId, Request};
 use redraft::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};
@@ -25,7 +26,7 @@ fn machine(dir: &Path, purged: Option<LogId<NodeId>>) -> Result<(StateMachine, A
     let module = Arc::new(FsmModule::load(&engine, &redraft_tests::fsm_kv_wasm()).expect("module"));
     let store = storage::open(Backend::Redb, &dir.join("state.redb"), false).expect("store");
     let runtime = Runtime::open(module.clone(), store).expect("runtime");
-    StateMachine::new(runtime, module, &dir.join("snapshots"), 4096, purged).map_err(|e| e.to_string())
+    StateMachine::new(runtime, configured_cell(module), &dir.join("snapshots"), 4096, purged).map_err(|e| e.to_string())
 }
 
 fn set(key: &str, value: &str) -> Vec<u8> {

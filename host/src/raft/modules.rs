@@ -21,7 +21,7 @@ use super::node::StartError;
 use crate::config::ConfigSource;
 use crate::runtime::{FsmEngine, FsmModule, LoadError};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// The module a node's config names.
 #[derive(Debug, Clone)]
@@ -32,11 +32,23 @@ pub struct Configured {
     pub module: Arc<FsmModule>,
 }
 
+/// The configured module, shared by [`ModuleConfig`] (which replaces it on a reload) and the state
+/// machine (which checks module entries against it): one value, never two copies to keep in step.
+pub type ConfiguredCell = Arc<RwLock<Arc<FsmModule>>>;
+
+/// A [`ConfiguredCell`] holding `module`.
+pub fn configured_cell(module: Arc<FsmModule>) -> ConfiguredCell {
+    Arc::new(RwLock::new(module))
+}
+
 /// See the module docs.
 pub struct ModuleConfig {
     engine: Arc<FsmEngine>,
     source: Option<ConfigSource>,
-    configured: Mutex<Configured>,
+    /// The `.wasm` path the config names.
+    path: Mutex<PathBuf>,
+    /// The module loaded from it.
+    module: ConfiguredCell,
     /// The module this node asks the cluster to switch to, once it leads.
     wanted: Mutex<Option<Wanted>>,
     /// Whether the config names another module than at the previous start.
@@ -75,7 +87,8 @@ impl ModuleConfig {
         let config = ModuleConfig {
             engine,
             source,
-            configured: Mutex::new(Configured { path: path.to_owned(), module }),
+            path: Mutex::new(path.to_owned()),
+            module: configured_cell(module),
             wanted: Mutex::new(None),
             changed_since_last_start: previous.as_ref().is_some_and(|p| *p != digest),
             wakeup: Arc::default(),
@@ -102,7 +115,13 @@ impl ModuleConfig {
 
     /// The module the config names now.
     pub fn current(&self) -> Configured {
-        super::lock(&self.configured).clone()
+        let module = self.module.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Configured { path: super::lock(&self.path).clone(), module }
+    }
+
+    /// The configured module's cell, for the state machine.
+    pub fn cell(&self) -> ConfiguredCell {
+        self.module.clone()
     }
 
     /// Reads the config file again (when the node was started from one) and the module file it
@@ -110,13 +129,13 @@ impl ModuleConfig {
     pub fn reread(&self) -> Result<Configured, String> {
         let path = match &self.source {
             Some(source) => source.load().map_err(|e| e.to_string())?.fsm_module,
-            None => self.current().path,
+            None => super::lock(&self.path).clone(),
         };
         let module = load(&self.engine, &path).map_err(|e| describe(&path, &e))?;
-        let configured = Configured { path, module };
-        self.record_seen(&crate::storage::hex(&configured.module.digest()));
-        *super::lock(&self.configured) = configured.clone();
-        Ok(configured)
+        self.record_seen(&crate::storage::hex(&module.digest()));
+        *super::lock(&self.path) = path.clone();
+        *self.module.write().unwrap_or_else(|p| p.into_inner()) = module.clone();
+        Ok(Configured { path, module })
     }
 
     /// Whether the config named another module at this node's previous start.

@@ -224,7 +224,7 @@ impl Node {
         // Reads served as leader wait at least this far (see `super::read_index`).
         let read_floor = log_state.last_log_id.map_or(0, |l| l.index);
         let (machine, shared) =
-            StateMachine::new(applier, configured, &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
+            StateMachine::new(applier, modules.cell(), &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
                 .map_err(|e| StartError::StateMachine(format!("cannot open the state machine: {e}")))?;
         // Verifying and recording a received snapshot reads it whole once: allow as long as a
         // chunk may take, several times over, and never less than 30 s.
@@ -399,9 +399,7 @@ impl Node {
 
     /// Reads the config and the module it names again (blocking: off the async workers).
     fn reread_config(&self) -> Result<Configured, String> {
-        let configured = tokio::task::block_in_place(|| self.modules.reread())?;
-        *self.shared.configured.write().unwrap_or_else(|p| p.into_inner()) = configured.module.clone();
-        Ok(configured)
+        tokio::task::block_in_place(|| self.modules.reread())
     }
 
     fn is_active(&self, module: &FsmModule) -> bool {

@@ -84,10 +84,10 @@ pub struct SharedState {
     /// [`SharedState::module`] names the new module), and by the reader while it queries: no
     /// query runs one module's code against another module's state.
     pub module_change: Mutex<()>,
-    /// The module this node's config names, as last read (the node updates it on `MODULE
+    /// The module this node's config names, as last read (`ModuleConfig` replaces it on `MODULE
     /// RELOAD` and SIGHUP). Its ABI, engine and limits must match every module entry's; an entry
     /// carrying its bytes reuses it instead of compiling them again.
-    pub configured: RwLock<Arc<FsmModule>>,
+    pub configured: super::modules::ConfiguredCell,
 }
 
 impl SharedState {
@@ -267,7 +267,7 @@ impl StateMachine {
     /// one at start instead of sending a follower a snapshot the log cannot continue.
     pub fn new(
         runtime: Runtime,
-        configured: Arc<FsmModule>,
+        configured: super::modules::ConfiguredCell,
         snapshot_dir: &Path,
         chunk_bytes: usize,
         log_purged: Option<LogId<NodeId>>,
@@ -287,7 +287,7 @@ impl StateMachine {
             recoverable,
             module: RwLock::default(),
             module_change: Mutex::new(()),
-            configured: RwLock::new(configured),
+            configured,
         });
         let machine = StateMachine {
             runtime: Mutex::new(runtime),
