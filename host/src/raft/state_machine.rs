@@ -454,16 +454,10 @@ impl StateMachine {
             // Installed as such a cluster's stores were: no migration, no history event (a
             // replica that applied this entry before the upgrade has none either).
             let last = encode(&log_id).map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
-            let switched = tokio::task::block_in_place(|| {
-                let _exclusive = lock(&self.shared.module_change);
-                let meta = |_: &SwitchOutcome| Ok(vec![(meta::LAST_APPLIED, last.clone())]);
-                let switched = lock(&self.runtime).switch_module(configured.clone(), false, &meta)?;
-                if switched == SwitchOutcome::Activated {
-                    self.shared.module.write().unwrap_or_else(|p| p.into_inner()).module = Some(configured.clone());
-                }
-                Ok::<_, crate::runtime::ApplyError>(switched)
-            })
-            .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+            let meta = |_: &SwitchOutcome| Ok(vec![(meta::LAST_APPLIED, last.clone())]);
+            let switched = self
+                .switch_runtime(&configured, false, &meta)
+                .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
             return match switched {
                 SwitchOutcome::Activated => Ok(Reply::ok()),
                 SwitchOutcome::Rejected(why) => Err(io_error(
@@ -513,10 +507,9 @@ impl StateMachine {
             let active = self.shared.module.read().unwrap_or_else(|p| p.into_inner());
             (active.module.clone(), active.history.clone())
         };
-        let commit_meta = |values: &[(&str, &[u8])]| self.commit_meta(values);
         if current.as_ref().is_some_and(|m| m.digest() == digest) {
             // Already active: nothing to switch, nothing to record.
-            commit_meta(&[(meta::LAST_APPLIED, &last)])?;
+            self.commit_meta(&[(meta::LAST_APPLIED, &last)])?;
             return Ok(Reply::Simple(format!("OK module {short} is already active")));
         }
         let history_with = |rejected: Option<String>| {
@@ -560,7 +553,7 @@ impl StateMachine {
         let outcome = match loaded {
             Err(reason) => {
                 let history = encode(&history_with(Some(reason.clone()))).map_err(|e| w(&e))?;
-                commit_meta(&[(meta::LAST_APPLIED, &last), (MODULE_HISTORY, &history)])?;
+                self.commit_meta(&[(meta::LAST_APPLIED, &last), (MODULE_HISTORY, &history)])?;
                 SwitchOutcome::Rejected(reason)
             }
             Ok(module) => {
@@ -575,16 +568,7 @@ impl StateMachine {
                         .map_err(|e| crate::runtime::ApplyError::Engine(format!("encoding the history: {e}")))?;
                     Ok(vec![(meta::LAST_APPLIED, last.clone()), (MODULE_HISTORY, history)])
                 };
-                let switched = tokio::task::block_in_place(|| {
-                    // Readers wait until the module they run matches the state.
-                    let _exclusive = lock(&self.shared.module_change);
-                    let switched = lock(&self.runtime).switch_module(module.clone(), run_migrate, &meta_for)?;
-                    if switched == SwitchOutcome::Activated {
-                        self.shared.module.write().unwrap_or_else(|p| p.into_inner()).module = Some(module.clone());
-                    }
-                    Ok::<_, crate::runtime::ApplyError>(switched)
-                })
-                .map_err(|e| {
+                let switched = self.switch_runtime(&module, run_migrate, &meta_for).map_err(|e| {
                     tracing::error!("applying the module entry {log_id} failed: {e}; this node stops applying");
                     w(&e)
                 })?;
@@ -608,6 +592,24 @@ impl StateMachine {
                 tracing::warn!(index, module = %hex, "module switch rejected: {reason}");
                 Reply::Error(format!("ERR module switch to {short} rejected at index {index}: {reason}"))
             }
+        })
+    }
+
+    /// Switches the applier's runtime to `module` (see `Runtime::switch_module`) and, when the
+    /// module became active, the shared active module too, with readers kept out until both agree.
+    fn switch_runtime(
+        &self,
+        module: &Arc<FsmModule>,
+        run_migrate: bool,
+        meta: &dyn Fn(&SwitchOutcome) -> Result<crate::runtime::MetaValues, crate::runtime::ApplyError>,
+    ) -> Result<SwitchOutcome, crate::runtime::ApplyError> {
+        tokio::task::block_in_place(|| {
+            let _exclusive = lock(&self.shared.module_change);
+            let switched = lock(&self.runtime).switch_module(module.clone(), run_migrate, meta)?;
+            if switched == SwitchOutcome::Activated {
+                self.shared.module.write().unwrap_or_else(|p| p.into_inner()).module = Some(module.clone());
+            }
+            Ok(switched)
         })
     }
 
