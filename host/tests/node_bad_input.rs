@@ -277,35 +277,92 @@ fn t18_a_node_with_other_limits_is_refused_by_join_and_at_restart() {
 }
 
 #[test]
-fn t19_a_replica_with_other_limits_stops_at_the_clusters_module_entry() {
-    // JOIN without a Redis address cannot ask the node for its contract; the node itself then
-    // refuses to apply past the cluster's module entry, naming the difference, and the cluster
-    // goes on.
-    let mut cluster = TestCluster::form(REDRAFT, 3, NodeOptions::default());
-    let leader = cluster.leader(WAIT_DEADLINE);
-    assert_eq!(call_show(&mut cluster.client(leader), &["SET", "canary", "alive"]), "+OK");
-    cluster.start(4, NodeOptions { extra_yaml: OTHER_FUEL.into(), ..NodeOptions::default() });
-    let raft_addr = cluster.node(4).raft_addr;
-    let leader_addr = cluster.node(leader).redis_addr;
-    // The learner stops, so JOIN's catch-up never completes: its answer does not matter here.
-    let join = std::thread::spawn(move || {
-        let mut con = redraft_tests::resp::connect_with_timeout(
-            leader_addr,
-            redis::ProtocolVersion::RESP2,
-            false,
-            Duration::from_secs(3),
-        )
-        .expect("connect");
-        let _ = redraft_tests::resp::try_call(&mut con, &["JOIN", "4", &raft_addr.to_string()]);
-    });
-    redraft_tests::wait_for("node 4 to stop at the cluster's module entry", WAIT_DEADLINE, || {
-        if cluster.node(4).is_running() { Err(cluster.statuses()) } else { Ok(()) }
-    });
-    let log = std::fs::read_to_string(&cluster.node(4).log_path).expect("node 4 log");
-    assert!(log.contains("engine or limits differ from the cluster's") && log.contains("fuel_per_apply"), "{log}");
-    join.join().expect("JOIN thread");
-    let leader = cluster.leader(WAIT_DEADLINE);
-    let mut con = cluster.client(leader);
-    assert_eq!(call_show(&mut con, &["GET", "canary"]), "$alive");
-    assert_eq!(call_show(&mut con, &["SET", "after", "refusal"]), "+OK");
+fn t19_join_without_a_redis_address_checks_the_contract_too() {
+    // JOIN probes the new node over its Raft address, so the check needs no Redis address; the
+    // node is refused before it could stop at the cluster's module entry as a voter. (A replica
+    // that gets there anyway stops, naming the difference: module_switch.rs.)
+    let mut cluster = single("");
+    cluster.start(2, NodeOptions { extra_yaml: OTHER_FUEL.into(), ..NodeOptions::default() });
+    let raft_addr = cluster.node(2).raft_addr.to_string();
+    let reply = call_show(&mut cluster.client(1), &["JOIN", "2", &raft_addr]);
+    assert!(
+        reply.starts_with("-ERR node 2 runs another ABI, engine or limits") && reply.contains("fuel_per_apply"),
+        "{reply}"
+    );
+    assert!(cluster.node(2).is_running(), "the refused node is untouched: {}", cluster.statuses());
+    assert_intact(&cluster);
 }
+
+/// Requests whose cost grows with what the client sends, at their worst, two at a time.
+fn worst_cases() -> Vec<Vec<Vec<u8>>> {
+    let stars = |n: usize| format!("{}x", "*".repeat(n)).into_bytes();
+    let many = |head: &[&str], n: usize, arg: &[u8]| {
+        let mut args: Vec<Vec<u8>> = head.iter().map(|a| a.as_bytes().to_vec()).collect();
+        args.extend(std::iter::repeat_n(arg.to_vec(), n));
+        args
+    };
+    vec![
+        // The pattern that once stalled a node for more than ten seconds.
+        many(&["CONFIG", "GET"], 1, &stars(40)),
+        // The longest pattern allowed, as many times as allowed.
+        many(&["CONFIG", "GET"], 64, &stars(511)),
+        // Past the caps: refused at once.
+        many(&["CONFIG", "GET"], 1, &stars(100_000)),
+        many(&["CONFIG", "GET"], 100_000, b"*"),
+        // Long lists of names and sections.
+        many(&["COMMAND", "INFO"], 200_000, b"get"),
+        many(&["INFO"], 200_000, b"server"),
+        many(&["MGET"], 200_000, b"k"),
+        many(&["CLIENT", "SETNAME"], 1, &vec![b'n'; 1 << 20]),
+    ]
+}
+
+#[test]
+fn t20_worst_case_client_requests_never_keep_a_node_from_answering_ping() {
+    let cluster = single("");
+    let addr = cluster.node(1).redis_addr;
+    for args in worst_cases() {
+        let what = format!(
+            "{} {} ({} args)",
+            String::from_utf8_lossy(&args[0]),
+            String::from_utf8_lossy(&args[1]),
+            args.len()
+        );
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in &args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg);
+            request.extend_from_slice(b"\r\n");
+        }
+        let request = std::sync::Arc::new(request);
+        let heavy: Vec<_> = (0..2)
+            .map(|_| {
+                let request = request.clone();
+                std::thread::spawn(move || {
+                    let mut con = RawConn::connect(addr).expect("connect");
+                    con.send(&request).expect("send");
+                    con.read_reply().map(|r| r.len())
+                })
+            })
+            .collect();
+        // A PING sent while they run is answered within the deadline (a stalled worker would
+        // hold it up for as long as the request runs).
+        let mut ping = TcpStream::connect(addr).expect("connect");
+        ping.set_read_timeout(Some(PING_DEADLINE)).expect("timeout");
+        for _ in 0..5 {
+            ping.write_all(b"PING\r\n").expect("send PING");
+            let mut reply = [0u8; 7];
+            std::io::Read::read_exact(&mut ping, &mut reply)
+                .unwrap_or_else(|e| panic!("PING not answered within {PING_DEADLINE:?} during {what}: {e}"));
+            assert_eq!(&reply, b"+PONG\r\n", "during {what}");
+        }
+        for thread in heavy {
+            let reply = thread.join().expect("heavy client");
+            assert!(reply.is_ok_and(|len| len > 0), "{what} got a reply");
+        }
+    }
+    assert_intact(&cluster);
+}
+
+/// How long a `PING` may wait while worst-case requests run beside it.
+const PING_DEADLINE: Duration = Duration::from_secs(2);

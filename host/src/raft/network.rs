@@ -15,6 +15,15 @@
 //! the recipient's node id. A node that has none yet (a fresh node being joined) adopts the first
 //! it sees and keeps it; any other mismatch is refused with a message naming both ids, as is a
 //! request addressed to another node id.
+//!
+//! **Probe.** One RPC is answered before any cluster id is checked or adopted: [`Rpc::Probe`],
+//! with which `JOIN` checks that a node runs at the address it was given, under the id it was
+//! given, outside any other cluster and with the same state-machine contract, before anything
+//! is proposed. It reveals nothing secret and changes nothing on the probed node.
+//!
+//! **Contact.** Every answered RPC records when the peer was last heard from
+//! ([`PeerNetwork::heard_within`]): the leader's measure of which voters are alive, which
+//! membership changes consult before they can cost the cluster its quorum.
 
 use super::log_store::LogStore;
 use super::{Member, NodeId, TypeConfig};
@@ -28,7 +37,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -91,6 +100,21 @@ enum Rpc {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// A follower asks the leader for a read index (linearizable follower reads).
     ReadIndex,
+    /// `JOIN` asks a node about itself before adding it (answered before admission).
+    Probe,
+}
+
+/// What a probed node says about itself ([`Rpc::Probe`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeAnswer {
+    /// The node's id.
+    pub node_id: NodeId,
+    /// The cluster it belongs to, if any.
+    pub cluster_id: Option<String>,
+    /// Its state-machine contract ([`crate::runtime::Contract`], encoded).
+    pub contract: Vec<u8>,
+    /// The last log index it has applied (0 before any).
+    pub last_applied: u64,
 }
 
 /// What travels in a response frame.
@@ -101,6 +125,7 @@ enum Answer {
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     ReadIndex(Result<u64, String>),
     Refused(String),
+    Probe(ProbeAnswer),
 }
 
 async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> Result<(), TransportError> {
@@ -190,12 +215,16 @@ struct Pool {
     idle: Mutex<Vec<TcpStream>>,
 }
 
+/// When each peer last answered an RPC of ours.
+type Contact = Arc<Mutex<HashMap<NodeId, Instant>>>;
+
 /// Creates [`PeerClient`]s for openraft; shares one pool per peer address.
 #[derive(Clone)]
 pub struct PeerNetwork {
     identity: Arc<Identity>,
     rpc_timeout: Duration,
     pools: Arc<Mutex<HashMap<String, Arc<Pool>>>>,
+    contact: Contact,
 }
 
 impl PeerNetwork {
@@ -205,7 +234,19 @@ impl PeerNetwork {
     /// vote, `snapshot_chunk_timeout_ms` for a chunk), which wins when shorter: that is why
     /// `raft.append_entries_max` is kept small, so a catch-up batch fits in a heartbeat interval.
     pub fn new(identity: Arc<Identity>, rpc_timeout: Duration) -> Self {
-        PeerNetwork { identity, rpc_timeout, pools: Arc::default() }
+        PeerNetwork { identity, rpc_timeout, pools: Arc::default(), contact: Arc::default() }
+    }
+
+    /// Whether `peer` answered an RPC of ours within `window`. On the leader, heartbeats reach
+    /// every member each heartbeat interval, so a live peer is always recently heard from.
+    pub fn heard_within(&self, peer: NodeId, window: Duration) -> bool {
+        let contact = self.contact.lock().unwrap_or_else(|p| p.into_inner());
+        contact.get(&peer).is_some_and(|at| at.elapsed() <= window)
+    }
+
+    /// How long ago `peer` last answered an RPC of ours, if ever.
+    pub fn last_heard(&self, peer: NodeId) -> Option<Duration> {
+        self.contact.lock().unwrap_or_else(|p| p.into_inner()).get(&peer).map(Instant::elapsed)
     }
 
     /// A client for `target` at `member`'s Raft address.
@@ -218,6 +259,7 @@ impl PeerNetwork {
             identity: self.identity.clone(),
             pool,
             rpc_timeout: self.rpc_timeout,
+            contact: self.contact.clone(),
         }
     }
 }
@@ -237,6 +279,7 @@ pub struct PeerClient {
     identity: Arc<Identity>,
     pool: Arc<Pool>,
     rpc_timeout: Duration,
+    contact: Contact,
 }
 
 impl PeerClient {
@@ -263,7 +306,10 @@ impl PeerClient {
         drop(idle);
         match answer {
             Answer::Refused(why) => Err(TransportError::Refused(why)),
-            answer => Ok(answer),
+            answer => {
+                self.contact.lock().unwrap_or_else(|p| p.into_inner()).insert(self.target, Instant::now());
+                Ok(answer)
+            }
         }
     }
 
@@ -285,6 +331,15 @@ impl PeerClient {
             .ok_or_else(|| TransportError::Malformed("peer closed the connection".into()))?;
         let answer: Answer = super::decode(&reply).map_err(|e| TransportError::Malformed(e.to_string()))?;
         Ok((stream, answer))
+    }
+
+    /// Asks this peer about itself ([`Rpc::Probe`]): proves it runs, at this address, under this
+    /// id.
+    pub async fn probe(&self, timeout: Duration) -> Result<ProbeAnswer, TransportError> {
+        match self.call(Rpc::Probe, timeout).await? {
+            Answer::Probe(answer) => Ok(answer),
+            _ => Err(TransportError::Malformed("unexpected answer to a probe".into())),
+        }
     }
 
     /// Asks this peer (the leader) for a read index: the log index a linearizable read must wait
@@ -355,6 +410,7 @@ pub async fn serve(
     identity: Arc<Identity>,
     read_timeout: Duration,
     read_floor: u64,
+    contract: Arc<[u8]>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
@@ -373,9 +429,10 @@ pub async fn serve(
         };
         let raft = raft.clone();
         let identity = identity.clone();
+        let contract = contract.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = serve_connection(stream, raft, identity, read_timeout, read_floor).await {
+            if let Err(e) = serve_connection(stream, raft, identity, read_timeout, read_floor, contract).await {
                 tracing::warn!(%peer, "raft connection closed: {e}");
             }
         });
@@ -387,6 +444,7 @@ async fn serve_rpc(raft: &Raft<TypeConfig>, rpc: Rpc, read_timeout: Duration, re
         Rpc::Append(rpc) => Answer::Append(raft.append_entries(rpc).await),
         Rpc::Vote(rpc) => Answer::Vote(raft.vote(rpc).await),
         Rpc::Snapshot(rpc) => Answer::Snapshot(raft.install_snapshot(rpc).await),
+        Rpc::Probe => Answer::Refused("a probe is answered before admission".into()),
         Rpc::ReadIndex => Answer::ReadIndex(match tokio::time::timeout(read_timeout, raft.get_read_log_id()).await {
             Ok(Ok((read, _applied))) => Ok(super::read_index(read, read_floor)),
             Ok(Err(e)) => Err(e.to_string()),
@@ -395,14 +453,34 @@ async fn serve_rpc(raft: &Raft<TypeConfig>, rpc: Rpc, read_timeout: Duration, re
     }
 }
 
+/// The one request body a [`Rpc::Probe`] encodes to: recognised before anything is decoded.
+fn probe_body() -> Vec<u8> {
+    super::encode(&Rpc::Probe).unwrap_or_default()
+}
+
+/// Answers a probe: who this node is, without admitting or adopting anything.
+fn answer_probe(raft: &Raft<TypeConfig>, identity: &Identity, to: NodeId, contract: &[u8]) -> Answer {
+    if to != identity.node_id {
+        return Answer::Refused(format!("this is node {}, the request was for node {to}", identity.node_id));
+    }
+    Answer::Probe(ProbeAnswer {
+        node_id: identity.node_id,
+        cluster_id: identity.cluster_id(),
+        contract: contract.to_vec(),
+        last_applied: raft.metrics().borrow().last_applied.map_or(0, |l| l.index),
+    })
+}
+
 async fn serve_connection(
     mut stream: TcpStream,
     raft: Raft<TypeConfig>,
     identity: Arc<Identity>,
     read_timeout: Duration,
     read_floor: u64,
+    contract: Arc<[u8]>,
 ) -> Result<(), TransportError> {
     stream.set_nodelay(true)?;
+    let probe = probe_body();
     loop {
         let body = match tokio::time::timeout(PEER_IDLE_TIMEOUT, read_frame(&mut stream)).await {
             Err(_) => return Ok(()),
@@ -413,6 +491,12 @@ async fn serve_connection(
         };
         let (header, rest): (Header, &[u8]) =
             postcard::take_from_bytes(&body).map_err(|e| TransportError::Malformed(e.to_string()))?;
+        if rest == probe.as_slice() {
+            let reply = super::encode(&answer_probe(&raft, &identity, header.to, &contract))
+                .map_err(|e| TransportError::Malformed(e.to_string()))?;
+            write_frame(&mut stream, &reply).await?;
+            continue;
+        }
         let decode = |rest: &[u8]| super::decode::<Rpc>(rest).map_err(|e| TransportError::Malformed(e.to_string()));
         // A node that would adopt the sender's cluster id only does so for a request that decodes.
         let decoded = if identity.cluster_id().is_none() { Some(decode(rest)?) } else { None };

@@ -100,6 +100,8 @@ struct Tuning {
     read_timeout: Duration,
     write_timeout: Duration,
     election_timeout: Duration,
+    /// A joining learner not heard from for this long is taken as down (see [`JOIN_SILENCE_MIN`]).
+    join_silence: Duration,
 }
 
 /// A running node. Cheap to share (`Arc`).
@@ -128,6 +130,14 @@ pub struct Node {
 
 /// How long `JOIN` waits for a new learner to catch up before giving up (it stays a learner).
 const JOIN_CATCH_UP_SECS: u64 = 120;
+/// How long `JOIN` waits for the new node to answer its probe before refusing it.
+const JOIN_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A learner that answers no RPC for this long (or for two snapshot chunk timeouts, if longer)
+/// while catching up is taken as down, and `JOIN` gives up on it.
+const JOIN_SILENCE_MIN: Duration = Duration::from_secs(10);
+/// How long `JOIN` waits, once the node is a voter, for it to apply what was committed when its
+/// promotion was decided (after which it can serve reads).
+const JOIN_SERVING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Checks the data dir belongs to this node id, and that a memory node is not restarting.
 fn claim_data_dir(dir: &Path, id: NodeId, backend: Backend) -> Result<(), StartError> {
@@ -260,7 +270,15 @@ impl Node {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let read_timeout = Duration::from_millis(config.limits.read_timeout_ms);
-        tokio::spawn(super::network::serve(listener, raft.clone(), identity.clone(), read_timeout, read_floor));
+        let contract: Arc<[u8]> = configured.contract().encode().into();
+        tokio::spawn(super::network::serve(
+            listener,
+            raft.clone(),
+            identity.clone(),
+            read_timeout,
+            read_floor,
+            contract,
+        ));
 
         let tuning = Tuning {
             batch_commands_max: config.limits.write_batch_commands_max.max(1),
@@ -269,6 +287,8 @@ impl Node {
             read_timeout,
             write_timeout: Duration::from_millis(config.limits.write_timeout_ms),
             election_timeout: Duration::from_millis(config.raft.election_timeout_max_ms),
+            join_silence: Duration::from_millis(config.raft.snapshot_chunk_timeout_ms.saturating_mul(2))
+                .max(JOIN_SILENCE_MIN),
         };
         let (writes, write_rx) = mpsc::channel(tuning.batch_commands_max * 4);
         let (reads, read_rx) = mpsc::channel(4096);
@@ -433,6 +453,18 @@ impl Node {
     /// openraft's current view of this node (role, term, indexes, membership).
     pub fn metrics(&self) -> RaftMetrics<NodeId, Member> {
         self.raft.metrics().borrow().clone()
+    }
+
+    /// For each other member, how long ago it last answered an RPC of this node's (`None`: never).
+    /// On the leader this is the liveness membership changes go by (`INFO raft`).
+    pub fn peers_last_heard(&self) -> Vec<(NodeId, Option<Duration>)> {
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        membership
+            .nodes()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, _)| (*id, self.network.last_heard(*id)))
+            .collect()
     }
 
     /// The cluster id, once bootstrapped or joined.
@@ -604,17 +636,32 @@ impl Node {
     }
 
     /// `JOIN` (on the leader): adds a node as a learner, waits until it has caught up, then
-    /// promotes it to voter. Ids in use or retired are refused.
+    /// promotes it to voter, and answers once it can serve reads. Ids in use or retired are
+    /// refused.
+    ///
+    /// Nothing is proposed before the node has answered a probe at `raft_addr` under `id`, outside
+    /// any other cluster, with our ABI, engine and limits. The learner is promoted only once its
+    /// matched log index has reached the commit index the leader had when the catch-up started
+    /// (openraft's own test counts entries, and a short log of large batched entries always
+    /// passes it), and only if the new voter set keeps a live quorum. A learner that does not catch
+    /// up stays a learner, which counts for no quorum, and the error says how to remove it.
     pub async fn join(&self, id: NodeId, raft_addr: &str, redis_addr: &str) -> Result<(), ClusterError> {
         self.route_to_leader()?;
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
-        if membership.get_node(&id).is_some() {
-            let voter = membership.voter_ids().any(|v| v == id);
-            if voter {
+        let already_learner = match membership.get_node(&id) {
+            Some(_) if membership.voter_ids().any(|v| v == id) => {
                 return Err(ClusterError::Refused(format!("ERR node {id} is already a member")));
             }
-        }
+            Some(existing) if existing.raft_addr != raft_addr => {
+                return Err(ClusterError::Refused(format!(
+                    "ERR node {id} is a learner at {}: REMOVE {id} first to give it another address",
+                    existing.raft_addr
+                )));
+            }
+            Some(_) => true,
+            None => false,
+        };
         if self.shared.retired.read().unwrap_or_else(|p| p.into_inner()).contains(&id) {
             return Err(ClusterError::Refused(format!(
                 "ERR node id {id} was removed and is never reused: pick a new id"
@@ -623,31 +670,152 @@ impl Node {
         if raft_addr == self.member.raft_addr {
             return Err(ClusterError::Refused(format!("ERR {raft_addr} is this node's own raft address")));
         }
-        let member = Member { raft_addr: raft_addr.to_owned(), redis_addr: redis_addr.to_owned() };
-        tracing::info!(id, %member, "adding learner");
-        let catch_up = Duration::from_secs(JOIN_CATCH_UP_SECS);
-        match tokio::time::timeout(catch_up, self.raft.add_learner(id, member, true)).await {
-            Ok(result) => {
-                result.map_err(membership_error)?;
-            }
-            Err(_) => {
-                return Err(ClusterError::Timeout(format!(
-                    "TIMEOUT node {id} was added as a learner but did not catch up within {catch_up:?}; check that it \
-                     runs and is reachable at {raft_addr}, then JOIN again or REMOVE {id}"
-                )));
-            }
+        if let Some((other, _)) = membership.nodes().find(|(n, m)| **n != id && m.raft_addr == raft_addr) {
+            return Err(ClusterError::Refused(format!("ERR {raft_addr} is the raft address of node {other}")));
         }
-        tracing::info!(id, "promoting to voter");
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let member = Member { raft_addr: raft_addr.to_owned(), redis_addr: redis_addr.to_owned() };
+        self.probe_joining(id, &member).await?;
+        if !already_learner {
+            tracing::info!(id, %member, "adding learner");
+            self.raft.add_learner(id, member.clone(), false).await.map_err(membership_error)?;
+        }
+        let target = self.catch_up(id).await?;
+        let mut promoted = voters;
+        promoted.insert(id);
+        self.live_quorum(&promoted).map_err(|why| {
+            ClusterError::Refused(format!(
+                "ERR node {id} caught up but was not promoted: the voters would have no live quorum ({why}); it \
+                 stays a learner: run JOIN again once the voters are back, or REMOVE {id}"
+            ))
+        })?;
+        tracing::info!(id, target, "promoting to voter");
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
             .map_err(membership_error)?;
-        Ok(())
+        self.wait_serving(id, &member, target).await
+    }
+
+    /// Asks the node about to join who it is (see `network`'s probe) and refuses it when it does
+    /// not answer, is another node, belongs to another cluster, or runs another ABI, engine or
+    /// limits (it would stop at the cluster's first module entry, and once promoted count towards
+    /// quorums it can never serve). Its module may differ: it runs the cluster's.
+    async fn probe_joining(&self, id: NodeId, member: &Member) -> Result<(), ClusterError> {
+        let answer = self.network.client(id, member).probe(JOIN_PROBE_TIMEOUT).await.map_err(|e| {
+            ClusterError::Refused(format!(
+                "ERR cannot reach node {id} at {}: {e}; is it running? Nothing was changed",
+                member.raft_addr
+            ))
+        })?;
+        if let Some(theirs) = &answer.cluster_id
+            && Some(theirs) != self.cluster_id().as_ref()
+        {
+            return Err(ClusterError::Refused(format!(
+                "ERR node {id} belongs to another cluster ({theirs}): only a node with an empty data_dir can join"
+            )));
+        }
+        let ours = self.modules.current().module.contract();
+        let differences = match crate::runtime::Contract::decode(&answer.contract) {
+            Ok(theirs) => ours.differences_besides_module(&theirs).join("; "),
+            Err(e) => format!("unreadable contract: {e}"),
+        };
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(ClusterError::Refused(format!(
+            "ERR node {id} runs another ABI, engine or limits ({differences}; cluster vs node {id}): refusing to JOIN it"
+        )))
+    }
+
+    /// Waits until learner `id` has matched the log up to the commit index as it is now, and
+    /// returns that index. Gives up (the node stays a learner) when this node stops leading, when
+    /// the learner is silent for `join_silence`, or after [`JOIN_CATCH_UP_SECS`].
+    async fn catch_up(&self, id: NodeId) -> Result<u64, ClusterError> {
+        let target = self
+            .raft
+            .with_raft_state(|state| state.committed.map_or(0, |l| l.index))
+            .await
+            .map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        let stays = format!("it stays a learner, which counts for no quorum: run JOIN again, or REMOVE {id}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(JOIN_CATCH_UP_SECS);
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.state != ServerState::Leader {
+                    return Err(ClusterError::Refused(format!(
+                        "ERR leadership moved while node {id} was catching up; {stays}"
+                    )));
+                }
+                let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index);
+                if matched >= Some(target) {
+                    return Ok(target);
+                }
+            }
+            let silence = self.network.last_heard(id).unwrap_or(Duration::MAX);
+            if silence > self.tuning.join_silence {
+                return Err(ClusterError::Timeout(format!(
+                    "TIMEOUT node {id} stopped answering while catching up (nothing heard for {:?}); {stays}",
+                    self.tuning.join_silence
+                )));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::Timeout(format!(
+                    "TIMEOUT node {id} did not catch up to index {target} within {JOIN_CATCH_UP_SECS} s; {stays}"
+                )));
+            }
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() {
+                    return Err(ClusterError::Fatal(stopped()));
+                },
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// Whether `voters` has a quorum of live nodes: this node, and those the peer transport heard
+    /// from within an election timeout. Says who is missing when not.
+    fn live_quorum(&self, voters: &BTreeSet<NodeId>) -> Result<(), String> {
+        let window = self.tuning.election_timeout;
+        let (live, silent): (Vec<NodeId>, Vec<NodeId>) =
+            voters.iter().partition(|&&v| v == self.id || self.network.heard_within(v, window));
+        let needed = voters.len() / 2 + 1;
+        if live.len() >= needed {
+            return Ok(());
+        }
+        Err(format!(
+            "{} of {} voters heard from within {window:?}, a quorum is {needed}; silent: {silent:?}",
+            live.len(),
+            voters.len()
+        ))
+    }
+
+    /// Waits until the new voter has applied `target`: from then on it answers reads.
+    async fn wait_serving(&self, id: NodeId, member: &Member, target: u64) -> Result<(), ClusterError> {
+        let deadline = tokio::time::Instant::now() + JOIN_SERVING_TIMEOUT;
+        let client = self.network.client(id, member);
+        loop {
+            if let Ok(answer) = client.probe(JOIN_PROBE_TIMEOUT).await
+                && answer.last_applied >= target
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::Timeout(format!(
+                    "TIMEOUT node {id} is a voter but has not applied index {target} within {JOIN_SERVING_TIMEOUT:?}; \
+                     check its log"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `REMOVE` (on the leader): retires the id for good, then removes the node from the
-    /// membership.
-    pub async fn remove(&self, id: NodeId) -> Result<(), ClusterError> {
+    /// membership. Removing a voter is refused when the voters left would have no live quorum
+    /// (the change could not commit, and the cluster would be stuck in its joint configuration)
+    /// unless `force`.
+    pub async fn remove(&self, id: NodeId, force: bool) -> Result<(), ClusterError> {
         self.route_to_leader()?;
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
@@ -657,6 +825,16 @@ impl Node {
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         if voters.len() == 1 && voters.contains(&id) {
             return Err(ClusterError::Refused("ERR cannot remove the last voter".into()));
+        }
+        if voters.contains(&id) && !force {
+            let mut remaining = voters.clone();
+            remaining.remove(&id);
+            self.live_quorum(&remaining).map_err(|why| {
+                ClusterError::Refused(format!(
+                    "ERR removing node {id} would leave no live quorum ({why}); bring the silent voters back, or \
+                     REMOVE {id} FORCE"
+                ))
+            })?;
         }
         self.propose(Request::RetireNode(id)).await?;
         if voters.contains(&id) {

@@ -15,11 +15,6 @@ use bytes::Bytes;
 use openraft::ServerState;
 use std::fmt::Write as _;
 
-/// Internal command: answers this node's state-machine contract (encoded). `JOIN` asks the joining
-/// node for it first, so a node with another ABI, engine or limits is refused before it becomes a
-/// voter.
-pub const CONTRACT_QUERY: &str = "REDRAFT.CONTRACT";
-
 /// Internal command: `REDRAFT.PROPOSE-MODULE <wasm bytes>`. A follower's `MODULE RELOAD` sends the
 /// module its config names to the leader, which validates and proposes it.
 pub const PROPOSE_MODULE: &str = "REDRAFT.PROPOSE-MODULE";
@@ -61,7 +56,7 @@ const LOCAL_COMMANDS: &[(&str, i64, &[&str])] = &[
     ("debug", -2, &["admin", "stale"]),
     ("bootstrap", 3, &["admin"]),
     ("join", -3, &["admin"]),
-    ("remove", 2, &["admin"]),
+    ("remove", -2, &["admin"]),
     ("leader", 1, &["fast", "stale"]),
     ("nodes", 1, &["stale"]),
     ("snapshot", 1, &["admin"]),
@@ -294,14 +289,12 @@ fn command(shared: &Shared, args: &[Bytes]) -> Response {
         // No documentation to offer: an empty map, after which redis-cli uses COMMAND.
         Response::Map(vec![])
     } else if is(sub, "INFO") {
-        let entries = command_entries(shared);
+        // One lookup per name asked for: linear in the request, however many names it carries.
+        let entries: std::collections::HashMap<String, Response> = command_entries(shared).into_iter().collect();
         Response::Array(
             args[2..]
                 .iter()
-                .map(|name| {
-                    let name = text(name).to_ascii_lowercase();
-                    entries.iter().find(|(n, _)| *n == name).map(|(_, e)| e.clone()).unwrap_or(Response::Null)
-                })
+                .map(|name| entries.get(&text(name).to_ascii_lowercase()).cloned().unwrap_or(Response::Null))
                 .collect(),
         )
     } else if is(sub, "LIST") {
@@ -311,11 +304,19 @@ fn command(shared: &Shared, args: &[Bytes]) -> Response {
     }
 }
 
+/// Most patterns one `CONFIG GET` may carry. Each costs at most
+/// [`super::glob::GLOB_PATTERN_BYTES_MAX`] times a config name's length in steps per name, on an
+/// async worker: this keeps one request's worst case to a few milliseconds.
+pub const CONFIG_GET_PATTERNS_MAX: usize = 64;
+
 fn config(shared: &Shared, args: &[Bytes]) -> Response {
     let sub = &args[1];
     if is(sub, "GET") {
         if args.len() < 3 {
             return wrong_arity("config|get");
+        }
+        if args.len() - 2 > CONFIG_GET_PATTERNS_MAX {
+            return Response::error(format!("ERR CONFIG GET takes at most {CONFIG_GET_PATTERNS_MAX} patterns"));
         }
         // What redis-benchmark and client libraries ask about; we persist through the Raft log,
         // which behaves like `appendonly yes` + `appendfsync always`.
@@ -331,11 +332,14 @@ fn config(shared: &Shared, args: &[Bytes]) -> Response {
         ];
         let mut pairs = Vec::new();
         for pattern in &args[2..] {
-            let pattern = text(pattern).to_ascii_lowercase();
+            let pattern = pattern.to_ascii_lowercase();
             for (name, value) in known {
-                if glob(&pattern, name) && !pairs.iter().any(|(n, _): &(Response, Response)| *n == Response::bulk(name))
-                {
-                    pairs.push((Response::bulk(name), Response::bulk(value.to_owned())));
+                match super::glob::glob_match(&pattern, name.as_bytes()) {
+                    Err(e) => return Response::error(format!("ERR {e}")),
+                    Ok(true) if !pairs.iter().any(|(n, _): &(Response, Response)| *n == Response::bulk(name)) => {
+                        pairs.push((Response::bulk(name), Response::bulk(value.to_owned())));
+                    }
+                    Ok(_) => {}
                 }
             }
         }
@@ -347,20 +351,6 @@ fn config(shared: &Shared, args: &[Bytes]) -> Response {
     } else {
         unknown_subcommand(sub, "CONFIG")
     }
-}
-
-/// Redis-style glob with `*` and `?` (enough for `CONFIG GET`).
-fn glob(pattern: &str, name: &str) -> bool {
-    fn rec(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => rec(&p[1..], n) || (!n.is_empty() && rec(p, &n[1..])),
-            (Some(b'?'), Some(_)) => rec(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    rec(pattern.as_bytes(), name.as_bytes())
 }
 
 fn debug(shared: &Shared, args: &[Bytes]) -> Response {
@@ -447,7 +437,8 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
             out,
             "# Raft\r\nraft_node_id:{}\r\nraft_cluster_id:{}\r\nraft_role:{}\r\nraft_leader_id:{leader}\r\nraft_term:{}\r\n\
              raft_last_log_index:{}\r\nraft_last_applied_index:{}\r\n\
-             raft_snapshot_index:{}\r\nraft_purged_index:{}\r\nraft_voters:{}\r\nraft_read_mode:{}\r\n\r\n",
+             raft_snapshot_index:{}\r\nraft_purged_index:{}\r\nraft_voters:{}\r\nraft_read_mode:{}\r\n\
+             raft_peers_last_heard_ms:{}\r\n\r\n",
             node.id(),
             node.cluster_id().unwrap_or_default(),
             role_name(metrics.state),
@@ -458,6 +449,11 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
             index(metrics.purged),
             metrics.membership_config.membership().voter_ids().map(|v| v.to_string()).collect::<Vec<_>>().join(","),
             if session.stale_reads { "stale" } else { "linearizable" },
+            node.peers_last_heard()
+                .into_iter()
+                .map(|(id, heard)| format!("{id}={}", heard.map_or("never".to_owned(), |d| d.as_millis().to_string())))
+                .collect::<Vec<_>>()
+                .join(","),
         );
     }
     if want("module") {
@@ -479,36 +475,6 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
     Response::Verbatim { format: VerbatimFormat::Text, text: Bytes::from(out) }
 }
 
-/// Asks the node about to join for its state-machine contract and refuses it when its ABI, engine
-/// or limits differ from ours: such a node would stop at the cluster's first module entry, and
-/// once promoted it would count towards quorums it can never serve. Its module may differ: it runs
-/// the cluster's. (A `JOIN` without a Redis address skips the check.)
-async fn check_joining_contract(shared: &Shared, id: u64, redis_addr: &str) -> Result<(), Response> {
-    let upstream = Upstream::start(redis_addr, std::time::Duration::from_secs(10));
-    let reply = upstream.submit(vec![Bytes::from_static(CONTRACT_QUERY.as_bytes())]).await.await;
-    let theirs = match reply {
-        Ok(Response::Bulk(bytes)) => bytes,
-        Ok(Response::Error(e)) => return Err(Response::error(format!("ERR node {id} at {redis_addr} answered: {e}"))),
-        _ => {
-            return Err(Response::error(format!(
-                "ERR cannot ask node {id} at {redis_addr} for its state-machine contract: is it running?"
-            )));
-        }
-    };
-    // The module may differ: the new node runs the cluster's, from the log or a snapshot.
-    let ours = shared.node.configured_module().module.contract();
-    let differences = match crate::runtime::Contract::decode(&theirs) {
-        Ok(theirs) => ours.differences_besides_module(&theirs).join("; "),
-        Err(e) => format!("unreadable contract: {e}"),
-    };
-    if differences.is_empty() {
-        return Ok(());
-    }
-    Err(Response::error(format!(
-        "ERR node {id} runs another ABI, engine or limits ({differences}; cluster vs node {id}): refusing to JOIN it"
-    )))
-}
-
 /// Passes a cluster command on to the leader and returns its answer; `check` names the command
 /// that tells whether it took effect when the leader does not answer in `timeout`.
 async fn to_leader(redis_addr: &str, args: &[Bytes], timeout: std::time::Duration, check: &str) -> Response {
@@ -520,6 +486,24 @@ async fn to_leader(redis_addr: &str, args: &[Bytes], timeout: std::time::Duratio
         .unwrap_or_else(|_| Response::error(format!("ERR the leader did not answer; check {check} before retrying")))
 }
 
+/// Checks that `addr` is `host:port` (a name or an IPv4 address, or `[IPv6]:port`) with a port
+/// in 1..=65535: a typo is refused before anything is proposed.
+fn parse_addr(what: &str, addr: &str) -> Result<(), Response> {
+    let bad = || Response::error(format!("ERR invalid {what} '{addr}': expected host:port"));
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && !host.contains(':')
+            && host.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'_')
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && host_ok => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
 fn parse_id(arg: &[u8]) -> Result<u64, Response> {
     match text(arg).parse::<u64>() {
         Ok(id) if id > 0 => Ok(id),
@@ -527,8 +511,9 @@ fn parse_id(arg: &[u8]) -> Result<u64, Response> {
     }
 }
 
-/// Runs a cluster command (`BOOTSTRAP`, `JOIN`, `REMOVE`, `SNAPSHOT`). `JOIN` and `REMOVE` sent
-/// to a follower are passed on to the leader.
+/// Runs a cluster command (`BOOTSTRAP`, `JOIN`, `REMOVE [FORCE]`, `SNAPSHOT`). `JOIN` and
+/// `REMOVE` sent to a follower are passed on to the leader. `JOIN`'s addresses are checked here
+/// for form; [`crate::raft::node::Node::join`] checks that the node behind them answers.
 pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
     let node = &shared.node;
     let name = text(&args[0]).to_ascii_lowercase();
@@ -555,10 +540,23 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
             if name == "join" && args.len() > 4 {
                 return wrong_arity("join");
             }
+            let force = match (name.as_str(), args.get(2)) {
+                ("remove", Some(flag)) if args.len() == 3 && is(flag, "FORCE") => true,
+                ("remove", Some(_)) => return Response::error("ERR syntax error"),
+                _ => false,
+            };
             let id = match parse_id(&args[1]) {
                 Ok(id) => id,
                 Err(reply) => return reply,
             };
+            if name == "join" {
+                let redis_addr = args.get(3).map(|a| text(a));
+                if let Err(reply) = parse_addr("raft address", &text(&args[2]))
+                    .and_then(|()| redis_addr.map_or(Ok(()), |a| parse_addr("redis address", &a)))
+                {
+                    return reply;
+                }
+            }
             match node.route_to_leader() {
                 Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
                     // JOIN waits for the new node to catch up (up to two minutes).
@@ -567,14 +565,9 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
                 Err(e) => Err(e),
                 Ok(()) if name == "join" => {
                     let redis_addr = args.get(3).map(|a| text(a)).unwrap_or_default();
-                    if !redis_addr.is_empty()
-                        && let Err(reply) = check_joining_contract(shared, id, &redis_addr).await
-                    {
-                        return reply;
-                    }
                     node.join(id, &text(&args[2]), &redis_addr).await.map(|()| Response::ok())
                 }
-                Ok(()) => node.remove(id).await.map(|()| Response::ok()),
+                Ok(()) => node.remove(id, force).await.map(|()| Response::ok()),
             }
         }
         "snapshot" => node.snapshot().await.map(|index| Response::Integer(index as i64)),

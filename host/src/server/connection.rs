@@ -208,12 +208,6 @@ async fn dispatch(
         pipeline.pending.push_back(Pending::Ready(Response::ok()));
         return Flow::Continue;
     }
-    if name.eq_ignore_ascii_case(commands::CONTRACT_QUERY.as_bytes()) {
-        // Internal: a leader checks a joining node's state-machine contract before adding it.
-        let contract = node.configured_module().module.contract().encode();
-        pipeline.pending.push_back(Pending::Ready(Response::bulk(contract)));
-        return Flow::Continue;
-    }
     if name.eq_ignore_ascii_case(commands::PROPOSE_MODULE.as_bytes()) {
         // Internal: a follower's MODULE RELOAD. Waits for everything before it, like the
         // cluster commands.

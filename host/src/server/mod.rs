@@ -7,13 +7,15 @@
 //!   modes;
 //! * [`commands`] answers what the server knows itself (handshake, introspection, cluster
 //!   commands);
-//! * [`upstream`] forwards a follower's writes to the leader.
+//! * [`upstream`] forwards a follower's writes to the leader;
+//! * [`glob`] matches `CONFIG GET` patterns in bounded time.
 //!
 //! Connections are capped (`limits.connections_max`); past the cap a client gets Redis's
 //! `-ERR max number of clients reached` and is closed.
 
 pub mod commands;
 pub mod connection;
+pub mod glob;
 mod modules;
 pub mod protocol;
 pub mod upstream;
