@@ -12,6 +12,7 @@
 use std::path::Path;
 
 pub mod cluster;
+pub mod linearizability;
 pub mod resp;
 pub mod tools;
 
