@@ -9,6 +9,7 @@
 #   make stop     stop the nodes `make cluster` started
 #   make bench    the cluster benchmark against redis-server --appendfsync always (writes
 #                 docs/BENCHMARKS.md), the apply micro-benchmark, and module switches under load
+#   make soak     one long seeded fault-suite run: make soak SEED=42 DURATION=600
 #   make wasm     build the state-machine modules (target/wasm32-unknown-unknown/guest/*.wasm)
 #   make fix      format and apply lint fixes
 #   make clean    stop the nodes, remove build output and data/
@@ -23,7 +24,10 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 GUESTS := -p fsm-kv -p fsm-kv-v2 -p fsm-probe
 
-.PHONY: all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply bench-switch fix clean
+SEED ?= 1
+DURATION ?= 300
+
+.PHONY: soak all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply bench-switch fix clean
 
 all: build
 
@@ -84,6 +88,10 @@ unit:
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
+
+## One long seeded run of the fault suite: make soak SEED=42 DURATION=600 (seconds).
+soak: toolchain wasm
+	SEED=$(SEED) DURATION=$(DURATION) $(CARGO) test -p redraft --test faults --locked -- --ignored soak --nocapture
 
 bench: bench-cluster bench-apply bench-switch
 
