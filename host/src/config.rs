@@ -76,6 +76,9 @@ pub struct Config {
     /// Default `info,openraft=warn`. `debug` and `trace` cost throughput on a busy node.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// `--force-new-cluster` (command line only, never from the file): restart as the only voter.
+    #[serde(skip)]
+    pub force_new_cluster: bool,
     /// Raft timing and replication batch size. All default.
     #[serde(default)]
     pub raft: RaftSettings,
@@ -607,6 +610,13 @@ pub struct Args {
     /// Settings that replace the file's.
     #[command(flatten)]
     pub overrides: Overrides,
+    /// Disaster recovery, once, when a majority of the voters is lost for good: restart this
+    /// node as the only voter of its cluster, from its own log and state (acknowledged writes it
+    /// held are kept; writes it never received are lost). Then JOIN fresh nodes with new ids.
+    /// Never restart the lost nodes on their old data. Not a config key, so it cannot stay on by
+    /// mistake. See docs/operations.md.
+    #[arg(long)]
+    pub force_new_cluster: bool,
 }
 
 /// Command-line values that replace the config file's. Each is optional; paths given here are
@@ -776,6 +786,7 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                 follower_writes: FollowerWrites::Forward,
                 reads: ReadMode::Linearizable,
                 log_level: "info,openraft=warn".into(),
+                force_new_cluster: false,
                 raft: RaftSettings {
                     heartbeat_interval_ms: 100,
                     election_timeout_min_ms: 500,
@@ -1182,6 +1193,7 @@ limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_
                 follower_writes: FollowerWrites::default(),
                 reads: ReadMode::default(),
                 log_level: default_log_level(),
+                force_new_cluster: false,
                 raft: RaftSettings::default(),
                 snapshot: SnapshotPolicy::default(),
                 limits: Limits::default(),

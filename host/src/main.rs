@@ -18,7 +18,8 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = Config::load(&args.config, &args.overrides)?;
+    let mut config = Config::load(&args.config, &args.overrides)?;
+    config.force_new_cluster = args.force_new_cluster;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("{}: log_level: invalid filter", args.config.display()))?;
     tracing_subscriber::fmt()

@@ -128,7 +128,7 @@ fn register_client(
     stop: Arc<AtomicBool>,
     history: Arc<Mutex<History>>,
 ) {
-    let mut rng = Rng(seed ^ (id as u64 + 1) * 0x1000_0000);
+    let mut rng = Rng(seed ^ ((id as u64 + 1) * 0x1000_0000));
     let mut client = Client { at: id % nodes.len(), nodes, con: None };
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {

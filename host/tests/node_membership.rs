@@ -230,3 +230,37 @@ fn stop(pid: u32, pause: bool) {
     let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
     assert!(status.success(), "kill {signal} {pid}");
 }
+
+#[test]
+fn t18_a_survivor_of_a_lost_majority_restarts_as_a_new_cluster_with_its_data() {
+    let mut cluster = TestCluster::form(REDRAFT, 3, NodeOptions::default());
+    let leader = cluster.leader(WAIT_DEADLINE);
+    let mut con = cluster.client(leader);
+    let commands: Vec<redis::Cmd> =
+        (0..500).map(|i| resp::command(&["SET".to_owned(), format!("k:{i}"), i.to_string()])).collect();
+    let replies = resp::pipeline(&mut con, &commands).expect("pipeline");
+    assert!(replies.iter().all(|r| *r == Value::Okay), "every SET acknowledged");
+    cluster.wait_converged();
+    // The majority is lost for good: the survivor alone cannot commit.
+    let survivor = cluster.ids().into_iter().find(|&id| id != leader).expect("a follower");
+    for id in cluster.ids().into_iter().filter(|&id| id != survivor) {
+        cluster.kill(id);
+    }
+    // Recovery is explicit: a restart on its own does not change the membership.
+    cluster.restart(survivor);
+    assert_eq!(voters(&cluster, survivor).len(), 3, "a plain restart keeps the old membership");
+    cluster.restart_with_flags(survivor, &["--force-new-cluster"]);
+    assert_eq!(cluster.leader(WAIT_DEADLINE), survivor);
+    assert_eq!(voters(&cluster, survivor), vec![survivor]);
+    let mut con = cluster.client(survivor);
+    assert_eq!(call_show(&mut con, &["DBSIZE"]), ":500", "every acknowledged write the survivor held");
+    assert_eq!(call_show(&mut con, &["GET", "k:499"]), "$499");
+    assert_eq!(call_show(&mut con, &["SET", "after", "recovery"]), "+OK");
+    // Fresh nodes with new ids join the new cluster; a later plain restart keeps it.
+    cluster.start(4, NodeOptions::default());
+    cluster.join(4, survivor);
+    assert_eq!(call_show(&mut cluster.client(4), &["GET", "after"]), "$recovery");
+    cluster.restart(survivor);
+    cluster.wait_members(&[survivor, 4]);
+    assert_serving(&cluster, "after-restart");
+}

@@ -479,7 +479,7 @@ impl TestCluster {
             let yaml = render_config(id, node.raft_addr, node.redis_addr, &node.data_dir, &options)
                 .unwrap_or_else(|e| panic!("node {id}: {e}"));
             fs::write(&node.config_path, yaml).unwrap_or_else(|e| panic!("write {}: {e}", node.config_path.display()));
-            match self.launch(&node) {
+            match self.launch(&node, &[]) {
                 Ok(()) => {
                     self.nodes.insert(id, node);
                     return &self.nodes[&id];
@@ -501,7 +501,19 @@ impl TestCluster {
         if node.is_running() {
             self.stop(id);
         }
-        if let Err(e) = self.launch(node) {
+        if let Err(e) = self.launch(node, &[]) {
+            panic!("{}", self.launch_failure(node, e));
+        }
+    }
+
+    /// [`TestCluster::restart`] with extra command-line flags for this run only (such as
+    /// `--force-new-cluster`).
+    pub fn restart_with_flags(&self, id: u64, flags: &[&str]) {
+        let node = self.node(id);
+        if node.is_running() {
+            self.stop(id);
+        }
+        if let Err(e) = self.launch(node, flags) {
             panic!("{}", self.launch_failure(node, e));
         }
     }
@@ -512,7 +524,7 @@ impl TestCluster {
     pub fn restart_expect_exit(&self, id: u64, timeout: Duration) -> ExitReport {
         let node = self.node(id);
         assert!(!node.is_running(), "node {id} is running; stop or kill it first");
-        let (child, offset) = self.spawn(node).unwrap_or_else(|e| panic!("spawn node {id}: {e}"));
+        let (child, offset) = self.spawn(node, &[]).unwrap_or_else(|e| panic!("spawn node {id}: {e}"));
         let status = self.expect_exit(child, timeout, || read_from(&node.log_path, offset));
         lock(&node.proc).last_exit = Some(status);
         ExitReport { status, output: read_from(&node.log_path, offset), config_path: node.config_path.clone() }
@@ -529,7 +541,7 @@ impl TestCluster {
         fs::write(&config_path, config_yaml).unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
         let log = fs::File::create(&log_path).unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
         let child = self
-            .command(&config_path, &dir, log)
+            .command(&config_path, &dir, log, &[])
             .unwrap_or_else(|e| panic!("spawn {} --config {}: {e}", self.binary.display(), config_path.display()));
         let status = self.expect_exit(child, timeout, || read_from(&log_path, 0));
         ExitReport { status, output: read_from(&log_path, 0), config_path }
@@ -881,11 +893,12 @@ impl TestCluster {
             .join("\n")
     }
 
-    fn command(&self, config_path: &Path, cwd: &Path, log: fs::File) -> io::Result<Child> {
+    fn command(&self, config_path: &Path, cwd: &Path, log: fs::File, flags: &[&str]) -> io::Result<Child> {
         let mut command = Command::new(&self.binary);
         command
             .arg("--config")
             .arg(config_path)
+            .args(flags)
             .current_dir(cwd)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
@@ -908,16 +921,16 @@ impl TestCluster {
 
     /// Spawns `node` with its output appended to its log; returns the child and where this run's
     /// output starts in the log.
-    fn spawn(&self, node: &Node) -> io::Result<(Child, u64)> {
+    fn spawn(&self, node: &Node, flags: &[&str]) -> io::Result<(Child, u64)> {
         let mut log = OpenOptions::new().create(true).append(true).open(&node.log_path)?;
         let offset = log.seek(SeekFrom::End(0))?;
         writeln!(log, "===== redraft-tests: {} --config {} =====", self.binary.display(), node.config_path.display())?;
-        Ok((self.command(&node.config_path, &node.dir, log)?, offset))
+        Ok((self.command(&node.config_path, &node.dir, log, flags)?, offset))
     }
 
     /// Spawns `node` and waits until it answers `PING`; on success its child is stored.
-    fn launch(&self, node: &Node) -> Result<(), LaunchError> {
-        let (mut child, offset) = self.spawn(node).map_err(LaunchError::Spawn)?;
+    fn launch(&self, node: &Node, flags: &[&str]) -> Result<(), LaunchError> {
+        let (mut child, offset) = self.spawn(node, flags).map_err(LaunchError::Spawn)?;
         let outcome = try_wait_for(self.start_deadline, || {
             if let Ok(Some(status)) = child.try_wait() {
                 return Ok(Err(status));

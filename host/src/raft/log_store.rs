@@ -121,6 +121,41 @@ impl LogStore {
         Ok(state.last_log_id.is_none() && self.meta_get(VOTE)?.is_none())
     }
 
+    /// Disaster recovery (`--force-new-cluster`): appends a membership entry that makes `id` the
+    /// only voter, in a term above every term this node has seen, and records a vote for that term,
+    /// so that at start openraft takes the single-voter membership as effective, elects this node
+    /// and commits everything its log holds. Returns the entry's index. Refused for a node that
+    /// holds no log (there is nothing to recover) and for the memory backend (it has none after a
+    /// restart).
+    pub fn force_single_voter(&self, id: NodeId, member: super::Member) -> Result<u64, String> {
+        let Backing::Redb(db) = &*self.inner else {
+            return Err("a memory node has no log to recover from".into());
+        };
+        let state = self.log_state().map_err(|e| e.to_string())?;
+        let Some(last) = state.last_log_id else {
+            return Err("this node holds no Raft log: there is nothing to recover; BOOTSTRAP a new cluster".into());
+        };
+        let vote: Option<Vote<NodeId>> = self.meta_decode(VOTE).map_err(|e| e.to_string())?;
+        let term = vote.map_or(0, |v| v.leader_id().term).max(last.leader_id.term) + 1;
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(term, id), last.index + 1);
+        let membership = openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([id])],
+            std::collections::BTreeMap::from([(id, member)]),
+        );
+        let entry: Entry<TypeConfig> = Entry { log_id, payload: openraft::EntryPayload::Membership(membership) };
+        let entry_bytes = encode(&entry).map_err(|e| e.to_string())?;
+        let vote_bytes = encode(&Vote::new(term, id)).map_err(|e| e.to_string())?;
+        redb_write(db, Durability::Immediate, StorageIOError::write_logs, |tx| {
+            let mut log = tx.open_table(LOG).map_err(|e| e.to_string())?;
+            log.insert(log_id.index, entry_bytes.as_slice()).map_err(|e| e.to_string())?;
+            let mut meta = tx.open_table(META).map_err(|e| e.to_string())?;
+            meta.insert(VOTE, vote_bytes.as_slice()).map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(log_id.index)
+    }
+
     fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError<NodeId>> {
         match &*self.inner {
             Backing::Redb(db) => tokio::task::block_in_place(|| {

@@ -16,7 +16,7 @@
 //! it sees and keeps it; any other mismatch is refused with a message naming both ids, as is a
 //! request addressed to another node id.
 //!
-//! **Probe.** One RPC is answered before any cluster id is checked or adopted: [`Rpc::Probe`],
+//! **Probe.** One RPC is answered before any cluster id is checked or adopted: `Rpc::Probe`,
 //! with which `JOIN` checks that a node runs at the address it was given, under the id it was
 //! given, outside any other cluster and with the same state-machine contract, before anything
 //! is proposed. It reveals nothing secret and changes nothing on the probed node.
@@ -104,7 +104,7 @@ enum Rpc {
     Probe,
 }
 
-/// What a probed node says about itself ([`Rpc::Probe`]).
+/// What a probed node says about itself (`Rpc::Probe`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeAnswer {
     /// The node's id.
@@ -333,7 +333,7 @@ impl PeerClient {
         Ok((stream, answer))
     }
 
-    /// Asks this peer about itself ([`Rpc::Probe`]): proves it runs, at this address, under this
+    /// Asks this peer about itself (`Rpc::Probe`): proves it runs, at this address, under this
     /// id.
     pub async fn probe(&self, timeout: Duration) -> Result<ProbeAnswer, TransportError> {
         match self.call(Rpc::Probe, timeout).await? {
@@ -453,7 +453,7 @@ async fn serve_rpc(raft: &Raft<TypeConfig>, rpc: Rpc, read_timeout: Duration, re
     }
 }
 
-/// The one request body a [`Rpc::Probe`] encodes to: recognised before anything is decoded.
+/// The one request body a `Rpc::Probe` encodes to: recognised before anything is decoded.
 fn probe_body() -> Vec<u8> {
     super::encode(&Rpc::Probe).unwrap_or_default()
 }

@@ -228,6 +228,18 @@ impl Node {
                 .map_err(|e| StartError::Io(format!("cannot open the raft log: {e}")))?,
             Backend::Memory => LogStore::memory(),
         };
+        if config.force_new_cluster {
+            let member = Member { raft_addr: config.raft_addr.to_string(), redis_addr: config.redis_addr.to_string() };
+            let index = log
+                .force_single_voter(config.id, member)
+                .map_err(|e| StartError::Raft(format!("--force-new-cluster refused: {e}")))?;
+            tracing::warn!(
+                id = config.id,
+                index,
+                "--force-new-cluster: this node is now the only voter of its cluster (membership entry at index \
+                 {index}); JOIN fresh nodes with new ids, and never restart the lost ones on their old data"
+            );
+        }
         let chunk_bytes = usize::try_from(config.snapshot.chunk_bytes).unwrap_or(usize::MAX);
         let log_state = log.state().map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
         let log_purged = log_state.last_purged_log_id;
