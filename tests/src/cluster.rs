@@ -9,6 +9,7 @@
 //! [`TestCluster::new`]), so a test binary's parallel tests do not starve each other's nodes of CPU
 //! on a small machine and trip elections. A test must therefore never hold two clusters at once.
 
+use crate::netlab::NetLab;
 use crate::resp::{self, RawConn};
 use redis::{ProtocolVersion, Value};
 use serde_yaml_ng::{Mapping, Value as Yaml};
@@ -31,6 +32,10 @@ pub const WAIT_DEADLINE: Duration = Duration::from_secs(30);
 pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
 /// How long `JOIN` may take (the new node catches up, maybe through a snapshot, before it answers).
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// A lab node's Redis port (on its namespace's address; see [`TestCluster::in_lab`]).
+pub const LAB_REDIS_PORT: u16 = 6379;
+/// A lab node's Raft port.
+pub const LAB_RAFT_PORT: u16 = 7000;
 /// Poll interval of every wait.
 pub const POLL: Duration = Duration::from_millis(20);
 /// Lines of each node's log printed when a test fails.
@@ -284,6 +289,8 @@ pub struct Node {
     pub log_path: PathBuf,
     /// What it was started with.
     pub options: NodeOptions,
+    /// The network namespace it runs in (a [`NetLab`]'s), or `None` for the test's own.
+    pub netns: Option<String>,
     proc: Mutex<Proc>,
 }
 
@@ -378,6 +385,7 @@ pub struct TestCluster {
     removed: Mutex<BTreeSet<u64>>,
     scratch: AtomicU32,
     start_deadline: Duration,
+    lab: Option<NetLab>,
     _slot: ClusterSlot,
 }
 
@@ -398,6 +406,7 @@ impl TestCluster {
             removed: Mutex::new(BTreeSet::new()),
             scratch: AtomicU32::new(0),
             start_deadline: START_DEADLINE,
+            lab: None,
             _slot: slot,
         }
     }
@@ -406,8 +415,27 @@ impl TestCluster {
     /// the others `JOIN` through node 1, then waits until `NODES` on every node shows the n
     /// voters and one leader.
     pub fn form(binary: impl Into<PathBuf>, n: usize, options: NodeOptions) -> Self {
+        TestCluster::new(binary).formed(n, options)
+    }
+
+    /// Runs the nodes started from now on in `lab`'s namespaces, each on its address there
+    /// (Redis port [`LAB_REDIS_PORT`], Raft port [`LAB_RAFT_PORT`]); this test process must run in
+    /// the lab's hub. [`TestCluster::lab`] then makes partitions.
+    pub fn in_lab(mut self, lab: NetLab) -> Self {
+        self.lab = Some(lab);
+        self
+    }
+
+    /// The lab the nodes run in, if any.
+    pub fn lab(&self) -> Option<&NetLab> {
+        self.lab.as_ref()
+    }
+
+    /// [`TestCluster::form`] on this (empty) cluster.
+    pub fn formed(self, n: usize, options: NodeOptions) -> Self {
         assert!(n >= 1, "a cluster has at least one node");
-        let mut cluster = TestCluster::new(binary);
+        assert!(self.nodes.is_empty(), "formed() starts from an empty cluster");
+        let mut cluster = self;
         let ids: Vec<u64> = (1..=n as u64).collect();
         for &id in &ids {
             cluster.start(id, NodeOptions { bootstrap: false, ..options.clone() });
@@ -465,10 +493,23 @@ impl TestCluster {
         let dir = self.root.join(format!("node{id}"));
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         for attempt in 1.. {
+            let (redis_addr, raft_addr, netns) = match &self.lab {
+                Some(lab) => {
+                    assert!(lab.nodes().contains(&id), "the lab has no namespace for node {id}");
+                    let ip = NetLab::ip(id);
+                    (
+                        SocketAddr::from((ip, LAB_REDIS_PORT)),
+                        SocketAddr::from((ip, LAB_RAFT_PORT)),
+                        Some(lab.namespace(id)),
+                    )
+                }
+                None => (loopback(free_port()), loopback(free_port()), None),
+            };
             let node = Node {
                 id,
-                redis_addr: loopback(free_port()),
-                raft_addr: loopback(free_port()),
+                redis_addr,
+                raft_addr,
+                netns,
                 data_dir: dir.join("data"),
                 config_path: dir.join("node.yaml"),
                 log_path: dir.join("node.log"),
@@ -541,7 +582,7 @@ impl TestCluster {
         fs::write(&config_path, config_yaml).unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
         let log = fs::File::create(&log_path).unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
         let child = self
-            .command(&config_path, &dir, log, &[])
+            .command(&config_path, &dir, log, &[], None)
             .unwrap_or_else(|e| panic!("spawn {} --config {}: {e}", self.binary.display(), config_path.display()));
         let status = self.expect_exit(child, timeout, || read_from(&log_path, 0));
         ExitReport { status, output: read_from(&log_path, 0), config_path }
@@ -553,6 +594,18 @@ impl TestCluster {
         let data_dir = self.root.join(format!("scratch-{}", self.scratch.fetch_add(1, Ordering::Relaxed))).join("data");
         render_config(id, loopback(free_port()), loopback(free_port()), &data_dir, options)
             .unwrap_or_else(|e| panic!("node {id}: {e}"))
+    }
+
+    /// Deletes node `id`'s data dir, so its next [`TestCluster::restart`] starts it as a fresh,
+    /// empty node with the same id and addresses (to `JOIN` again after a `REMOVE`).
+    pub fn wipe(&self, id: u64) {
+        let node = self.node(id);
+        assert!(!node.is_running(), "wipe node {id}: stop or kill it first");
+        match fs::remove_dir_all(&node.data_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => panic!("wipe node {id}: remove {}: {e}", node.data_dir.display()),
+        }
     }
 
     /// SIGKILLs node `id` and reaps it.
@@ -641,26 +694,46 @@ impl TestCluster {
     /// Sends `JOIN <id> <raft_addr> <redis_addr>` for node `id` to node `via`; asserts `+OK`
     /// (the node is a voter then).
     pub fn join(&self, id: u64, via: u64) {
+        let reply = self.try_join(id, via).unwrap_or_else(|e| panic!("JOIN node {id} via node {via}: {e}"));
+        assert_eq!(resp::show(&reply), "+OK", "JOIN node {id} via node {via}");
+    }
+
+    /// [`TestCluster::join`] that returns the reply (error replies as values; connection
+    /// failures `Err`), waiting up to [`JOIN_TIMEOUT`]. On `+OK` the harness counts node `id` as
+    /// a member again.
+    pub fn try_join(&self, id: u64, via: u64) -> Result<Value, String> {
         let node = self.node(id);
         let args = ["JOIN".to_owned(), id.to_string(), node.raft_addr.to_string(), node.redis_addr.to_string()];
-        let mut con =
-            resp::connect_with_timeout(self.node(via).redis_addr, ProtocolVersion::RESP2, false, JOIN_TIMEOUT)
-                .unwrap_or_else(|e| panic!("connect to node {via}: {e}"));
-        let reply = resp::try_call(&mut con, &args).unwrap_or_else(|e| panic!("JOIN node {id} via node {via}: {e}"));
-        assert_eq!(resp::show(&reply), "+OK", "JOIN node {id} via node {via}");
-        lock(&self.removed).remove(&id);
+        let reply = self.call_slow(via, &args)?;
+        if reply == Value::Okay {
+            lock(&self.removed).remove(&id);
+        }
+        Ok(reply)
     }
 
     /// Sends `REMOVE <id>` to node `via`; asserts `+OK`. The harness then leaves node `id` out of
     /// its cluster-wide waits (it may keep running).
     pub fn remove(&self, id: u64, via: u64) {
+        let reply = self.try_remove(id, via).unwrap_or_else(|e| panic!("REMOVE node {id} via node {via}: {e}"));
+        assert_eq!(resp::show(&reply), "+OK", "REMOVE node {id} via node {via}");
+    }
+
+    /// [`TestCluster::remove`] that returns the reply, as [`TestCluster::try_join`] does. On
+    /// `+OK` the harness leaves node `id` out of its cluster-wide waits.
+    pub fn try_remove(&self, id: u64, via: u64) -> Result<Value, String> {
+        let reply = self.call_slow(via, &["REMOVE".to_owned(), id.to_string()])?;
+        if reply == Value::Okay {
+            lock(&self.removed).insert(id);
+        }
+        Ok(reply)
+    }
+
+    /// One command on a fresh connection to node `via` that may take up to [`JOIN_TIMEOUT`].
+    fn call_slow(&self, via: u64, args: &[String]) -> Result<Value, String> {
         let mut con =
             resp::connect_with_timeout(self.node(via).redis_addr, ProtocolVersion::RESP2, false, JOIN_TIMEOUT)
-                .unwrap_or_else(|e| panic!("connect to node {via}: {e}"));
-        let reply = resp::try_call(&mut con, &["REMOVE", &id.to_string()])
-            .unwrap_or_else(|e| panic!("REMOVE node {id} via node {via}: {e}"));
-        assert_eq!(resp::show(&reply), "+OK", "REMOVE node {id} via node {via}");
-        lock(&self.removed).insert(id);
+                .map_err(|e| format!("connect to node {via}: {e}"))?;
+        resp::try_call(&mut con, args).map_err(|e| format!("node {via}: {}: {e}", resp::show_args(args)))
     }
 
     /// A RESP2 connection to node `id` (read and write timeouts [`resp::CLIENT_TIMEOUT`]).
@@ -893,8 +966,23 @@ impl TestCluster {
             .join("\n")
     }
 
-    fn command(&self, config_path: &Path, cwd: &Path, log: fs::File, flags: &[&str]) -> io::Result<Child> {
-        let mut command = Command::new(&self.binary);
+    fn command(
+        &self,
+        config_path: &Path,
+        cwd: &Path,
+        log: fs::File,
+        flags: &[&str],
+        netns: Option<&str>,
+    ) -> io::Result<Child> {
+        // `ip netns exec` enters the namespace and execs the node: the child is the node itself.
+        let mut command = match netns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns]).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         command
             .arg("--config")
             .arg(config_path)
@@ -925,7 +1013,7 @@ impl TestCluster {
         let mut log = OpenOptions::new().create(true).append(true).open(&node.log_path)?;
         let offset = log.seek(SeekFrom::End(0))?;
         writeln!(log, "===== redraft-tests: {} --config {} =====", self.binary.display(), node.config_path.display())?;
-        Ok((self.command(&node.config_path, &node.dir, log, flags)?, offset))
+        Ok((self.command(&node.config_path, &node.dir, log, flags, node.netns.as_deref())?, offset))
     }
 
     /// Spawns `node` and waits until it answers `PING`; on success its child is stored.

@@ -4,6 +4,8 @@
 //!   as binaries);
 //! - [`cluster`]: the real-process harness that starts `redraft` nodes and waits on them;
 //! - [`resp`]: connections, commands and reply rendering for talking RESP to a node;
+//! - [`netlab`]: network namespaces, veth pairs and nftables rules for partition faults;
+//! - [`rng`]: the seeded generator that makes random tests replayable;
 //! - [`tools`]: `redis-cli` and `redis-benchmark` as child processes.
 //!
 //! This crate talks to nodes only through processes and sockets: `redraft` dev-depends on it, so
@@ -13,7 +15,9 @@ use std::path::Path;
 
 pub mod cluster;
 pub mod linearizability;
+pub mod netlab;
 pub mod resp;
+pub mod rng;
 pub mod tools;
 
 pub use cluster::{ExitReport, Member, Node, NodeOptions, TestCluster, wait_for, wait_until};
