@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{Dialect, Rng, random_command};
+use support::{Dialect, RandomData, Rng, random_command};
 
 use fsm_sdk::Reply;
 use redraft::runtime::Runtime;

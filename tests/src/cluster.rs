@@ -485,7 +485,8 @@ impl TestCluster {
         self.nodes.get(&id).unwrap_or_else(|| panic!("node {id} was never started (nodes: {:?})", self.ids()))
     }
 
-    /// Starts a new node `id`: free ports, `<dir>/node<id>/{node.yaml,node.log,data}`, spawns it
+    /// Starts a new node `id`: free loopback ports (in a lab, its namespace's address),
+    /// `<dir>/node<id>/{node.yaml,node.log,data}`, spawns it
     /// and waits (up to [`START_DEADLINE`]) until it answers `PING`. Panics with its log if it
     /// exits or does not answer in time (if its port was taken meanwhile, retries on new ports).
     pub fn start(&mut self, id: u64, options: NodeOptions) -> &Node {

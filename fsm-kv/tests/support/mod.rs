@@ -89,29 +89,22 @@ pub fn err(s: &str) -> Reply {
 
 // ----- seeded random command logs ---------------------------------------------------------
 
-/// splitmix64: tiny, seedable and the same everywhere.
-pub struct Rng(pub u64);
+pub use redraft_tests::rng::Rng;
 
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+/// Random keys and values for the command logs, drawn from the shared seeded [`Rng`].
+pub trait RandomData {
+    fn key(&mut self) -> Vec<u8>;
+    fn value(&mut self) -> Vec<u8>;
+}
 
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    pub fn key(&mut self) -> Vec<u8> {
+impl RandomData for Rng {
+    fn key(&mut self) -> Vec<u8> {
         // A small keyspace so commands collide; some keys are binary.
         let k = self.below(400);
         if k.is_multiple_of(50) { vec![b'k', 0, (k % 256) as u8, b'\n'] } else { format!("key:{k}").into_bytes() }
     }
 
-    pub fn value(&mut self) -> Vec<u8> {
+    fn value(&mut self) -> Vec<u8> {
         match self.below(4) {
             0 => (self.next() as i64 % 1000).to_string().into_bytes(),
             1 => Vec::new(),
