@@ -39,12 +39,14 @@ toolchain:
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 
 ## What the tests run besides our code: Debian's redis-server (the reply oracle and the benchmark
-## yardstick) and redis-tools (redis-cli, redis-benchmark: real clients).
+## yardstick), redis-tools (redis-cli, redis-benchmark: real clients), and iproute2 and nftables
+## (the fault suite's network namespaces and partitions).
 test-deps:
-	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null || { \
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null \
+	  && command -v ip >/dev/null && command -v nft >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "installing redis-server and redis-tools (used by the tests)"; \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
+	  echo "installing redis-server, redis-tools, iproute2 and nftables (used by the tests)"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools iproute2 nftables >/dev/null; }
 
 wasm: toolchain
 	$(CARGO) build --target $(WASM_TARGET) --profile guest $(GUESTS)

@@ -2,9 +2,9 @@
 //! seeded nemesis that, while the clients run, kills (`kill -9`) a follower, the leader or every
 //! node, pauses nodes (`SIGSTOP`/`SIGCONT`), partitions the network (a node isolated from its
 //! peers while clients still reach it; a "bridge" where two nodes cannot see each other but both
-//! see the third), and removes a follower, deletes its data and joins it again (a membership
-//! change each way under load, and a snapshot install, since the nodes snapshot and purge their
-//! logs every few hundred entries). Partitions are nftables rules in network namespaces the test
+//! see the third), and replaces a follower: REMOVE, then a fresh node under a new id JOINs (a
+//! membership change each way under load, and a snapshot install, since the nodes snapshot and
+//! purge their logs every few hundred entries). Partitions are nftables rules in network namespaces the test
 //! creates and deletes itself ([`redraft_tests::netlab`]): the nodes run one per namespace, the
 //! test in the lab's hub. Afterwards every fault is healed and the history is checked:
 //!
@@ -23,7 +23,7 @@
 
 use redis::Value;
 use redraft_tests::TestCluster;
-use redraft_tests::cluster::{JOIN_TIMEOUT, NodeOptions, WAIT_DEADLINE};
+use redraft_tests::cluster::{JOIN_TIMEOUT, LAB_REDIS_PORT, NodeOptions, WAIT_DEADLINE};
 use redraft_tests::linearizability::{Event, Op, Verdict, check_register};
 use redraft_tests::netlab::{LAB_ENV, NetLab};
 use redraft_tests::resp::{self, show};
@@ -38,6 +38,9 @@ const REDRAFT: &str = env!("CARGO_BIN_EXE_redraft");
 
 /// The nodes' ids (and, in the lab, the last byte of their addresses).
 const NODES: [u64; 3] = [1, 2, 3];
+/// The ids replacements take, in order (removed ids are never reused); the lab has a namespace
+/// for each, so a run replaces at most this many nodes.
+const SPARES: [u64; 3] = [4, 5, 6];
 /// `snapshot.logs_since_last` of the nodes: snapshots every few hundred entries.
 const SNAPSHOT_EVERY: u64 = 300;
 /// `snapshot.logs_kept_after`: a node down for more than this many entries needs a snapshot.
@@ -59,8 +62,8 @@ enum Outcome {
     Ok(redis::Value),
     /// Refused before anything was proposed (no leader, not a member): not applied.
     Failed,
-    /// No answer, or one that says it is unknown.
-    Unknown,
+    /// No answer, or one that says it is unknown: why.
+    Unknown(String),
 }
 
 /// One client's connection, reconnecting to another node after a failure.
@@ -90,11 +93,12 @@ impl Client {
                 if matches!(e.code(), "CLUSTERDOWN" | "NOCLUSTER" | "MOVED") || text.contains("max number of clients") {
                     Outcome::Failed
                 } else {
-                    Outcome::Unknown
+                    let why = format!("{} {}", e.code(), e.details().unwrap_or_default());
+                    Outcome::Unknown(why.chars().take(72).collect())
                 }
             }
             Ok(value) => return Outcome::Ok(value),
-            Err(_) => Outcome::Unknown,
+            Err(e) => Outcome::Unknown(format!("{:?}", e.kind())),
         };
         // Try another node next time: this one may be down, paused or leaderless.
         self.con = None;
@@ -109,6 +113,8 @@ struct History {
     registers: BTreeMap<String, Vec<Event>>,
     increments_acked: u64,
     increments_unknown: u64,
+    /// Why outcomes were unknown, with how often.
+    unknown_reasons: BTreeMap<String, u64>,
     log: Vec<String>,
 }
 
@@ -141,7 +147,7 @@ fn register_client(
             (Outcome::Ok(redis::Value::Okay), true) => {
                 Some(Event { client: id, op: Op::Write(value), invoked, completed: Some(completed) })
             }
-            (Outcome::Unknown, true) => Some(Event { client: id, op: Op::Write(value), invoked, completed: None }),
+            (Outcome::Unknown(_), true) => Some(Event { client: id, op: Op::Write(value), invoked, completed: None }),
             (Outcome::Ok(redis::Value::Nil), false) => {
                 Some(Event { client: id, op: Op::Read(None), invoked, completed: Some(completed) })
             }
@@ -160,6 +166,9 @@ fn register_client(
             _ => None,
         };
         let mut h = history.lock().unwrap_or_else(|p| p.into_inner());
+        if let Outcome::Unknown(why) = outcome {
+            *h.unknown_reasons.entry(why).or_default() += 1;
+        }
         if let Some(event) = event {
             h.registers.entry(key).or_default().push(event);
         }
@@ -175,7 +184,10 @@ fn counter_client(nodes: Vec<SocketAddr>, stop: Arc<AtomicBool>, history: Arc<Mu
         let mut h = history.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Outcome::Ok(redis::Value::Int(_)) => h.increments_acked += 1,
-            Outcome::Unknown => h.increments_unknown += 1,
+            Outcome::Unknown(why) => {
+                h.increments_unknown += 1;
+                *h.unknown_reasons.entry(why).or_default() += 1;
+            }
             Outcome::Ok(other) => h.log.push(format!("counter: unexpected reply {}", show(&other))),
             Outcome::Failed => {}
         }
@@ -205,25 +217,26 @@ enum Fault {
     Isolate,
     /// Two nodes that cannot see each other, both seeing the third.
     Bridge,
-    /// A follower removed, its data deleted, and joined again as a fresh node: a membership
-    /// change each way, and a snapshot install when the leader has purged its log.
-    Rejoin,
+    /// A follower removed and replaced by a fresh node under a new id: a membership change each
+    /// way, and a snapshot install when the leader has purged its log.
+    Replace,
 }
 
 /// The faults a run can inject: partitions only in a [`NetLab`].
 fn fault_kinds(lab: bool) -> Vec<Fault> {
     let mut kinds = vec![Fault::KillOne, Fault::KillOne, Fault::KillAll, Fault::Pause];
     if lab {
-        kinds.extend([Fault::Rejoin, Fault::Isolate, Fault::Isolate, Fault::Bridge, Fault::Bridge]);
+        kinds.extend([Fault::Replace, Fault::Isolate, Fault::Isolate, Fault::Bridge, Fault::Bridge]);
     }
     kinds
 }
 
-/// Injects seeded faults until `until`, one every 0.5–2 s, each healed before the next; returns
-/// what it did.
-fn nemesis(cluster: &TestCluster, rng: &mut Rng, until: Instant) -> Vec<String> {
+/// Injects seeded faults until `until`, one every 0.5–2 s, each healed before the next;
+/// replacements start their nodes with `options`. Returns what it did and the members at the end.
+fn nemesis(cluster: &mut TestCluster, rng: &mut Rng, until: Instant, options: &NodeOptions) -> (Vec<String>, Vec<u64>) {
     let mut done = Vec::new();
-    let ids = cluster.ids();
+    let mut ids = NODES.to_vec();
+    let mut spares = SPARES.iter().copied();
     let kinds = fault_kinds(cluster.lab().is_some());
     let pause = |rng: &mut Rng| Duration::from_millis(500 + rng.below(1500));
     while Instant::now() < until {
@@ -277,15 +290,21 @@ fn nemesis(cluster: &TestCluster, rng: &mut Rng, until: Instant) -> Vec<String> 
                 wait_a_moment(pause(rng));
                 lab.heal().unwrap_or_else(|e| panic!("heal: {e}"));
             }
-            Fault::Rejoin => done.push(rejoin(cluster, *rng.pick(&followers))),
+            Fault::Replace => {
+                let Some(new) = spares.next() else { continue };
+                let victim = *rng.pick(&followers);
+                done.push(replace(cluster, victim, new, options));
+                ids.retain(|&id| id != victim);
+                ids.push(new);
+            }
         }
     }
-    done
+    (done, ids)
 }
 
-/// REMOVE of `victim` (through whoever leads), its data deleted, then a fresh start and JOIN
-/// (through whoever leads), while the clients keep running. Says what happened.
-fn rejoin(cluster: &TestCluster, victim: u64) -> String {
+/// REMOVE of `victim` (through whoever leads), which is then killed, and a fresh node `new`
+/// started and JOINed (through whoever leads), while the clients keep running. Says what happened.
+fn replace(cluster: &mut TestCluster, victim: u64, new: u64, options: &NodeOptions) -> String {
     cluster.wait_for(&format!("REMOVE {victim} to be done"), JOIN_TIMEOUT, || {
         let leader = current_leader(cluster).ok_or("no leader")?;
         if !cluster.members(leader)?.iter().any(|m| m.id == victim) {
@@ -297,20 +316,23 @@ fn rejoin(cluster: &TestCluster, victim: u64) -> String {
         }
     });
     cluster.kill(victim);
-    cluster.wipe(victim);
-    cluster.restart(victim);
-    let purged = cluster.wait_for(&format!("JOIN {victim} to be done"), JOIN_TIMEOUT, || {
+    cluster.start(new, options.clone());
+    let purged = cluster.wait_for(&format!("JOIN {new} to be done"), JOIN_TIMEOUT, || {
         let leader = current_leader(cluster).ok_or("no leader")?;
         let purged = cluster.info_number(leader, "raft_purged_index")?;
-        match cluster.try_join(victim, leader)? {
+        // An earlier attempt that timed out may have gone through.
+        if cluster.members(leader)?.iter().any(|m| m.id == new && m.voter) {
+            return Ok(purged);
+        }
+        match cluster.try_join(new, leader)? {
             Value::Okay => Ok(purged),
-            other => Err(format!("JOIN {victim} via {leader}: {}", show(&other))),
+            other => Err(format!("JOIN {new} via {leader}: {}", show(&other))),
         }
     });
-    let snapshot = cluster.info_number(victim, "raft_snapshot_index").unwrap_or_default();
+    let snapshot = cluster.info_number(new, "raft_snapshot_index").unwrap_or_default();
     format!(
-        "REMOVE node {victim}, delete its data, JOIN it again (the leader's log was purged to {purged}; \
-         its snapshot index after the join: {snapshot})"
+        "replace node {victim} by node {new} (the leader's log was purged to {purged}; node {new}'s snapshot \
+         index after the join: {snapshot})"
     )
 }
 
@@ -325,13 +347,17 @@ fn run(seed: u64, duration: Duration, lab: Option<&str>) {
     let mut cluster = TestCluster::new(REDRAFT);
     let mut options = NodeOptions::default();
     if let Some(lab) = lab {
-        cluster = cluster.in_lab(NetLab::attach(lab, &NODES));
+        cluster = cluster.in_lab(NetLab::attach(lab, &lab_nodes()));
         // Snapshots and log purges every few hundred entries, so restarts and joins install them.
         options.snapshot_logs_since_last = SNAPSHOT_EVERY;
         options.extra_yaml = format!("snapshot: {{logs_kept_after: {LOGS_KEPT_AFTER_SNAPSHOT}}}");
     }
-    let cluster = cluster.formed(NODES.len(), options);
-    let nodes: Vec<SocketAddr> = cluster.ids().iter().map(|&id| cluster.node(id).redis_addr).collect();
+    let mut cluster = cluster.formed(NODES.len(), options.clone());
+    // In the lab, the clients also know the addresses replacements will have.
+    let nodes: Vec<SocketAddr> = match cluster.lab() {
+        Some(_) => lab_nodes().into_iter().map(|id| SocketAddr::from((NetLab::ip(id), LAB_REDIS_PORT))).collect(),
+        None => cluster.ids().iter().map(|&id| cluster.node(id).redis_addr).collect(),
+    };
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let history = Arc::new(Mutex::new(History::default()));
@@ -345,7 +371,7 @@ fn run(seed: u64, duration: Duration, lab: Option<&str>) {
         threads.push(std::thread::spawn(move || counter_client(nodes, stop, history)));
     }
     let mut rng = Rng(seed);
-    let faults = nemesis(&cluster, &mut rng, start + duration);
+    let (faults, members) = nemesis(&mut cluster, &mut rng, start + duration, &options);
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
         thread.join().expect("client thread");
@@ -359,7 +385,7 @@ fn run(seed: u64, duration: Duration, lab: Option<&str>) {
     let mut final_values = BTreeMap::new();
     for key in (0..KEYS).map(|k| format!("r{k}")).chain(["counter".to_owned()]) {
         let mut seen = BTreeMap::new();
-        for &id in &cluster.ids() {
+        for &id in &members {
             let invoked = now(start);
             let value = cluster
                 .wait_for(&format!("GET {key} on node {id}"), WAIT_DEADLINE, || cluster.try_call(id, &["GET", &key]));
@@ -403,7 +429,8 @@ fn run(seed: u64, duration: Duration, lab: Option<&str>) {
     }
     let summary = format!(
         "seed {seed}: {operations} register operations on {KEYS} keys, {acked} increments acknowledged and {unknown} \
-         unknown (counter {counter}), {} faults: {faults:?}; digest {digest}",
+         unknown (counter {counter}), unknown because: {:?}; {} faults: {faults:?}; digest {digest}",
+        history.unknown_reasons,
         faults.len()
     );
     eprintln!("{summary}");
@@ -427,6 +454,11 @@ fn run(seed: u64, duration: Duration, lab: Option<&str>) {
     assert!(operations > 0 && acked > 0, "the clients made progress: {summary}");
 }
 
+/// Every node a run may start: the first members and their replacements.
+fn lab_nodes() -> Vec<u64> {
+    [NODES, SPARES].concat()
+}
+
 fn seeds() -> Vec<u64> {
     match std::env::var("REDRAFT_FAULT_SEEDS") {
         Ok(list) => {
@@ -445,12 +477,10 @@ fn in_lab(test: &str, ignored: bool, budget: Duration, body: impl FnOnce(Option<
     if let Ok(name) = std::env::var(LAB_ENV) {
         return body(Some(&name));
     }
-    // Work in progress: the lab run (partitions, rejoins, frequent snapshots) does not pass yet,
-    // so it runs only when asked for with REDRAFT_FAULTS_NETNS=on.
-    if std::env::var("REDRAFT_FAULTS_NETNS").as_deref() != Ok("on") {
+    if std::env::var("REDRAFT_FAULTS_NETNS").as_deref() == Ok("off") {
         return body(None);
     }
-    let lab = NetLab::create(&NODES)
+    let lab = NetLab::create(&lab_nodes())
         .unwrap_or_else(|e| panic!("{e}\n(REDRAFT_FAULTS_NETNS=off runs the suite without partitions)"));
     let exe = std::env::current_exe().expect("this test binary's path");
     let mut command = std::process::Command::new("ip");

@@ -367,3 +367,25 @@ fn t13_a_memory_node_refuses_to_restart_on_its_data_dir() {
         );
     }
 }
+
+#[test]
+fn t14_a_forwarded_write_to_a_dead_leader_is_refused_as_not_applied() {
+    let cluster = TestCluster::form(REDRAFT, 2, NodeOptions::default());
+    let leader = cluster.leader(WAIT_DEADLINE);
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).expect("a follower");
+    let mut con = cluster.client(follower);
+    // The first forwarded write opens the follower's upstream to the leader.
+    assert_eq!(resp::call(&mut con, &["SET", "k", "before"]), Value::Okay);
+    cluster.kill(leader);
+    // Two voters, one dead: nothing can commit. Whether the follower still names the dead leader
+    // (the upstream cannot connect: nothing was sent) or has given up on it, the write is refused
+    // as one that was not applied, never left "unknown".
+    let reply = show(&resp::call(&mut con, &["SET", "k", "lost"]));
+    assert!(reply.starts_with("-CLUSTERDOWN"), "{reply}");
+    cluster.restart(leader);
+    cluster.leader(ELECTION_DEADLINE);
+    cluster.wait_converged();
+    for id in cluster.ids() {
+        assert_eq!(show(&resp::call(&mut cluster.client(id), &["GET", "k"])), "$before", "node {id}");
+    }
+}

@@ -5,7 +5,8 @@
 //! `REDRAFT.FORWARDED`: the leader then never forwards that connection's writes again (no loops;
 //! a non-leader answers `-CLUSTERDOWN` instead). Nothing is ever re-sent: if the upstream breaks
 //! with writes in flight, those writes are answered with an "outcome unknown" error and the next
-//! write opens a fresh upstream to whoever leads then. The queue is bounded
+//! write opens a fresh upstream to whoever leads then. If the connection cannot even be made,
+//! nothing was sent, and the writes are answered `-CLUSTERDOWN`: known not applied. The queue is bounded
 //! ([`UPSTREAM_QUEUE_MAX`]), so a slow leader pushes back on the client.
 
 use super::protocol::Response;
@@ -38,6 +39,11 @@ fn unknown(why: &str) -> Response {
     Response::Error(format!(
         "UNKNOWN the forwarded write's outcome is unknown ({why}): it may or may not have been applied"
     ))
+}
+
+/// For writes that never left this node: the client may safely send them again.
+fn not_sent(why: &str) -> Response {
+    Response::Error(format!("CLUSTERDOWN {why}; the write was not sent, so it was not applied"))
 }
 
 fn append_command(out: &mut Vec<u8>, args: &[Bytes]) {
@@ -84,8 +90,8 @@ impl Upstream {
 async fn run(addr: String, mut jobs: mpsc::Receiver<Job>, reply_timeout: Duration) {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return fail_all(&mut jobs, VecDeque::new(), &format!("cannot reach the leader at {addr}: {e}")),
-        Err(_) => return fail_all(&mut jobs, VecDeque::new(), &format!("cannot reach the leader at {addr}: timeout")),
+        Ok(Err(e)) => return refuse_all(&mut jobs, &format!("cannot reach the leader at {addr}: {e}")),
+        Err(_) => return refuse_all(&mut jobs, &format!("cannot reach the leader at {addr}: timeout")),
     };
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
@@ -201,6 +207,16 @@ async fn read_replies(
     }
 }
 
+/// The connection was never made: every write queued so far, and every one queued until the
+/// connection notices it is closed, is known not applied.
+fn refuse_all(jobs: &mut mpsc::Receiver<Job>, why: &str) {
+    tracing::warn!("write forwarding: {why}");
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        let _ = job.reply.send(not_sent(why));
+    }
+}
+
 fn fail_all(jobs: &mut mpsc::Receiver<Job>, inflight: VecDeque<oneshot::Sender<Response>>, why: &str) {
     tracing::warn!("write forwarding: {why}");
     jobs.close();
@@ -208,8 +224,8 @@ fn fail_all(jobs: &mut mpsc::Receiver<Job>, inflight: VecDeque<oneshot::Sender<R
         let _ = reply.send(unknown(why));
     }
     while let Ok(job) = jobs.try_recv() {
-        // Never sent: these are known not applied, but a client cannot tell them apart from the
-        // in-flight ones, so they get the same careful answer.
+        // Never sent, but behind writes whose fate is unknown: answered as carefully, so that a
+        // client never re-sends a later write while an earlier one may still be on its way.
         let _ = job.reply.send(unknown(why));
     }
 }
