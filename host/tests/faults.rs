@@ -19,7 +19,8 @@
 //! Every run is seeded; on failure the history is written to `history-<seed>.txt` in the
 //! cluster's kept temp dir beside the node logs, and the panic names the seed to replay:
 //! `REDRAFT_FAULT_SEEDS=<seed> cargo test -p redraft --test faults`. `make soak SEED=.. DURATION=..`
-//! runs one long seed (the ignored `soak` case).
+//! runs one long seed (the ignored `soak` case). `REDRAFT_FAULT_NODE_YAML` adds YAML to every
+//! node's config, to check that the suite catches a broken setting (`reads: stale` must fail).
 
 use redis::Value;
 use redraft_tests::TestCluster;
@@ -350,7 +351,11 @@ fn run(seed: u64, duration: Duration, lab: Option<&str>) {
         cluster = cluster.in_lab(NetLab::attach(lab, &lab_nodes()));
         // Snapshots and log purges every few hundred entries, so restarts and joins install them.
         options.snapshot_logs_since_last = SNAPSHOT_EVERY;
-        options.extra_yaml = format!("snapshot: {{logs_kept_after: {LOGS_KEPT_AFTER_SNAPSHOT}}}");
+        options.extra_yaml = format!("snapshot: {{logs_kept_after: {LOGS_KEPT_AFTER_SNAPSHOT}}}\n");
+    }
+    // To check that the suite notices a broken node, e.g. `reads: stale` must fail it.
+    if let Ok(yaml) = std::env::var("REDRAFT_FAULT_NODE_YAML") {
+        options.extra_yaml.push_str(&yaml);
     }
     let mut cluster = cluster.formed(NODES.len(), options.clone());
     // In the lab, the clients also know the addresses replacements will have.
