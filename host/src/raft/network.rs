@@ -9,7 +9,9 @@
 //!
 //! **Framing.** Each frame is the magic `RDFT`, a big-endian `u32` length, then a postcard body.
 //! The body is read as it arrives (never allocated up front from the declared length) and is
-//! capped at [`FRAME_BYTES_MAX`].
+//! capped at [`FRAME_BYTES_MAX`]. A request frame's first [`ADMISSION_PREFIX_BYTES`] are read
+//! and its header screened before the rest: a sender with a wrong cluster id or node id makes
+//! the node buffer no more than that.
 //!
 //! **Cluster id.** Set when a node bootstraps (random); every request carries the sender's and
 //! the recipient's node id. A node that has none yet (a fresh node being joined) adopts the first
@@ -45,6 +47,10 @@ use tokio::net::{TcpListener, TcpStream};
 const MAGIC: &[u8; 4] = b"RDFT";
 /// Largest frame body accepted, in bytes: bounds what a peer (or garbage) can make us buffer.
 pub const FRAME_BYTES_MAX: u32 = 1 << 30;
+/// How much of a request frame the server reads before it screens the header (cluster id and
+/// node ids; a few dozen bytes): all a sender from another cluster can make it buffer on one
+/// connection. Larger frames (appends, snapshot chunks) are read on only once screened.
+pub const ADMISSION_PREFIX_BYTES: u32 = 4096;
 /// Idle connections kept per peer.
 const POOL_IDLE_MAX: usize = 8;
 /// Connecting to a peer gives up after this long.
@@ -141,6 +147,44 @@ async fn write_frame<W: AsyncWrite + Unpin>(stream: &mut W, body: &[u8]) -> Resu
 
 /// Reads one frame; `Ok(None)` on a clean end of stream before a frame starts.
 async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Option<Vec<u8>>, TransportError> {
+    let Some(len) = read_frame_len(stream).await? else { return Ok(None) };
+    let mut body = Vec::new();
+    read_body(stream, len, &mut body).await?;
+    Ok(Some(body))
+}
+
+/// Reads a request frame, screening its header with `screen` once the first
+/// [`ADMISSION_PREFIX_BYTES`] are in, before the rest of a larger frame is read.
+async fn read_request_frame<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    screen: impl FnOnce(&Header) -> Result<(), String>,
+) -> Result<Option<Vec<u8>>, TransportError> {
+    let Some(len) = read_frame_len(stream).await? else { return Ok(None) };
+    let mut body = Vec::new();
+    read_body(stream, len.min(ADMISSION_PREFIX_BYTES), &mut body).await?;
+    if len > ADMISSION_PREFIX_BYTES {
+        let (header, _): (Header, &[u8]) = postcard::take_from_bytes(&body).map_err(|e| {
+            TransportError::Malformed(format!("no request header in the first {ADMISSION_PREFIX_BYTES} bytes: {e}"))
+        })?;
+        screen(&header).map_err(TransportError::Refused)?;
+        read_body(stream, len, &mut body).await?;
+    }
+    Ok(Some(body))
+}
+
+/// Reads `body` on until it holds `len` bytes, as they arrive.
+async fn read_body<R: AsyncRead + Unpin>(stream: &mut R, len: u32, body: &mut Vec<u8>) -> Result<(), TransportError> {
+    let missing = (len as usize).saturating_sub(body.len());
+    // Grows as bytes arrive: a bogus length costs nothing until the bytes are really sent.
+    stream.take(missing as u64).read_to_end(body).await?;
+    if body.len() != len as usize {
+        return Err(TransportError::Malformed("connection closed inside a frame".into()));
+    }
+    Ok(())
+}
+
+/// Reads a frame's magic and length; `Ok(None)` on a clean end of stream before a frame starts.
+async fn read_frame_len<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Option<u32>, TransportError> {
     let mut head = [0u8; 8];
     match stream.read_exact(&mut head).await {
         Ok(_) => {}
@@ -154,13 +198,7 @@ async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Option<Vec<u
     if len > FRAME_BYTES_MAX {
         return Err(TransportError::Malformed(format!("frame of {len} bytes exceeds {FRAME_BYTES_MAX}")));
     }
-    let mut body = Vec::new();
-    // Grows as bytes arrive: a bogus length costs nothing until the bytes are really sent.
-    stream.take(u64::from(len)).read_to_end(&mut body).await?;
-    if body.len() != len as usize {
-        return Err(TransportError::Malformed("connection closed inside a frame".into()));
-    }
-    Ok(Some(body))
+    Ok(Some(len))
 }
 
 /// This node's identity on the wire: its id and the cluster id (once it has one).
@@ -190,16 +228,31 @@ impl Identity {
         Ok(())
     }
 
-    /// Accepts a request's cluster id or explains the refusal.
+    /// The refusals [`Identity::admit`] makes without deciding anything: a request for another
+    /// node id, or from another cluster than the one this node belongs to.
+    fn screen(&self, theirs: &str, to: NodeId) -> Result<(), String> {
+        if to != self.node_id {
+            return Err(self.not_me(to));
+        }
+        match self.cluster_id() {
+            Some(ours) if ours != theirs => Err(mismatch(&ours, theirs)),
+            _ => Ok(()),
+        }
+    }
+
+    fn not_me(&self, to: NodeId) -> String {
+        format!("this is node {}, the request was for node {to}", self.node_id)
+    }
+
+    /// Accepts a request's cluster id (adopting it on a node that has none yet) or explains the
+    /// refusal.
     fn admit(&self, theirs: &str, to: NodeId) -> Result<(), String> {
         if to != self.node_id {
-            return Err(format!("this is node {}, the request was for node {to}", self.node_id));
+            return Err(self.not_me(to));
         }
         match self.cluster_id() {
             Some(ours) if ours == theirs => Ok(()),
-            Some(ours) => {
-                Err(format!("cluster id mismatch: this node belongs to cluster {ours}, the request came from {theirs}"))
-            }
+            Some(ours) => Err(mismatch(&ours, theirs)),
             None if theirs.is_empty() => Err("the request carries no cluster id".into()),
             None => {
                 tracing::info!(cluster = theirs, "joining cluster");
@@ -207,6 +260,10 @@ impl Identity {
             }
         }
     }
+}
+
+fn mismatch(ours: &str, theirs: &str) -> String {
+    format!("cluster id mismatch: this node belongs to cluster {ours}, the request came from {theirs}")
 }
 
 /// Pooled connections to one peer address.
@@ -461,7 +518,7 @@ fn probe_body() -> Vec<u8> {
 /// Answers a probe: who this node is, without admitting or adopting anything.
 fn answer_probe(raft: &Raft<TypeConfig>, identity: &Identity, to: NodeId, contract: &[u8]) -> Answer {
     if to != identity.node_id {
-        return Answer::Refused(format!("this is node {}, the request was for node {to}", identity.node_id));
+        return Answer::Refused(identity.not_me(to));
     }
     Answer::Probe(ProbeAnswer {
         node_id: identity.node_id,
@@ -482,7 +539,12 @@ async fn serve_connection(
     stream.set_nodelay(true)?;
     let probe = probe_body();
     loop {
-        let body = match tokio::time::timeout(PEER_IDLE_TIMEOUT, read_frame(&mut stream)).await {
+        let screen = |header: &Header| {
+            identity.screen(&header.cluster_id, header.to).inspect_err(|why| {
+                tracing::warn!(from = header.from, "refused a peer request before reading it: {why}");
+            })
+        };
+        let body = match tokio::time::timeout(PEER_IDLE_TIMEOUT, read_request_frame(&mut stream, screen)).await {
             Err(_) => return Ok(()),
             Ok(frame) => match frame? {
                 Some(body) => body,
@@ -580,6 +642,25 @@ mod tests {
         })
     }
 
+    #[test]
+    fn a_large_request_is_read_past_its_first_bytes_only_once_screened() {
+        let envelope = Envelope { cluster_id: "theirs".into(), from: 2, to: 1, rpc: Rpc::Probe };
+        let mut body = crate::raft::encode(&envelope).expect("encode");
+        body.resize(1 << 20, 0);
+        let mut wire = Vec::new();
+        block_on(write_frame(&mut wire, &body)).expect("write to memory");
+
+        let mut input = wire.as_slice();
+        let refused = block_on(read_request_frame(&mut input, |h| Err(format!("not {}", h.cluster_id))));
+        assert!(matches!(&refused, Err(TransportError::Refused(why)) if why == "not theirs"), "{refused:?}");
+        assert_eq!(input.len(), wire.len() - 8 - ADMISSION_PREFIX_BYTES as usize, "only the prefix was read");
+
+        let mut input = wire.as_slice();
+        let read = block_on(read_request_frame(&mut input, |_| Ok(()))).expect("admitted");
+        assert_eq!(read.as_deref(), Some(body.as_slice()));
+        assert!(input.is_empty());
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic_the_frame_reader(bytes in vec(any::<u8>(), 0..512)) {
@@ -605,6 +686,12 @@ mod tests {
                 }
                 Err(e) => prop_assert!(false, "{}", e),
             }
+        }
+
+        #[test]
+        fn arbitrary_request_frames_never_panic_the_screening_reader(bytes in vec(any::<u8>(), 0..6000)) {
+            let mut input = bytes.as_slice();
+            let _ = block_on(read_request_frame(&mut input, |h| if h.to == 1 { Ok(()) } else { Err("no".into()) }));
         }
 
         #[test]
