@@ -320,49 +320,89 @@ fn worst_cases() -> Vec<Vec<Vec<u8>>> {
 #[test]
 fn t20_worst_case_client_requests_never_keep_a_node_from_answering_ping() {
     let cluster = single("");
-    let addr = cluster.node(1).redis_addr;
     for args in worst_cases() {
-        let what = format!(
-            "{} {} ({} args)",
-            String::from_utf8_lossy(&args[0]),
-            String::from_utf8_lossy(&args[1]),
-            args.len()
-        );
-        let mut request = format!("*{}\r\n", args.len()).into_bytes();
-        for arg in &args {
-            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            request.extend_from_slice(arg);
-            request.extend_from_slice(b"\r\n");
-        }
-        let request = std::sync::Arc::new(request);
-        let heavy: Vec<_> = (0..2)
-            .map(|_| {
-                let request = request.clone();
-                std::thread::spawn(move || {
-                    let mut con = RawConn::connect(addr).expect("connect");
-                    con.send(&request).expect("send");
-                    con.read_reply().map(|r| r.len())
-                })
-            })
-            .collect();
-        // A PING sent while they run is answered within the deadline (a stalled worker would
-        // hold it up for as long as the request runs).
-        let mut ping = TcpStream::connect(addr).expect("connect");
-        ping.set_read_timeout(Some(PING_DEADLINE)).expect("timeout");
-        for _ in 0..5 {
-            ping.write_all(b"PING\r\n").expect("send PING");
-            let mut reply = [0u8; 7];
-            std::io::Read::read_exact(&mut ping, &mut reply)
-                .unwrap_or_else(|e| panic!("PING not answered within {PING_DEADLINE:?} during {what}: {e}"));
-            assert_eq!(&reply, b"+PONG\r\n", "during {what}");
-        }
-        for thread in heavy {
-            let reply = thread.join().expect("heavy client");
-            assert!(reply.is_ok_and(|len| len > 0), "{what} got a reply");
-        }
+        assert_ping_answered_beside(cluster.node(1).redis_addr, &args);
     }
     assert_intact(&cluster);
 }
 
+#[test]
+fn t21_worst_case_forwarded_writes_never_keep_a_follower_from_answering_ping() {
+    let cluster = TestCluster::form(REDRAFT, 2, NodeOptions::default());
+    let leader = cluster.leader(WAIT_DEADLINE);
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).expect("a follower");
+    let pairs = |n: usize| {
+        let mut args = vec![b"MSET".to_vec()];
+        for i in 0..n {
+            args.push(format!("k{i}").into_bytes());
+            args.push(b"v".to_vec());
+        }
+        args
+    };
+    // The follower re-encodes these for its upstream to the leader and relays the replies.
+    for args in [pairs(20_000), vec![b"SET".to_vec(), b"big".to_vec(), vec![b'x'; 16 << 20]]] {
+        assert_ping_answered_beside(cluster.node(follower).redis_addr, &args);
+    }
+    // The big entries can cost a heartbeat or two on a debug build (an election may follow):
+    // the follower serves writes again within the deadline.
+    cluster.wait_for("a forwarded SET after the heavy ones", WAIT_DEADLINE, || {
+        match call_show(&mut cluster.client(follower), &["SET", "after", "forwarding"]).as_str() {
+            "+OK" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    });
+}
+
+/// Sends `args` from two connections at once and asserts that `PING`s sent meanwhile on a
+/// third are answered within [`PING_DEADLINE`] (a stalled worker would hold them up for as long
+/// as the request runs), and that both heavy requests get a reply.
+fn assert_ping_answered_beside(addr: std::net::SocketAddr, args: &[Vec<u8>]) {
+    let what = format!(
+        "{} {} ({} args)",
+        String::from_utf8_lossy(&args[0]),
+        String::from_utf8_lossy(&args[1][..args[1].len().min(16)]),
+        args.len()
+    );
+    let mut request = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        request.extend_from_slice(arg);
+        request.extend_from_slice(b"\r\n");
+    }
+    let request = std::sync::Arc::new(request);
+    let heavy: Vec<_> = (0..2)
+        .map(|_| {
+            let request = request.clone();
+            std::thread::spawn(move || {
+                let mut con = RawConn::connect(addr).expect("connect");
+                // The heavy request may take its time; only the PINGs have a deadline.
+                con.stream().set_read_timeout(Some(HEAVY_REPLY_DEADLINE)).expect("timeout");
+                con.send(&request).expect("send");
+                con.read_reply().map(|r| r.len())
+            })
+        })
+        .collect();
+    let mut ping = TcpStream::connect(addr).expect("connect");
+    ping.set_read_timeout(Some(PING_DEADLINE)).expect("timeout");
+    // PINGs one after another for as long as the heavy requests run (at least five).
+    let mut pings = 0;
+    while pings < 5 || heavy.iter().any(|h| !h.is_finished()) {
+        let sent = std::time::Instant::now();
+        ping.write_all(b"PING\r\n").expect("send PING");
+        let mut reply = [0u8; 7];
+        std::io::Read::read_exact(&mut ping, &mut reply).unwrap_or_else(|e| {
+            panic!("PING {pings} not answered within {PING_DEADLINE:?} during {what} ({:?}): {e}", sent.elapsed())
+        });
+        assert_eq!(&reply, b"+PONG\r\n", "during {what}");
+        pings += 1;
+    }
+    for thread in heavy {
+        let reply = thread.join().expect("heavy client");
+        assert!(reply.as_ref().is_ok_and(|len| *len > 0), "{what} got a reply: {reply:?}");
+    }
+}
+
+/// How long a worst-case request may take to be answered.
+const HEAVY_REPLY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a `PING` may wait while worst-case requests run beside it.
 const PING_DEADLINE: Duration = Duration::from_secs(2);

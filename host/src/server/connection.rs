@@ -54,6 +54,11 @@ enum Kind {
     Write,
 }
 
+/// A local command with more arguments than this runs under `block_in_place`: its work grows
+/// with its arguments (`COMMAND INFO`, `INFO`, `CONFIG GET` with many names), and the worker
+/// busy with it must hand this runtime's other connections to another thread meanwhile.
+const LOCAL_ARGS_INLINE_MAX: usize = 1024;
+
 enum Pending {
     Ready(Response),
     Node(oneshot::Receiver<Result<Reply, ClusterError>>),
@@ -255,7 +260,12 @@ async fn dispatch(
     if name.eq_ignore_ascii_case(b"HELLO") {
         pipeline.drain(session.protocol, out).await;
     }
-    match commands::run_local(shared, session, &args) {
+    let outcome = if args.len() > LOCAL_ARGS_INLINE_MAX {
+        tokio::task::block_in_place(|| commands::run_local(shared, session, &args))
+    } else {
+        commands::run_local(shared, session, &args)
+    };
+    match outcome {
         Outcome::Reply(response) => {
             pipeline.pending.push_back(Pending::Ready(response));
             Flow::Continue
