@@ -92,7 +92,7 @@ doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 
 ## One long seeded run of the fault suite: make soak SEED=42 DURATION=600 (seconds).
-soak: toolchain wasm
+soak: toolchain test-deps wasm
 	SEED=$(SEED) DURATION=$(DURATION) $(CARGO) test -p redraft --test faults --locked -- --ignored soak --nocapture
 
 bench: bench-cluster bench-apply bench-switch
