@@ -9,6 +9,7 @@
 #   make stop     stop the nodes `make cluster` started
 #   make bench    the cluster benchmark against redis-server --appendfsync always (writes
 #                 docs/BENCHMARKS.md), the apply micro-benchmark, and module switches under load
+#   make bench-writes  durable SETs against limits.writes_in_flight_max, one run (IN_FLIGHT="1 2 4")
 #   make soak     one long seeded fault-suite run: make soak SEED=42 DURATION=600
 #   make wasm     build the state-machine modules (target/wasm32-unknown-unknown/guest/*.wasm)
 #   make fix      format and apply lint fixes
@@ -27,7 +28,7 @@ GUESTS := -p fsm-kv -p fsm-kv-v2 -p fsm-probe
 SEED ?= 1
 DURATION ?= 300
 
-.PHONY: soak all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply bench-switch fix clean
+.PHONY: bench-writes soak all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply bench-switch fix clean
 
 all: build
 
@@ -100,6 +101,11 @@ bench: bench-cluster bench-apply bench-switch
 ## The 3-node cluster vs redis-server --appendfsync always, same run; writes docs/BENCHMARKS.md.
 bench-cluster: release test-deps
 	tests/scripts/bench.sh target/release/redraft
+
+## Durable SETs at -c 50, -c 1 and -P 16 for each writes_in_flight_max in IN_FLIGHT, one run.
+IN_FLIGHT ?= 1 2 4
+bench-writes: release test-deps
+	tests/scripts/bench_writes.sh target/release/redraft $(IN_FLIGHT)
 
 ## Module switches on a 3-node cluster: MODULE RELOAD's round trip, SET throughput across switches.
 bench-switch: release test-deps

@@ -224,10 +224,10 @@ pub struct Limits {
     pub write_batch_commands_max: usize,
     /// Largest Raft entry (a batch of write commands), in bytes. Default 16777216 (16 MiB).
     pub write_batch_bytes_max: u64,
-    /// Most Raft entries proposed and not yet applied, in entries. Default 1: openraft 0.9 appends
-    /// and fsyncs one entry at a time, so on one machine a single, larger entry per round beat 2
-    /// and 4 (see docs/BENCHMARKS.md). Across real networks, 2 overlaps the leader's fsync of one
-    /// entry with the followers' of the previous.
+    /// Most Raft entries proposed and not yet applied, in entries. Default 1. The next entry is
+    /// proposed once the previous one is on the leader's disk, so more than 1 overlaps an entry's
+    /// append with the previous one's replication and apply; on one machine 4 measured within
+    /// noise of 1 (openraft 0.9 appends and fsyncs one entry at a time; see docs/BENCHMARKS.md).
     pub writes_in_flight_max: usize,
     /// Deadline for a linearizable read to confirm this node is still the leader, in
     /// milliseconds. Default 5000. Past it the read fails with an error (it can be retried).

@@ -37,6 +37,9 @@ pub struct LogStore {
     /// The index up to which the state can be rebuilt without the log (see
     /// [`LogStore::limit_purge_to`]).
     recoverable: Arc<std::sync::OnceLock<(tokio::sync::watch::Receiver<u64>, std::time::Duration)>>,
+    /// The last index of the latest append, once it is durable: the write batcher proposes the
+    /// next entry when the previous one is on disk (see `node::write_loop`).
+    flushed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 enum Backing {
@@ -79,12 +82,21 @@ impl LogStore {
         tx.open_table(LOG).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.open_table(META).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.commit().map_err(|e| io_error(StorageIOError::write_logs, e))?;
-        Ok(LogStore { inner: Arc::new(Backing::Redb(db)), recoverable: Arc::default() })
+        Ok(LogStore { inner: Arc::new(Backing::Redb(db)), recoverable: Arc::default(), flushed: Arc::default() })
     }
 
     /// A fresh in-memory log.
     pub fn memory() -> Self {
-        LogStore { inner: Arc::new(Backing::Memory(Mutex::new(MemoryLog::default()))), recoverable: Arc::default() }
+        LogStore {
+            inner: Arc::new(Backing::Memory(Mutex::new(MemoryLog::default()))),
+            recoverable: Arc::default(),
+            flushed: Arc::default(),
+        }
+    }
+
+    /// Watches the last index of the latest durable append.
+    pub fn flushed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.flushed.subscribe()
     }
 
     /// Lets a purge wait (briefly) until the state up to its index can be rebuilt without the
@@ -308,23 +320,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        let mut last = None;
         match &*self.inner {
             Backing::Redb(db) => redb_write(db, Durability::Immediate, StorageIOError::write_logs, |tx| {
                 let mut table = tx.open_table(LOG).map_err(|e| e.to_string())?;
                 for entry in entries {
                     let bytes = encode(&entry).map_err(|e| e.to_string())?;
                     table.insert(entry.log_id.index, bytes.as_slice()).map_err(|e| e.to_string())?;
+                    last = Some(entry.log_id.index);
                 }
                 Ok(())
             })?,
             Backing::Memory(log) => {
                 let mut log = lock(log);
                 for entry in entries {
+                    last = Some(entry.log_id.index);
                     log.entries.insert(entry.log_id.index, entry);
                 }
             }
         }
         callback.log_io_completed(Ok(()));
+        if let Some(last) = last {
+            self.flushed.send_replace(last);
+        }
         Ok(())
     }
 

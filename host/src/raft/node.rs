@@ -3,8 +3,10 @@
 //!
 //! * **Writes** go to one batcher task. It waits for a free in-flight slot, takes every write
 //!   queued meanwhile (up to the configured count and bytes) and proposes them as one
-//!   [`Request::Commands`] entry. While an entry is being appended, fsynced, replicated and
-//!   applied, the next one fills up: one fsync and one AppendEntries round serve many clients.
+//!   [`Request::Commands`] entry. While an entry is being appended and fsynced, the next one
+//!   fills up: one fsync and one AppendEntries round serve many clients. It is proposed once
+//!   the previous one is on the leader's disk, so with more than one slot its append overlaps
+//!   the previous entry's replication, commit and apply.
 //! * **Linearizable reads** go to another batcher: one read-index round (a quorum heartbeat on the
 //!   leader, or one RPC to the leader from a follower) serves every read queued when it starts;
 //!   each then waits until the local state machine has applied up to that index and runs against
@@ -323,7 +325,7 @@ impl Node {
             stale_reads,
             tuning,
         });
-        tokio::spawn(write_loop(raft, write_rx, tuning));
+        tokio::spawn(write_loop(raft, write_rx, tuning, node.log.flushed()));
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
         tokio::spawn(stale_read_loop(Arc::downgrade(&node), stale_rx));
         tokio::spawn(module_loop(Arc::downgrade(&node), node.raft.metrics(), node.modules.wakeup.clone()));
@@ -949,8 +951,13 @@ fn unknown(why: &str) -> String {
     format!("UNKNOWN the write's outcome is unknown ({why}): it may or may not have been applied")
 }
 
-/// The write batcher: see the module docs.
-async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tuning: Tuning) {
+/// The write batcher: see the module docs. `flushed` watches the last index on this node's disk.
+async fn write_loop(
+    raft: Raft<TypeConfig>,
+    mut rx: mpsc::Receiver<WriteJob>,
+    tuning: Tuning,
+    mut flushed: tokio::sync::watch::Receiver<u64>,
+) {
     let slots = Arc::new(Semaphore::new(tuning.writes_in_flight_max));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -967,6 +974,8 @@ async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tu
             }
         }
         let commands: Vec<Vec<u8>> = jobs.iter_mut().map(|j| std::mem::take(&mut j.command)).collect();
+        // Whatever this entry's index, it is above the last one appended before it.
+        let appended_before = raft.metrics().borrow().last_log_index.unwrap_or(0);
         let answer = match raft.client_write_ff(Request::Commands(Arc::new(commands))).await {
             Ok(answer) => answer,
             Err(fatal) => {
@@ -977,7 +986,9 @@ async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tu
             }
         };
         let timeout = tuning.write_timeout;
+        let (answered, mut answered_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
+            let _answered = answered;
             let outcome = tokio::time::timeout(timeout, answer).await;
             let _slot = slot;
             match outcome {
@@ -1015,6 +1026,14 @@ async fn write_loop(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<WriteJob>, tu
                 }
             }
         });
+        // The next entry is proposed once this one is on the leader's disk (or its outcome is
+        // known, say it was refused), not once it is applied: its replication and the
+        // followers' fsyncs then overlap the next entry's append, and everything queued
+        // meanwhile still goes into that one entry. The slots bound the entries not yet applied.
+        tokio::select! {
+            _ = flushed.wait_for(|&last| last > appended_before) => {}
+            _ = &mut answered_rx => {}
+        }
     }
 }
 
