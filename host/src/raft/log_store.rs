@@ -40,6 +40,9 @@ pub struct LogStore {
     /// The last index of the latest append, once it is durable: the write batcher proposes the
     /// next entry when the previous one is on disk (see `node::write_loop`).
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The committed-index hint openraft last saved, encoded, not yet written: it goes into the
+    /// next append's transaction rather than a write transaction of its own per commit advance.
+    committed: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 enum Backing {
@@ -82,7 +85,12 @@ impl LogStore {
         tx.open_table(LOG).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.open_table(META).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.commit().map_err(|e| io_error(StorageIOError::write_logs, e))?;
-        Ok(LogStore { inner: Arc::new(Backing::Redb(db)), recoverable: Arc::default(), flushed: Arc::default() })
+        Ok(LogStore {
+            inner: Arc::new(Backing::Redb(db)),
+            recoverable: Arc::default(),
+            flushed: Arc::default(),
+            committed: Arc::default(),
+        })
     }
 
     /// A fresh in-memory log.
@@ -91,6 +99,7 @@ impl LogStore {
             inner: Arc::new(Backing::Memory(Mutex::new(MemoryLog::default()))),
             recoverable: Arc::default(),
             flushed: Arc::default(),
+            committed: Arc::default(),
         }
     }
 
@@ -305,13 +314,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
-        // Only a hint for replay at start (losing it is safe), so no fsync of its own: the next
-        // durable append persists it.
+        // Only a hint for replay at start (losing it is safe), so no transaction of its own: the
+        // next append writes it (every node appends again soon: a leader's next batch, a
+        // follower's next AppendEntries, or a heartbeat's commit advance riding on one).
         let bytes = encode(&committed).map_err(|e| io_error(StorageIOError::write, e))?;
-        self.meta_put_with(&[(COMMITTED, bytes)], Durability::None)
+        match &*self.inner {
+            Backing::Redb(_) => {
+                *lock(&self.committed) = Some(bytes);
+                Ok(())
+            }
+            Backing::Memory(_) => self.meta_put_with(&[(COMMITTED, bytes)], Durability::None),
+        }
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        if let Some(bytes) = lock(&self.committed).as_deref() {
+            return decode::<Option<LogId<NodeId>>>(bytes).map_err(|e| io_error(StorageIOError::read, e));
+        }
         Ok(self.meta_decode::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
     }
 
@@ -323,6 +342,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut last = None;
         match &*self.inner {
             Backing::Redb(db) => redb_write(db, Durability::Immediate, StorageIOError::write_logs, |tx| {
+                if let Some(committed) = lock(&self.committed).take() {
+                    let mut meta = tx.open_table(META).map_err(|e| e.to_string())?;
+                    meta.insert(COMMITTED, committed.as_slice()).map_err(|e| e.to_string())?;
+                }
                 let mut table = tx.open_table(LOG).map_err(|e| e.to_string())?;
                 for entry in entries {
                     let bytes = encode(&entry).map_err(|e| e.to_string())?;
