@@ -2,8 +2,9 @@
 # Durable writes against `limits.writes_in_flight_max`, in one run (`make bench-writes`): for each
 # value given, a fresh 3-node cluster (redb, fsync on) takes redis-benchmark SETs (256-byte values,
 # random keys) at `-c 50`, `-c 1` and `-c 50 -P 16`; one redis-server with `appendfsync always`
-# runs the same loads first as the yardstick. Prints SET/s and commands per log entry (requests
-# over the growth of the leader's raft_last_log_index). Ports 9101-9103/7101-7103 and 9199 on
+# runs the same loads first as the yardstick. Prints SET/s, commands per log entry (requests over
+# the growth of the leader's raft_last_log_index) and, at -c 50, the CPU time the three nodes
+# spent per 1000 SETs (user + system, from /proc/<pid>/stat). Ports 9101-9103/7101-7103 and 9199 on
 # 127.0.0.1; data in a temp dir, deleted at the end.
 #
 # Usage: tests/scripts/bench_writes.sh <redraft binary> [in-flight values (default: 1 2 4)]
@@ -25,6 +26,7 @@ rps() { # port args...
   local port=$1; shift
   redis-benchmark -p "$port" -t set -d 256 -r 100000 --csv "$@" 2>/dev/null | awk -F'","' 'NR==2 {print int($2)}'
 }
+cpu_ticks() { local sum=0 f; for p in "${PIDS[@]}"; do read -r -a f <"/proc/$p/stat"; sum=$((sum + f[13] + f[14])); done; echo "$sum"; }
 last_index() { redis-cli -p 9101 INFO raft | tr -d '\r' | awk -F: '$1 == "raft_last_log_index" {print $2}'; }
 
 cluster() { # in-flight
@@ -64,9 +66,9 @@ kill "$REDIS"; wait "$REDIS" 2>/dev/null || true
 
 echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores: SET/s and commands per entry, 256-byte values"
 echo
-echo "| writes_in_flight_max | -c 50 SET/s | per entry | -c 1 SET/s | per entry | -c 50 -P 16 SET/s | per entry |"
-echo "|---|---|---|---|---|---|---|"
-echo "$line"
+echo "| writes_in_flight_max | -c 50 SET/s | per entry | node CPU ms per 1k SETs | -c 1 SET/s | per entry | -c 50 -P 16 SET/s | per entry |"
+echo "|---|---|---|---|---|---|---|---|---|"
+echo "${line/| - | /| - | - | }"
 for v in "${VALUES[@]}"; do
   cluster "$v"
   line="| $v |"
@@ -74,11 +76,16 @@ for v in "${VALUES[@]}"; do
     args=${load#*:}
     requests=${args##*-n }
     before=$(last_index)
+    ticks=$(cpu_ticks)
     # shellcheck disable=SC2086
     r=$(rps 9101 $args)
+    ticks=$(($(cpu_ticks) - ticks))
     after=$(last_index)
     per=$(awk -v n="$requests" -v d="$((after - before))" 'BEGIN { if (d > 0) printf "%.1f", n / d; else print "-" }')
     line+=" $r | $per |"
+    if [ "${load%%:*}" = c50 ]; then
+      line+=" $(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN { printf "%.0f", t * 1000 / hz / n * 1000 }') |"
+    fi
   done
   echo "$line"
   stop_nodes
