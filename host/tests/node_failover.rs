@@ -369,18 +369,22 @@ fn t13_a_memory_node_refuses_to_restart_on_its_data_dir() {
 }
 
 #[test]
-fn t14_a_forwarded_write_to_a_dead_leader_is_refused_as_not_applied() {
+fn t14_a_forwarded_write_or_read_to_a_dead_leader_is_refused_as_clusterdown() {
     let cluster = TestCluster::form(REDRAFT, 2, NodeOptions::default());
     let leader = cluster.leader(WAIT_DEADLINE);
     let follower = cluster.ids().into_iter().find(|&id| id != leader).expect("a follower");
-    let mut con = cluster.client(follower);
-    // The first forwarded write opens the follower's upstream to the leader.
-    assert_eq!(resp::call(&mut con, &["SET", "k", "before"]), Value::Okay);
+    assert_eq!(resp::call(&mut cluster.client(follower), &["SET", "k", "before"]), Value::Okay);
     cluster.kill(leader);
-    // Two voters, one dead: nothing can commit. Whether the follower still names the dead leader
-    // (the upstream cannot connect: nothing was sent) or has given up on it, the write is refused
-    // as one that was not applied, never left "unknown".
+    // Two voters, one dead: nothing can commit. A new connection has no upstream yet: whether the
+    // follower still names the dead leader (the upstream cannot connect, so nothing was sent) or
+    // has given up on it, the write is refused as one that was not applied, never "unknown".
+    // (A write sent into an older connection's upstream before it noticed the leader's death
+    // is unknown, rightly: it was sent.)
+    let mut con = cluster.client(follower);
     let reply = show(&resp::call(&mut con, &["SET", "k", "lost"]));
+    assert!(reply.starts_with("-CLUSTERDOWN"), "{reply}");
+    // A linearizable read cannot be served either, and says so the same way.
+    let reply = show(&resp::call(&mut con, &["GET", "k"]));
     assert!(reply.starts_with("-CLUSTERDOWN"), "{reply}");
     cluster.restart(leader);
     cluster.leader(ELECTION_DEADLINE);

@@ -110,6 +110,17 @@ enum Rpc {
     Probe,
 }
 
+/// Why a follower got no read index from the leader.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadIndexError {
+    /// The leader could not be reached at all (refused, reset): nothing was asked.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The leader was asked and did not give one (no quorum, no longer leader, no answer in time).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// What a probed node says about itself (`Rpc::Probe`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeAnswer {
@@ -403,11 +414,12 @@ impl PeerClient {
 
     /// Asks this peer (the leader) for a read index: the log index a linearizable read must wait
     /// for. The leader confirms its leadership with a quorum first.
-    pub async fn read_index(&self, timeout: Duration) -> Result<u64, String> {
+    pub async fn read_index(&self, timeout: Duration) -> Result<u64, ReadIndexError> {
         match self.call(Rpc::ReadIndex, timeout).await {
-            Ok(Answer::ReadIndex(result)) => result,
-            Ok(_) => Err("unexpected answer to a read-index request".into()),
-            Err(e) => Err(e.to_string()),
+            Ok(Answer::ReadIndex(result)) => result.map_err(ReadIndexError::Failed),
+            Ok(_) => Err(ReadIndexError::Failed("unexpected answer to a read-index request".into())),
+            Err(e @ TransportError::Io(_)) => Err(ReadIndexError::Unreachable(e.to_string())),
+            Err(e) => Err(ReadIndexError::Failed(e.to_string())),
         }
     }
 }

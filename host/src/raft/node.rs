@@ -17,7 +17,7 @@
 
 use super::log_store::LogStore;
 use super::modules::{Configured, ModuleConfig};
-use super::network::{Identity, PeerNetwork};
+use super::network::{Identity, PeerNetwork, ReadIndexError};
 use super::state_machine::{ActiveModule, SharedState, StateMachine};
 use super::{Member, ModuleChange, NodeId, Request, Response, TypeConfig, lock};
 use crate::config::{Config, ConfigSource};
@@ -57,6 +57,9 @@ pub enum ClusterError {
     /// A read could not confirm it is up to date in time.
     #[error("{0}")]
     Timeout(String),
+    /// The leader this node knows of cannot be reached; nothing was asked of it.
+    #[error("{0}")]
+    Unreachable(String),
     /// A cluster command was refused (the text says why).
     #[error("{0}")]
     Refused(String),
@@ -597,8 +600,13 @@ impl Node {
                 }
             }
         } else {
-            self.network.client(leader, &member).read_index(timeout).await.map_err(|e| {
-                ClusterError::Timeout(format!("TIMEOUT could not get a read index from the leader: {e}"))
+            self.network.client(leader, &member).read_index(timeout).await.map_err(|e| match e {
+                ReadIndexError::Unreachable(why) => ClusterError::Unreachable(format!(
+                    "CLUSTERDOWN the leader (node {leader}) cannot be reached: {why}"
+                )),
+                ReadIndexError::Failed(why) => {
+                    ClusterError::Timeout(format!("TIMEOUT could not get a read index from the leader: {why}"))
+                }
             })?
         };
         self.raft

@@ -112,6 +112,7 @@ pub fn cluster_error(error: &ClusterError) -> Response {
         ClusterError::NotLeader { .. } => Response::error("CLUSTERDOWN No raft leader"),
         ClusterError::Unknown(text)
         | ClusterError::Timeout(text)
+        | ClusterError::Unreachable(text)
         | ClusterError::Refused(text)
         | ClusterError::Fatal(text) => Response::error(text.clone()),
     }
