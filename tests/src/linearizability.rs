@@ -51,6 +51,11 @@ pub enum Verdict {
 /// Most search steps per register before giving up with [`Verdict::Undecided`].
 pub const SEARCH_STEPS_MAX: u64 = 20_000_000;
 
+/// The stack the search runs on: it recurses once per operation, and a long soak's register
+/// has tens of thousands (the default 2 MiB of a test thread overflowed at 600 s). Reserved, not
+/// committed: only the pages the search touches are used.
+pub const SEARCH_STACK_BYTES: usize = 1 << 30;
+
 /// Checks one register's history, starting from `initial` (`None`: the key does not exist).
 pub fn check_register(history: &[Event], initial: Option<String>) -> Verdict {
     let read_values: HashSet<&str> = history
@@ -64,13 +69,24 @@ pub fn check_register(history: &[Event], initial: Option<String>) -> Verdict {
         .iter()
         .filter(|e| e.completed.is_some() || matches!(&e.op, Op::Write(v) if read_values.contains(v.as_str())))
         .collect();
-    let mut search = Search { ops: &ops, memo: HashSet::new(), steps: 0 };
-    let mut linearized = vec![false; ops.len()];
-    match search.dfs(&mut linearized, ops.iter().filter(|e| e.completed.is_some()).count(), initial) {
-        Some(true) => Verdict::Ok,
-        Some(false) => Verdict::Violation(describe(&ops)),
-        None => Verdict::Undecided(search.steps),
-    }
+    let required = ops.iter().filter(|e| e.completed.is_some()).count();
+    let ops = &ops;
+    std::thread::scope(|scope| {
+        let search = std::thread::Builder::new().stack_size(SEARCH_STACK_BYTES).spawn_scoped(scope, move || {
+            let mut search = Search { ops, memo: HashSet::new(), steps: 0 };
+            let mut linearized = vec![false; ops.len()];
+            match search.dfs(&mut linearized, required, initial) {
+                Some(true) => Verdict::Ok,
+                Some(false) => Verdict::Violation(describe(ops)),
+                None => Verdict::Undecided(search.steps),
+            }
+        });
+        match search.map(|handle| handle.join()) {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("cannot start the linearizability search's thread: {e}"),
+        }
+    })
 }
 
 struct Search<'a> {
@@ -197,6 +213,18 @@ mod tests {
             if i % 7 == 0 {
                 h.push(w(4, &format!("lost{i}"), t, None));
             }
+        }
+        assert_eq!(check_register(&h, None), Verdict::Ok);
+    }
+
+    #[test]
+    fn a_soak_length_history_does_not_overflow_the_stack() {
+        // 16,000 operations one after another: deeper than a 2 MiB stack holds in a debug build.
+        let mut h = Vec::new();
+        for i in 0..8_000u64 {
+            let t = i * 10;
+            h.push(w(0, &format!("v{i}"), t, Some(t + 2)));
+            h.push(r(1, Some(&format!("v{i}")), t + 3, t + 4));
         }
         assert_eq!(check_register(&h, None), Verdict::Ok);
     }
