@@ -16,23 +16,12 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 
+# shellcheck source=tests/scripts/bench_common.sh
+. tests/scripts/bench_common.sh
 start_node() { # id reads
-  local id=$1 reads=$2
-  cat >"$TMP/node$id.yaml" <<YAML
-id: $id
-raft_addr: 127.0.0.1:710$id
-redis_addr: 127.0.0.1:910$id
-store_backend: redb
-data_dir: $TMP/node$id
-fsm_module: $WASM
-reads: $reads
-log_level: warn
-${BENCH_EXTRA_YAML:-}
-YAML
-  "$BIN" --config "$TMP/node$id.yaml" >>"$TMP/node$id.log" 2>&1 &
-  PIDS+=($!)
+  start_bench_node "$1" "reads: $2
+${BENCH_EXTRA_YAML:-}"
 }
-wait_ping() { for _ in $(seq 1 300); do redis-cli -p "$1" PING 2>/dev/null | grep -q PONG && return 0; sleep 0.1; done; echo "port $1 did not answer" >&2; exit 1; }
 stop_nodes() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 
 # One redis-benchmark run; prints requests per second.
@@ -52,6 +41,8 @@ cluster_up() { # reads
   for _ in $(seq 1 100); do redis-cli -p 9101 LEADER 2>/dev/null | head -1 | grep -q '^1$' && break; sleep 0.1; done
 }
 
+PROBE=$(fsync_probe)
+echo "fsync probe: $PROBE"
 redis-server --port 9199 --bind 127.0.0.1 --appendonly yes --appendfsync always --save "" --dir "$TMP" \
   --daemonize no >"$TMP/redis.log" 2>&1 &
 PIDS+=($!)
@@ -89,7 +80,7 @@ TABLE=$(
     echo "| $label | ${R[redis,$name,set]} | ${R[redraft,$name,set]} | $(ratio "${R[redraft,$name,set]}" "${R[redis,$name,set]}") | ${R[redis,$name,get]} | ${R[redraft,$name,get]} | $(ratio "${R[redraft,$name,get]}" "${R[redis,$name,get]}") | ${stale:--} | $( [ -n "$stale" ] && ratio "${R[redraft,$name,get]}" "$stale" || echo -) |"
   done
 )
-HEADER="Measured $(date -u +%Y-%m-%d) on $(nproc) cores, \`make bench\` ($N requests at -c 50, 256-byte values; Redraft: 3 nodes on one machine, redb, log fsync on; redis-server: one node, appendfsync always)."
+HEADER="Measured $(date -u +%Y-%m-%d) on $(nproc) cores, \`make bench\` ($N requests at -c 50, 256-byte values; Redraft: 3 nodes on one machine, redb, log fsync on; redis-server: one node, appendfsync always). Fsync probe of the data directory's disk before the run: $PROBE."
 echo "$HEADER"
 echo "$TABLE"
 

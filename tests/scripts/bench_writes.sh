@@ -21,7 +21,8 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-wait_ping() { for _ in $(seq 1 300); do redis-cli -p "$1" PING 2>/dev/null | grep -q PONG && return 0; sleep 0.1; done; echo "port $1 did not answer" >&2; exit 1; }
+# shellcheck source=tests/scripts/bench_common.sh
+. tests/scripts/bench_common.sh
 rps() { # port args...
   local port=$1; shift
   redis-benchmark -p "$port" -t set -d 256 -r 100000 --csv "$@" 2>/dev/null | awk -F'","' 'NR==2 {print int($2)}'
@@ -31,20 +32,7 @@ last_index() { redis-cli -p 9101 INFO raft | tr -d '\r' | awk -F: '$1 == "raft_l
 
 cluster() { # in-flight
   rm -rf "$TMP"/node*
-  for id in 1 2 3; do
-    cat >"$TMP/node$id.yaml" <<YAML
-id: $id
-raft_addr: 127.0.0.1:710$id
-redis_addr: 127.0.0.1:910$id
-store_backend: redb
-data_dir: $TMP/node$id
-fsm_module: $WASM
-log_level: warn
-limits: {writes_in_flight_max: $1}
-YAML
-    "$BIN" --config "$TMP/node$id.yaml" >>"$TMP/node$id.log" 2>&1 &
-    PIDS+=($!)
-  done
+  for id in 1 2 3; do start_bench_node "$id" "limits: {writes_in_flight_max: $1}"; done
   for id in 1 2 3; do wait_ping 910$id; done
   redis-cli -p 9101 BOOTSTRAP 1 127.0.0.1:7101 >/dev/null
   redis-cli -p 9101 JOIN 2 127.0.0.1:7102 127.0.0.1:9102 >/dev/null
@@ -64,7 +52,7 @@ for load in "${LOADS[@]}"; do
 done
 kill "$REDIS"; wait "$REDIS" 2>/dev/null || true
 
-echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores: SET/s and commands per entry, 256-byte values"
+echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores: SET/s and commands per entry, 256-byte values; fsync probe: $(fsync_probe)"
 echo
 echo "| writes_in_flight_max | -c 50 SET/s | per entry | node CPU ms per 1k SETs | -c 1 SET/s | per entry | -c 50 -P 16 SET/s | per entry |"
 echo "|---|---|---|---|---|---|---|---|---|"
