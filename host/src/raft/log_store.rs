@@ -1,21 +1,24 @@
-//! The Raft log and vote: openraft's [`RaftLogStorage`], in redb or in memory.
+//! The Raft log and vote: openraft's [`RaftLogStorage`], on disk or in memory.
 //!
-//! redb: one database file (`raft.redb`) with the entries by index and a meta table (vote,
-//! committed id, purged id, cluster id). Every append is one write transaction committed with
-//! `Durability::Immediate`, so an entry is on disk before openraft is told it is flushed, and so
-//! before any write it carries is acknowledged. Appends arrive batched (the node packs many client
-//! writes into one entry, and followers receive many entries per AppendEntries), so one fsync
-//! serves many writes.
+//! Disk: the entries in append-only segment files ([`super::wal`], `raft-log/`), and a small redb
+//! database (`raft.redb`) for what is rarely written: the vote, the purge point and the cluster
+//! id. Every append is one write and one `fdatasync` of the segment, so an entry is on disk before
+//! openraft is told it is flushed, and so before any write it carries is acknowledged. Appends
+//! arrive batched (the node packs many client writes into one entry, and followers receive many
+//! entries per AppendEntries), so one fsync serves many writes. The committed-index hint rides in
+//! front of the next append's entries. Logs written by earlier versions into `raft.redb` move to
+//! the segments once, at open.
 //!
 //! Memory: the same structure in a map; lost with the process (see `docs/DESIGN.md` on why a
 //! restarted memory node must not rejoin under its old id).
 //!
-//! redb calls block: they run under `block_in_place`, which keeps the async workers free.
+//! File and redb calls block: they run under `block_in_place`, which keeps the async workers free.
 
+use super::wal::{Wal, WalError};
 use super::{NodeId, TypeConfig, decode, encode, lock};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -40,13 +43,21 @@ pub struct LogStore {
     /// The last index of the latest append, once it is durable: the write batcher proposes the
     /// next entry when the previous one is on disk (see `node::write_loop`).
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
-    /// The committed-index hint openraft last saved, encoded, not yet written: it goes into the
-    /// next append's transaction rather than a write transaction of its own per commit advance.
-    committed: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The committed-index hint openraft last saved, not yet written: it goes in front of the
+    /// next append's entries rather than costing a write of its own per commit advance.
+    committed: Arc<Mutex<Option<LogId<NodeId>>>>,
 }
 
 enum Backing {
-    Redb(Database),
+    Disk {
+        /// The vote, the purge point, the cluster id (and, from older versions, a committed hint).
+        meta: Database,
+        /// The entries. Appends sync outside this lock, so reads never wait for an fsync.
+        wal: Arc<Mutex<Wal>>,
+        /// The log writer thread (see [`log_writer`]): appends go to it, and it calls openraft
+        /// back once they are on disk.
+        writer: std::sync::mpsc::Sender<AppendJob>,
+    },
     Memory(Mutex<MemoryLog>),
 }
 
@@ -58,6 +69,10 @@ struct MemoryLog {
 
 fn io_error(make: fn(AnyError) -> StorageIOError<NodeId>, e: impl std::fmt::Display) -> StorageError<NodeId> {
     make(AnyError::error(e.to_string())).into()
+}
+
+fn wal_error(make: fn(AnyError) -> StorageIOError<NodeId>) -> impl Fn(WalError) -> StorageError<NodeId> {
+    move |e| io_error(make, e)
 }
 
 /// One redb write transaction with `durability`, off the async workers: `body` fills it, then it
@@ -78,17 +93,32 @@ fn redb_write(
 }
 
 impl LogStore {
-    /// Opens (or creates) the redb log at `path`.
-    pub fn open_redb(path: &Path) -> Result<Self, StorageError<NodeId>> {
-        let db = Database::create(path).map_err(|e| io_error(StorageIOError::read_logs, e))?;
-        let tx = db.begin_write().map_err(|e| io_error(StorageIOError::write_logs, e))?;
+    /// Opens (or creates) the log in `dir`: `raft.redb` for the meta, `raft-log/` for the entries.
+    /// Entries an earlier version kept in `raft.redb` are moved to the segments first.
+    pub fn open_disk(dir: &Path) -> Result<Self, StorageError<NodeId>> {
+        let path = dir.join("raft.redb");
+        let meta = Database::create(&path).map_err(|e| io_error(StorageIOError::read_logs, e))?;
+        let tx = meta.begin_write().map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.open_table(LOG).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.open_table(META).map_err(|e| io_error(StorageIOError::write_logs, e))?;
         tx.commit().map_err(|e| io_error(StorageIOError::write_logs, e))?;
+        let purged: Option<LogId<NodeId>> =
+            meta_read(&meta, PURGED)?.map(|b| decode(&b)).transpose().map_err(|e| io_error(StorageIOError::read, e))?;
+        let mut wal =
+            Wal::open(&dir.join("raft-log"), purged.map(|p| p.index)).map_err(wal_error(StorageIOError::read_logs))?;
+        migrate_redb_entries(&meta, &mut wal)?;
+        let wal = Arc::new(Mutex::new(wal));
+        let flushed: Arc<tokio::sync::watch::Sender<u64>> = Arc::default();
+        let (writer, jobs) = std::sync::mpsc::channel();
+        let (thread_wal, thread_flushed) = (wal.clone(), flushed.clone());
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || log_writer(&thread_wal, &jobs, &thread_flushed))
+            .map_err(|e| io_error(StorageIOError::write_logs, e))?;
         Ok(LogStore {
-            inner: Arc::new(Backing::Redb(db)),
+            inner: Arc::new(Backing::Disk { meta, wal, writer }),
             recoverable: Arc::default(),
-            flushed: Arc::default(),
+            flushed,
             committed: Arc::default(),
         })
     }
@@ -149,7 +179,7 @@ impl LogStore {
     /// holds no log (there is nothing to recover) and for the memory backend (it has none after a
     /// restart).
     pub fn force_single_voter(&self, id: NodeId, member: super::Member) -> Result<u64, String> {
-        let Backing::Redb(db) = &*self.inner else {
+        let Backing::Disk { wal, .. } = &*self.inner else {
             return Err("a memory node has no log to recover from".into());
         };
         let state = self.log_state().map_err(|e| e.to_string())?;
@@ -164,14 +194,12 @@ impl LogStore {
             std::collections::BTreeMap::from([(id, member)]),
         );
         let entry: Entry<TypeConfig> = Entry { log_id, payload: openraft::EntryPayload::Membership(membership) };
-        let entry_bytes = encode(&entry).map_err(|e| e.to_string())?;
-        let vote_bytes = encode(&Vote::new(term, id)).map_err(|e| e.to_string())?;
-        redb_write(db, Durability::Immediate, StorageIOError::write_logs, |tx| {
-            let mut log = tx.open_table(LOG).map_err(|e| e.to_string())?;
-            log.insert(log_id.index, entry_bytes.as_slice()).map_err(|e| e.to_string())?;
-            let mut meta = tx.open_table(META).map_err(|e| e.to_string())?;
-            meta.insert(VOTE, vote_bytes.as_slice()).map_err(|e| e.to_string())?;
-            Ok(())
+        // The vote first: a crash before the entry leaves a vote for a term no entry has yet,
+        // which a second run of the recovery simply goes past; never an entry above the vote.
+        self.meta_encode(VOTE, &Vote::new(term, id)).map_err(|e| e.to_string())?;
+        tokio::task::block_in_place(|| {
+            let unsynced = lock(wal).append(vec![entry], None)?;
+            unsynced.map_or(Ok(()), |u| u.sync())
         })
         .map_err(|e| e.to_string())?;
         Ok(log_id.index)
@@ -179,12 +207,7 @@ impl LogStore {
 
     fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError<NodeId>> {
         match &*self.inner {
-            Backing::Redb(db) => tokio::task::block_in_place(|| {
-                let tx = db.begin_read().map_err(|e| io_error(StorageIOError::read, e))?;
-                let table = tx.open_table(META).map_err(|e| io_error(StorageIOError::read, e))?;
-                let value = table.get(name).map_err(|e| io_error(StorageIOError::read, e))?;
-                Ok(value.map(|v| v.value().to_vec()))
-            }),
+            Backing::Disk { meta, .. } => tokio::task::block_in_place(|| meta_read(meta, name)),
             Backing::Memory(log) => Ok(lock(log).meta.get(name).cloned()),
         }
     }
@@ -199,7 +222,7 @@ impl LogStore {
         durability: Durability,
     ) -> Result<(), StorageError<NodeId>> {
         match &*self.inner {
-            Backing::Redb(db) => redb_write(db, durability, StorageIOError::write, |tx| {
+            Backing::Disk { meta, .. } => redb_write(meta, durability, StorageIOError::write, |tx| {
                 let mut table = tx.open_table(META).map_err(|e| e.to_string())?;
                 for (name, value) in values {
                     table.insert(*name, value.as_slice()).map_err(|e| e.to_string())?;
@@ -231,18 +254,7 @@ impl LogStore {
     fn log_state(&self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let purged: Option<LogId<NodeId>> = self.meta_decode(PURGED)?;
         let last = match &*self.inner {
-            Backing::Redb(db) => tokio::task::block_in_place(|| -> Result<_, StorageError<NodeId>> {
-                let r = |e: &dyn std::fmt::Display| io_error(StorageIOError::read_logs, e);
-                let tx = db.begin_read().map_err(|e| r(&e))?;
-                let table = tx.open_table(LOG).map_err(|e| r(&e))?;
-                match table.last().map_err(|e| r(&e))? {
-                    None => Ok(None),
-                    Some((_, value)) => {
-                        let entry: Entry<TypeConfig> = decode(value.value()).map_err(|e| r(&e))?;
-                        Ok(Some(entry.log_id))
-                    }
-                }
-            })?,
+            Backing::Disk { wal, .. } => lock(wal).last_log_id(),
             Backing::Memory(log) => lock(log).entries.values().next_back().map(|e| e.log_id),
         };
         // A purge recorded before its delete finished can leave only entries below it.
@@ -250,29 +262,31 @@ impl LogStore {
     }
 
     fn entries<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
         match &*self.inner {
-            Backing::Redb(db) => tokio::task::block_in_place(|| {
-                let r = |e: &dyn std::fmt::Display| io_error(StorageIOError::read_logs, e);
-                let tx = db.begin_read().map_err(|e| r(&e))?;
-                let table = tx.open_table(LOG).map_err(|e| r(&e))?;
-                let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-                let mut out = Vec::new();
-                for item in table.range::<u64>(bounds).map_err(|e| r(&e))? {
-                    let (_, value) = item.map_err(|e| r(&e))?;
-                    out.push(decode(value.value()).map_err(|e| r(&e))?);
+            // Entries within the tail cache are clones of shared payloads; older ones are read
+            // from their segment (a lagging follower's catch-up), off the async workers.
+            Backing::Disk { wal, .. } => {
+                if let Some(entries) = lock(wal).read_cached(bounds) {
+                    return Ok(entries);
                 }
-                Ok(out)
-            }),
-            Backing::Memory(log) => Ok(lock(log).entries.range(range).map(|(_, e)| e.clone()).collect()),
+                tokio::task::block_in_place(|| lock(wal).read(bounds)).map_err(wal_error(StorageIOError::read_logs))
+            }
+            Backing::Memory(log) => Ok(lock(log).entries.range(bounds).map(|(_, e)| e.clone()).collect()),
         }
     }
 
     fn remove_range(&self, from: Bound<u64>, to: Bound<u64>) -> Result<(), StorageError<NodeId>> {
         match &*self.inner {
-            Backing::Redb(db) => redb_write(db, Durability::Immediate, StorageIOError::write_logs, |tx| {
-                let mut table = tx.open_table(LOG).map_err(|e| e.to_string())?;
-                table.retain_in::<u64, _>((from, to), |_, _| false).map_err(|e| e.to_string())
-            }),
+            Backing::Disk { wal, .. } => tokio::task::block_in_place(|| {
+                let mut wal = lock(wal);
+                match (from, to) {
+                    (Bound::Included(index), Bound::Unbounded) => wal.truncate(index),
+                    (Bound::Unbounded, Bound::Included(index)) => wal.purge(index),
+                    _ => Err(WalError::Corrupt(format!("no such removal: {from:?}..{to:?}"))),
+                }
+            })
+            .map_err(wal_error(StorageIOError::write_logs)),
             Backing::Memory(log) => {
                 let mut log = lock(log);
                 let doomed: Vec<u64> = log.entries.range((from, to)).map(|(i, _)| *i).collect();
@@ -283,6 +297,75 @@ impl LogStore {
             }
         }
     }
+}
+
+/// One append for the log writer thread.
+struct AppendJob {
+    entries: Vec<Entry<TypeConfig>>,
+    committed: Option<LogId<NodeId>>,
+    callback: LogFlushed<TypeConfig>,
+}
+
+/// The log writer thread: writes each append, syncs it (outside the log's lock, so readers
+/// never wait for the fsync), then tells openraft and the write batcher (`flushed`). A thread of
+/// its own rather than `block_in_place` on an async worker: the hand-off of a worker's core
+/// around every fsync cost more than the fsync on this path. Ends when the log store is dropped.
+fn log_writer(
+    wal: &Mutex<Wal>,
+    jobs: &std::sync::mpsc::Receiver<AppendJob>,
+    flushed: &tokio::sync::watch::Sender<u64>,
+) {
+    while let Ok(job) = jobs.recv() {
+        let last = job.entries.last().map(|e| e.log_id.index);
+        let written = lock(wal).append(job.entries, job.committed);
+        match written.and_then(|unsynced| unsynced.map_or(Ok(()), |u| u.sync())) {
+            Ok(()) => {
+                job.callback.log_io_completed(Ok(()));
+                if let Some(last) = last {
+                    flushed.send_replace(last);
+                }
+            }
+            Err(e) => job.callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// One meta value from the log's redb database.
+fn meta_read(meta: &Database, name: &str) -> Result<Option<Vec<u8>>, StorageError<NodeId>> {
+    let tx = meta.begin_read().map_err(|e| io_error(StorageIOError::read, e))?;
+    let table = tx.open_table(META).map_err(|e| io_error(StorageIOError::read, e))?;
+    let value = table.get(name).map_err(|e| io_error(StorageIOError::read, e))?;
+    Ok(value.map(|v| v.value().to_vec()))
+}
+
+/// Moves the entries an earlier version kept in `raft.redb`'s log table into the segments (once:
+/// they are appended and synced, then the table is emptied; a crash in between finds the
+/// segments already holding them and only empties the table).
+fn migrate_redb_entries(meta: &Database, wal: &mut Wal) -> Result<(), StorageError<NodeId>> {
+    let r = |e: &dyn std::fmt::Display| io_error(StorageIOError::read_logs, e);
+    let tx = meta.begin_read().map_err(|e| r(&e))?;
+    let table = tx.open_table(LOG).map_err(|e| r(&e))?;
+    if table.is_empty().map_err(|e| r(&e))? {
+        return Ok(());
+    }
+    if wal.last_log_id().is_none() {
+        let mut entries: Vec<Entry<TypeConfig>> = Vec::new();
+        for item in table.iter().map_err(|e| r(&e))? {
+            let (_, value) = item.map_err(|e| r(&e))?;
+            entries.push(decode(value.value()).map_err(|e| r(&e))?);
+        }
+        let count = entries.len();
+        if let Some(unsynced) = wal.append(entries, None).map_err(wal_error(StorageIOError::write_logs))? {
+            unsynced.sync().map_err(wal_error(StorageIOError::write_logs))?;
+        }
+        tracing::info!("moved {count} log entries from raft.redb to the raft-log segments");
+    }
+    drop(table);
+    drop(tx);
+    let tx = meta.begin_write().map_err(|e| r(&e))?;
+    tx.delete_table(LOG).map_err(|e| r(&e))?;
+    tx.open_table(LOG).map_err(|e| r(&e))?;
+    tx.commit().map_err(|e| r(&e))
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -314,23 +397,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
-        // Only a hint for replay at start (losing it is safe), so no transaction of its own: the
-        // next append writes it (every node appends again soon: a leader's next batch, a
-        // follower's next AppendEntries, or a heartbeat's commit advance riding on one).
-        let bytes = encode(&committed).map_err(|e| io_error(StorageIOError::write, e))?;
+        // Only a hint for replay at start (losing it is safe), so no write of its own: the next
+        // append writes it (every node appends again soon: a leader's next batch, a follower's
+        // next AppendEntries, or a heartbeat's commit advance riding on one).
         match &*self.inner {
-            Backing::Redb(_) => {
-                *lock(&self.committed) = Some(bytes);
+            Backing::Disk { .. } => {
+                *lock(&self.committed) = committed;
                 Ok(())
             }
-            Backing::Memory(_) => self.meta_put_with(&[(COMMITTED, bytes)], Durability::None),
+            Backing::Memory(_) => {
+                let bytes = encode(&committed).map_err(|e| io_error(StorageIOError::write, e))?;
+                self.meta_put_with(&[(COMMITTED, bytes)], Durability::None)
+            }
         }
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        if let Some(bytes) = lock(&self.committed).as_deref() {
-            return decode::<Option<LogId<NodeId>>>(bytes).map_err(|e| io_error(StorageIOError::read, e));
+        if let Some(committed) = *lock(&self.committed) {
+            return Ok(Some(committed));
         }
+        if let Backing::Disk { wal, .. } = &*self.inner
+            && let Some(committed) = lock(wal).committed()
+        {
+            return Ok(Some(committed));
+        }
+        // Memory logs, and disk logs of earlier versions, kept it in the meta table.
         Ok(self.meta_decode::<Option<LogId<NodeId>>>(COMMITTED)?.flatten())
     }
 
@@ -341,19 +432,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut last = None;
         match &*self.inner {
-            Backing::Redb(db) => redb_write(db, Durability::Immediate, StorageIOError::write_logs, |tx| {
-                if let Some(committed) = lock(&self.committed).take() {
-                    let mut meta = tx.open_table(META).map_err(|e| e.to_string())?;
-                    meta.insert(COMMITTED, committed.as_slice()).map_err(|e| e.to_string())?;
-                }
-                let mut table = tx.open_table(LOG).map_err(|e| e.to_string())?;
-                for entry in entries {
-                    let bytes = encode(&entry).map_err(|e| e.to_string())?;
-                    table.insert(entry.log_id.index, bytes.as_slice()).map_err(|e| e.to_string())?;
-                    last = Some(entry.log_id.index);
-                }
-                Ok(())
-            })?,
+            Backing::Disk { writer, .. } => {
+                let job = AppendJob {
+                    entries: entries.into_iter().collect(),
+                    committed: lock(&self.committed).take(),
+                    callback,
+                };
+                // The writer thread calls back once the entries are on disk.
+                return writer.send(job).map_err(|_| io_error(StorageIOError::write_logs, "the log writer stopped"));
+            }
             Backing::Memory(log) => {
                 let mut log = lock(log);
                 for entry in entries {
@@ -393,5 +480,50 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // openraft ignores, never a gap it cannot explain.
         self.meta_encode(PURGED, &log_id)?;
         self.remove_range(Bound::Unbounded, Bound::Included(log_id.index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::Request;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request::Commands(Arc::new(vec![format!("set k{index}").into_bytes()]))),
+        }
+    }
+
+    /// A data dir from before the segment files: its entries and committed hint in `raft.redb`.
+    fn legacy_log(dir: &Path, entries: &[Entry<TypeConfig>], committed: LogId<NodeId>) {
+        let db = Database::create(dir.join("raft.redb")).expect("create");
+        let tx = db.begin_write().expect("begin");
+        {
+            let mut log = tx.open_table(LOG).expect("log table");
+            for e in entries {
+                log.insert(e.log_id.index, encode(e).expect("encode").as_slice()).expect("insert");
+            }
+            let mut meta = tx.open_table(META).expect("meta table");
+            meta.insert(COMMITTED, encode(&Some(committed)).expect("encode").as_slice()).expect("insert");
+        }
+        tx.commit().expect("commit");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_log_kept_in_redb_by_an_earlier_version_moves_to_the_segments_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let entries: Vec<_> = (1..=4).map(entry).collect();
+        legacy_log(dir.path(), &entries, entries[2].log_id);
+        for _ in 0..2 {
+            let mut store = LogStore::open_disk(dir.path()).expect("open");
+            assert_eq!(store.get_log_state().await.expect("state").last_log_id, Some(entries[3].log_id));
+            assert_eq!(store.try_get_log_entries(0..10).await.expect("read"), entries);
+            assert_eq!(store.read_committed().await.expect("committed"), Some(entries[2].log_id));
+            let Backing::Disk { meta, .. } = &*store.inner else { panic!("a disk log") };
+            let tx = meta.begin_read().expect("read");
+            assert!(tx.open_table(LOG).expect("log table").is_empty().expect("len"), "the redb table is emptied");
+        }
     }
 }

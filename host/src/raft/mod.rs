@@ -2,8 +2,8 @@
 //!
 //! Split along openraft's traits, one concern per file:
 //!
-//! * [`log_store`]: the Raft log and vote, in redb (fsynced before an append is acknowledged) or
-//!   in memory;
+//! * [`log_store`]: the Raft log and vote, on disk (fsynced before an append is acknowledged) or
+//!   in memory; [`wal`]: the log's segment files;
 //! * [`state_machine`]: applies committed entries through the [`crate::runtime::Runtime`], builds
 //!   and installs snapshots (files, streamed in chunks);
 //! * [`network`]: the peer transport, Raft RPCs over TCP with a cluster id on every request;
@@ -22,6 +22,7 @@ pub mod modules;
 pub mod network;
 pub mod node;
 pub mod state_machine;
+pub mod wal;
 
 use fsm_sdk::Reply;
 use serde::{Deserialize, Serialize};

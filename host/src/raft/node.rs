@@ -229,7 +229,7 @@ impl Node {
         let reader = Runtime::attach(applier.module().clone(), store.clone())
             .map_err(|e| StartError::StateMachine(e.to_string()))?;
         let log = match config.store_backend {
-            Backend::Redb => LogStore::open_redb(&config.data_dir.join("raft.redb"))
+            Backend::Redb => LogStore::open_disk(&config.data_dir)
                 .map_err(|e| StartError::Io(format!("cannot open the raft log: {e}")))?,
             Backend::Memory => LogStore::memory(),
         };
