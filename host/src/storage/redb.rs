@@ -15,10 +15,18 @@ use std::path::Path;
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("fsm_data");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("fsm_meta");
 
+/// A store opened without per-commit fsync still makes one commit durable this often: a restart
+/// then replays at most about this much of the log (not everything since the last snapshot), and
+/// redb can reuse the pages that the commits since the last durable one freed (it cannot before),
+/// which bounds the file and the bookkeeping each commit walks.
+pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The redb store. See the module docs.
 pub struct RedbStore {
     db: Database,
     durability: Durability,
+    /// When a commit was last made durable (only kept when commits are not all durable).
+    last_durable: std::sync::Mutex<std::time::Instant>,
 }
 
 impl RedbStore {
@@ -27,7 +35,11 @@ impl RedbStore {
     /// benchmarks and tests only).
     pub fn open(path: &Path, durable: bool) -> Result<Self, StorageError> {
         let db = Database::create(path).map_err(redb_err)?;
-        let store = RedbStore { db, durability: if durable { Durability::Immediate } else { Durability::None } };
+        let store = RedbStore {
+            db,
+            durability: if durable { Durability::Immediate } else { Durability::None },
+            last_durable: std::sync::Mutex::new(std::time::Instant::now()),
+        };
         // Create both tables up front so read views never meet a missing table.
         let tx = store.begin_write()?;
         tx.open_table(DATA).map_err(redb_err)?;
@@ -89,7 +101,12 @@ impl Store for RedbStore {
     }
 
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let tx = self.begin_write()?;
+        let mut tx = self.begin_write()?;
+        let mut last_durable = self.last_durable.lock().unwrap_or_else(|p| p.into_inner());
+        let sync_now = matches!(self.durability, Durability::None) && last_durable.elapsed() >= SYNC_INTERVAL;
+        if sync_now {
+            tx.set_durability(Durability::Immediate).map_err(redb_err)?;
+        }
         {
             let mut data = tx.open_table(DATA).map_err(redb_err)?;
             for (key, value) in &batch.data {
@@ -103,7 +120,11 @@ impl Store for RedbStore {
                 meta.insert(name.as_str(), value.as_slice()).map_err(redb_err)?;
             }
         }
-        tx.commit().map_err(redb_err)
+        tx.commit().map_err(redb_err)?;
+        if sync_now {
+            *last_durable = std::time::Instant::now();
+        }
+        Ok(())
     }
 
     fn sync(&self) -> Result<(), StorageError> {
