@@ -20,9 +20,11 @@ use std::sync::Arc;
 mod memory;
 mod redb;
 pub mod snapshot;
+mod write_back;
 
 pub use self::memory::MemoryStore;
 pub use self::redb::RedbStore;
+pub use self::write_back::{FlushPolicy, WriteBackStore};
 
 /// A failure of the storage engine. It is **not deterministic**: the same command on another
 /// replica may well succeed, so it must never be turned into a client reply as if the command had
@@ -144,7 +146,9 @@ impl std::fmt::Display for Backend {
 /// or a fresh memory store (`path` unused).
 pub fn open(backend: Backend, path: &std::path::Path, durable: bool) -> Result<SharedStore, StorageError> {
     Ok(match backend {
-        Backend::Redb => Arc::new(RedbStore::open(path, durable)?),
+        Backend::Redb if durable => Arc::new(RedbStore::open(path, true)?),
+        // Not fsynced per commit, so nothing is lost by grouping commits in memory first.
+        Backend::Redb => Arc::new(WriteBackStore::new(RedbStore::open(path, false)?, FlushPolicy::default())?),
         Backend::Memory => Arc::new(MemoryStore::new()),
     })
 }

@@ -53,6 +53,39 @@ impl RedbStore {
         tx.set_durability(self.durability).map_err(redb_err)?;
         Ok(tx)
     }
+
+    /// One write transaction: `data` (a `None` value deletes the key), then `meta`, committed
+    /// together. [`Store::commit`] and the write-back layer's flush both end here.
+    pub(super) fn write<'a>(
+        &self,
+        data: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+        meta: impl Iterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.begin_write()?;
+        let mut last_durable = self.last_durable.lock().unwrap_or_else(|p| p.into_inner());
+        let sync_now = matches!(self.durability, Durability::None) && last_durable.elapsed() >= SYNC_INTERVAL;
+        if sync_now {
+            tx.set_durability(Durability::Immediate).map_err(redb_err)?;
+        }
+        {
+            let mut table = tx.open_table(DATA).map_err(redb_err)?;
+            for (key, value) in data {
+                match value {
+                    Some(v) => table.insert(key, v).map_err(redb_err)?,
+                    None => table.remove(key).map_err(redb_err)?,
+                };
+            }
+            let mut table = tx.open_table(META).map_err(redb_err)?;
+            for (name, value) in meta {
+                table.insert(name, value).map_err(redb_err)?;
+            }
+        }
+        tx.commit().map_err(redb_err)?;
+        if sync_now {
+            *last_durable = std::time::Instant::now();
+        }
+        Ok(())
+    }
 }
 
 struct RedbView {
@@ -101,30 +134,10 @@ impl Store for RedbStore {
     }
 
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
-        let mut tx = self.begin_write()?;
-        let mut last_durable = self.last_durable.lock().unwrap_or_else(|p| p.into_inner());
-        let sync_now = matches!(self.durability, Durability::None) && last_durable.elapsed() >= SYNC_INTERVAL;
-        if sync_now {
-            tx.set_durability(Durability::Immediate).map_err(redb_err)?;
-        }
-        {
-            let mut data = tx.open_table(DATA).map_err(redb_err)?;
-            for (key, value) in &batch.data {
-                match value {
-                    Some(v) => data.insert(key.as_slice(), v.as_slice()).map_err(redb_err)?,
-                    None => data.remove(key.as_slice()).map_err(redb_err)?,
-                };
-            }
-            let mut meta = tx.open_table(META).map_err(redb_err)?;
-            for (name, value) in &batch.meta {
-                meta.insert(name.as_str(), value.as_slice()).map_err(redb_err)?;
-            }
-        }
-        tx.commit().map_err(redb_err)?;
-        if sync_now {
-            *last_durable = std::time::Instant::now();
-        }
-        Ok(())
+        self.write(
+            batch.data.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+            batch.meta.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        )
     }
 
     fn sync(&self) -> Result<(), StorageError> {
