@@ -172,3 +172,31 @@ fn t17_remove_takes_a_member_out() {
     }
     cluster.wait_converged();
 }
+
+/// The write-path counters in `INFO raft` add up: every acknowledged write was proposed once on
+/// the leader and applied once on every node, and pipelined writes share entries and appends.
+#[test]
+fn t18_info_raft_counts_each_write_once_per_node() {
+    const WRITES: usize = 500;
+    let cluster = three(NodeOptions::default());
+    let leader = cluster.leader(WAIT_DEADLINE);
+    let mut pipe = redis::pipe();
+    for i in 0..WRITES {
+        pipe.cmd("SET").arg(format!("k{i}")).arg("v");
+    }
+    let replies: Vec<Value> = pipe.query(&mut cluster.client(leader)).expect("pipelined SETs");
+    assert_eq!(replies.len(), WRITES);
+    assert!(replies.iter().all(|r| show(r) == "+OK"), "every SET acknowledged");
+    cluster.wait_converged();
+    let number = |id: u64, field: &str| cluster.info_number(id, field).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(number(leader, "raft_commands_proposed"), WRITES as u64);
+    let entries = number(leader, "raft_entries_proposed");
+    assert!((1..WRITES as u64).contains(&entries), "{WRITES} pipelined writes in {entries} entries: batched");
+    for id in cluster.ids() {
+        assert_eq!(number(id, "raft_commands_applied"), WRITES as u64, "node {id} applied each write once");
+        let appends = number(id, "raft_log_appends");
+        let appended = number(id, "raft_log_entries_appended");
+        assert!(appends >= 1 && appends <= appended, "node {id}: {appended} entries in {appends} appends");
+        assert!(number(id, "raft_log_bytes_appended") > 0, "node {id}");
+    }
+}

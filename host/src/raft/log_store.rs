@@ -15,7 +15,7 @@
 //! File and redb calls block: they run under `block_in_place`, which keeps the async workers free.
 
 use super::wal::{Wal, WalError};
-use super::{NodeId, TypeConfig, decode, encode, lock};
+use super::{NodeId, TypeConfig, WriteCounters, decode, encode, lock};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -46,6 +46,8 @@ pub struct LogStore {
     /// The committed-index hint openraft last saved, not yet written: it goes in front of the
     /// next append's entries rather than costing a write of its own per commit advance.
     committed: Arc<Mutex<Option<LogId<NodeId>>>>,
+    /// The node's write-path counters; appends count here (see [`LogStore::counters`]).
+    counters: Arc<WriteCounters>,
 }
 
 enum Backing {
@@ -110,16 +112,18 @@ impl LogStore {
         let wal = Arc::new(Mutex::new(wal));
         let flushed: Arc<tokio::sync::watch::Sender<u64>> = Arc::default();
         let (writer, jobs) = std::sync::mpsc::channel();
-        let (thread_wal, thread_flushed) = (wal.clone(), flushed.clone());
+        let counters: Arc<WriteCounters> = Arc::default();
+        let (thread_wal, thread_flushed, thread_counters) = (wal.clone(), flushed.clone(), counters.clone());
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || log_writer(&thread_wal, &jobs, &thread_flushed))
+            .spawn(move || log_writer(&thread_wal, &jobs, &thread_flushed, &thread_counters))
             .map_err(|e| io_error(StorageIOError::write_logs, e))?;
         Ok(LogStore {
             inner: Arc::new(Backing::Disk { meta, wal, writer }),
             recoverable: Arc::default(),
             flushed,
             committed: Arc::default(),
+            counters,
         })
     }
 
@@ -130,7 +134,14 @@ impl LogStore {
             recoverable: Arc::default(),
             flushed: Arc::default(),
             committed: Arc::default(),
+            counters: Arc::default(),
         }
+    }
+
+    /// The node's write-path counters: this store counts its appends; the node and the state
+    /// machine count into the same ones.
+    pub fn counters(&self) -> Arc<WriteCounters> {
+        self.counters.clone()
     }
 
     /// Watches the last index of the latest durable append.
@@ -199,7 +210,7 @@ impl LogStore {
         self.meta_encode(VOTE, &Vote::new(term, id)).map_err(|e| e.to_string())?;
         tokio::task::block_in_place(|| {
             let unsynced = lock(wal).append(vec![entry], None)?;
-            unsynced.map_or(Ok(()), |u| u.sync())
+            unsynced.map_or(Ok(0), |u| u.sync())
         })
         .map_err(|e| e.to_string())?;
         Ok(log_id.index)
@@ -314,12 +325,17 @@ fn log_writer(
     wal: &Mutex<Wal>,
     jobs: &std::sync::mpsc::Receiver<AppendJob>,
     flushed: &tokio::sync::watch::Sender<u64>,
+    counters: &WriteCounters,
 ) {
     while let Ok(job) = jobs.recv() {
         let last = job.entries.last().map(|e| e.log_id.index);
+        let count = job.entries.len() as u64;
         let written = lock(wal).append(job.entries, job.committed);
-        match written.and_then(|unsynced| unsynced.map_or(Ok(()), |u| u.sync())) {
-            Ok(()) => {
+        match written.and_then(|unsynced| unsynced.map_or(Ok(0), |u| u.sync())) {
+            Ok(bytes) => {
+                WriteCounters::add(&counters.log_appends, 1);
+                WriteCounters::add(&counters.log_entries_appended, count);
+                WriteCounters::add(&counters.log_bytes_appended, bytes);
                 job.callback.log_io_completed(Ok(()));
                 if let Some(last) = last {
                     flushed.send_replace(last);
@@ -446,7 +462,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 for entry in entries {
                     last = Some(entry.log_id.index);
                     log.entries.insert(entry.log_id.index, entry);
+                    WriteCounters::add(&self.counters.log_entries_appended, 1);
                 }
+                WriteCounters::add(&self.counters.log_appends, 1);
             }
         }
         callback.log_io_completed(Ok(()));

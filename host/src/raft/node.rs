@@ -19,7 +19,7 @@ use super::log_store::LogStore;
 use super::modules::{Configured, ModuleConfig};
 use super::network::{Identity, PeerNetwork, ReadIndexError};
 use super::state_machine::{ActiveModule, SharedState, StateMachine};
-use super::{Member, ModuleChange, NodeId, Request, Response, TypeConfig, lock};
+use super::{Member, ModuleChange, NodeId, Request, Response, TypeConfig, WriteCounters, lock};
 use crate::config::{Config, ConfigSource};
 use crate::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};
 use crate::storage::{self, Backend, SharedStore};
@@ -253,6 +253,7 @@ impl Node {
         let (machine, shared) =
             StateMachine::new(applier, modules.cell(), &config.data_dir.join("snapshots"), chunk_bytes, log_purged)
                 .map_err(|e| StartError::StateMachine(format!("cannot open the state machine: {e}")))?;
+        let machine = machine.with_counters(log.counters());
         // Verifying and recording a received snapshot reads it whole once: allow as long as a
         // chunk may take, several times over, and never less than 30 s.
         let purge_wait =
@@ -328,7 +329,7 @@ impl Node {
             stale_reads,
             tuning,
         });
-        tokio::spawn(write_loop(raft, write_rx, tuning, node.log.flushed()));
+        tokio::spawn(write_loop(raft, write_rx, tuning, node.log.flushed(), node.log.counters()));
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
         tokio::spawn(stale_read_loop(Arc::downgrade(&node), stale_rx));
         tokio::spawn(module_loop(Arc::downgrade(&node), node.raft.metrics(), node.modules.wakeup.clone()));
@@ -899,6 +900,11 @@ impl Node {
         })
     }
 
+    /// The write-path counters since start (`INFO raft`), by name.
+    pub fn write_counters(&self) -> [(&'static str, u64); 8] {
+        self.log.counters().snapshot()
+    }
+
     /// Resolves when openraft stops on its own (a storage failure, a contract mismatch), with
     /// the reason; the binary then exits non-zero.
     pub async fn stopped(&self) -> String {
@@ -965,6 +971,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<WriteJob>,
     tuning: Tuning,
     mut flushed: tokio::sync::watch::Receiver<u64>,
+    counters: Arc<WriteCounters>,
 ) {
     let slots = Arc::new(Semaphore::new(tuning.writes_in_flight_max));
     loop {
@@ -982,6 +989,8 @@ async fn write_loop(
             }
         }
         let commands: Vec<Vec<u8>> = jobs.iter_mut().map(|j| std::mem::take(&mut j.command)).collect();
+        WriteCounters::add(&counters.entries_proposed, 1);
+        WriteCounters::add(&counters.commands_proposed, commands.len() as u64);
         // Whatever this entry's index, it is above the last one appended before it.
         let appended_before = raft.metrics().borrow().last_log_index.unwrap_or(0);
         let answer = match raft.client_write_ff(Request::Commands(Arc::new(commands))).await {

@@ -241,6 +241,8 @@ pub struct StateMachine {
     receiving: std::collections::HashMap<(u64, u64), Incoming>,
     /// Orders incoming files, oldest first.
     receiving_sequence: u64,
+    /// The node's write-path counters (see [`StateMachine::with_counters`]).
+    counters: Arc<super::WriteCounters>,
 }
 
 /// A snapshot file being received.
@@ -259,6 +261,12 @@ fn file_key(file: &std::fs::File) -> std::io::Result<(u64, u64)> {
 }
 
 impl StateMachine {
+    /// Counts applies into `counters` (the node shares one set across its parts).
+    pub fn with_counters(mut self, counters: Arc<super::WriteCounters>) -> Self {
+        self.counters = counters;
+        self
+    }
+
     /// Wraps an opened runtime (with the store's recorded module, or `configured` when the store
     /// records none); `snapshot_dir` holds the snapshot files (created if missing).
     ///
@@ -296,6 +304,7 @@ impl StateMachine {
             snapshots: Arc::new(snapshots),
             receiving: std::collections::HashMap::new(),
             receiving_sequence: 0,
+            counters: Arc::default(),
         };
         // A crash while installing a snapshot can leave the state behind the purged log; the
         // snapshot was recorded before the log was purged, so restore it now.
@@ -673,6 +682,9 @@ impl StateMachine {
                 tracing::error!("applying entries up to {last} failed: {e}; this node stops applying");
                 io_error(StorageIOError::write_state_machine, e)
             })?;
+        super::WriteCounters::add(&self.counters.applies, 1);
+        super::WriteCounters::add(&self.counters.entries_applied, pending.counts.len() as u64);
+        super::WriteCounters::add(&self.counters.commands_applied, pending.commands.len() as u64);
         let mut replies = replies.into_iter();
         for count in pending.counts.drain(..) {
             out.push(Response { replies: replies.by_ref().take(count).collect() });

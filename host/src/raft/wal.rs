@@ -121,12 +121,15 @@ pub struct Wal {
 pub struct Unsynced {
     file: Arc<File>,
     path: PathBuf,
+    bytes: u64,
 }
 
 impl Unsynced {
-    /// `fdatasync`: the appended records are on disk when this returns.
-    pub fn sync(self) -> Result<(), WalError> {
-        self.file.sync_data().map_err(io_at(&self.path))
+    /// `fdatasync`: the appended records are on disk when this returns. Returns the bytes the
+    /// append wrote.
+    pub fn sync(self) -> Result<u64, WalError> {
+        self.file.sync_data().map_err(io_at(&self.path))?;
+        Ok(self.bytes)
     }
 }
 
@@ -343,7 +346,7 @@ impl Wal {
             return Err(WalError::Io { path: segment.path.clone(), source: e });
         }
         segment.len += buf.len() as u64;
-        let unsynced = Unsynced { file: segment.file.clone(), path: segment.path.clone() };
+        let unsynced = Unsynced { file: segment.file.clone(), path: segment.path.clone(), bytes: buf.len() as u64 };
         for (entry, (offset, len)) in entries.into_iter().zip(spans) {
             self.locations.push_back(Location {
                 log_id: entry.log_id,

@@ -438,7 +438,7 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
             "# Raft\r\nraft_node_id:{}\r\nraft_cluster_id:{}\r\nraft_role:{}\r\nraft_leader_id:{leader}\r\nraft_term:{}\r\n\
              raft_last_log_index:{}\r\nraft_last_applied_index:{}\r\n\
              raft_snapshot_index:{}\r\nraft_purged_index:{}\r\nraft_voters:{}\r\nraft_read_mode:{}\r\n\
-             raft_peers_last_heard_ms:{}\r\n\r\n",
+             raft_peers_last_heard_ms:{}\r\n",
             node.id(),
             node.cluster_id().unwrap_or_default(),
             role_name(metrics.state),
@@ -455,6 +455,10 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
                 .collect::<Vec<_>>()
                 .join(","),
         );
+        for (name, value) in node.write_counters() {
+            let _ = write!(out, "{name}:{value}\r\n");
+        }
+        out.push_str("\r\n");
     }
     if want("module") {
         super::modules::info_section(node, &mut out);
