@@ -534,6 +534,18 @@ mod tests {
         }
     }
 
+    /// Entries 1..=`count` of term 1, two to a segment (each segment marked full after two).
+    fn two_entries_per_segment(dir: &Path, count: u64) -> Wal {
+        let mut wal = Wal::open(dir, None).expect("open");
+        for i in 1..=count {
+            append(&mut wal, vec![entry(1, i)]);
+            if i % 2 == 0 {
+                wal.segments.values_mut().for_each(|s| s.len = s.len.max(SEGMENT_BYTES));
+            }
+        }
+        wal
+    }
+
     fn indexes(wal: &Wal) -> Vec<u64> {
         wal.read((Bound::Unbounded, Bound::Unbounded)).expect("read").iter().map(|e| e.log_id.index).collect()
     }
@@ -615,13 +627,7 @@ mod tests {
     #[test]
     fn truncate_removes_the_suffix_across_segments_durably() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = Wal::open(dir.path(), None).expect("open");
-        for i in 1..=6 {
-            append(&mut wal, vec![entry(1, i)]);
-            if i % 2 == 0 {
-                wal.segments.values_mut().for_each(|s| s.len = s.len.max(SEGMENT_BYTES));
-            }
-        }
+        let mut wal = two_entries_per_segment(dir.path(), 6);
         assert_eq!(wal.segments.len(), 3);
         wal.truncate(4).expect("truncate");
         assert_eq!(indexes(&wal), vec![1, 2, 3]);
@@ -640,13 +646,7 @@ mod tests {
     #[test]
     fn purge_deletes_whole_segments_and_a_reopen_honours_the_purge_point() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = Wal::open(dir.path(), None).expect("open");
-        for i in 1..=6 {
-            append(&mut wal, vec![entry(1, i)]);
-            if i % 2 == 0 {
-                wal.segments.values_mut().for_each(|s| s.len = s.len.max(SEGMENT_BYTES));
-            }
-        }
+        let mut wal = two_entries_per_segment(dir.path(), 6);
         wal.purge(3).expect("purge");
         assert_eq!(indexes(&wal), vec![4, 5, 6]);
         assert!(!dir.path().join(segment_name(1)).exists());
