@@ -1010,6 +1010,17 @@ async fn write_loop(
             let _slot = slot;
             match outcome {
                 Ok(Ok(Ok(response))) => {
+                    // One reply per write, in order: anything else is a bug between the batcher
+                    // and the state machine, and must not hand one client another's reply.
+                    if response.data.replies.len() != jobs.len() {
+                        tracing::error!(
+                            "entry {} carried {} writes but returned {} replies",
+                            response.log_id,
+                            jobs.len(),
+                            response.data.replies.len()
+                        );
+                        debug_assert_eq!(response.data.replies.len(), jobs.len(), "replies per write");
+                    }
                     let mut replies = response.data.replies.into_iter();
                     for job in jobs {
                         let reply = replies.next().ok_or_else(|| ClusterError::Fatal("ERR missing reply".into()));

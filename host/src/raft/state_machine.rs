@@ -685,6 +685,13 @@ impl StateMachine {
         super::WriteCounters::add(&self.counters.applies, 1);
         super::WriteCounters::add(&self.counters.entries_applied, pending.counts.len() as u64);
         super::WriteCounters::add(&self.counters.commands_applied, pending.commands.len() as u64);
+        if replies.len() != pending.commands.len() {
+            // The runtime answers every command of a batch or fails the batch; a mismatch would
+            // shift every later reply onto the wrong entry.
+            let why = format!("{} replies for {} commands up to {last}", replies.len(), pending.commands.len());
+            tracing::error!("{why}; this node stops applying");
+            return Err(io_error(StorageIOError::write_state_machine, why));
+        }
         let mut replies = replies.into_iter();
         for count in pending.counts.drain(..) {
             out.push(Response { replies: replies.by_ref().take(count).collect() });
