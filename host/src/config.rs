@@ -175,6 +175,11 @@ pub struct SnapshotPolicy {
     /// for). Lower keeps the log and restart replay short at the cost of more frequent snapshot
     /// work.
     pub logs_since_last: u64,
+    /// Also take a snapshot once this many bytes were appended to this node's log since the last
+    /// one (or since start), in bytes. Default 268435456 (256 MiB); `0` disables it. Entries of
+    /// pipelined writes hold hundreds of writes each, so a count alone lets the log (and a
+    /// restart's read of it) grow to gigabytes before a snapshot purges it.
+    pub log_bytes_since_last: u64,
     /// Target size of one snapshot chunk sent to a peer, in bytes. Default 4194304 (4 MiB). Larger
     /// chunks mean fewer round trips but more memory per transfer and a longer
     /// `raft.snapshot_chunk_timeout_ms` needed per chunk.
@@ -187,7 +192,12 @@ pub struct SnapshotPolicy {
 
 impl Default for SnapshotPolicy {
     fn default() -> Self {
-        SnapshotPolicy { logs_since_last: 20_000, chunk_bytes: 4 * MIB, logs_kept_after: 1000 }
+        SnapshotPolicy {
+            logs_since_last: 20_000,
+            log_bytes_since_last: 256 * MIB,
+            chunk_bytes: 4 * MIB,
+            logs_kept_after: 1000,
+        }
     }
 }
 
@@ -795,7 +805,12 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                     snapshot_chunk_timeout_ms: 10_000,
                     append_entries_max: 64,
                 },
-                snapshot: SnapshotPolicy { logs_since_last: 20_000, chunk_bytes: 4 << 20, logs_kept_after: 1000 },
+                snapshot: SnapshotPolicy {
+                    logs_since_last: 20_000,
+                    log_bytes_since_last: 256 << 20,
+                    chunk_bytes: 4 << 20,
+                    logs_kept_after: 1000
+                },
                 limits: Limits {
                     connections_max: 10_000,
                     request_bytes_max: 64 << 20,
@@ -834,7 +849,7 @@ follower_writes: redirect
 log_level: debug,openraft=warn
 raft: {heartbeat_interval_ms: 1, election_timeout_min_ms: 2, election_timeout_max_ms: 3, rpc_timeout_ms: 4,
        snapshot_chunk_timeout_ms: 5, append_entries_max: 6}
-snapshot: {logs_since_last: 0, chunk_bytes: 8, logs_kept_after: 0}
+snapshot: {logs_since_last: 0, log_bytes_since_last: 0, chunk_bytes: 8, logs_kept_after: 0}
 limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_bytes_max: 11, fuel_per_apply: 14,
          memory_bytes_max: 65536, write_batch_commands_max: 16, write_batch_bytes_max: 17, writes_in_flight_max: 18,
          read_timeout_ms: 19, write_timeout_ms: 20}
@@ -858,7 +873,10 @@ limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_
                 append_entries_max: 6
             }
         );
-        assert_eq!(config.snapshot, SnapshotPolicy { logs_since_last: 0, chunk_bytes: 8, logs_kept_after: 0 });
+        assert_eq!(
+            config.snapshot,
+            SnapshotPolicy { logs_since_last: 0, log_bytes_since_last: 0, chunk_bytes: 8, logs_kept_after: 0 }
+        );
         assert_eq!(config.limits.memory_bytes_max, 65536);
         assert_eq!(config.limits.write_timeout_ms, 20);
     }

@@ -326,3 +326,34 @@ fn t19_a_node_outside_any_cluster_answers_ping_and_nocluster() {
     assert_eq!(cluster.leader(WAIT_DEADLINE), 1);
     assert_eq!(call_show(&mut cluster.client(1), &["GET", "k"]), "$v");
 }
+
+/// `snapshot.log_bytes_since_last`: a log that grows by bytes, not by entry count, is snapshotted
+/// and purged all the same (far fewer entries than `logs_since_last` here), and the data stays.
+#[test]
+fn t20_a_log_grown_past_its_byte_bound_is_snapshotted() {
+    let mut cluster = TestCluster::new(REDRAFT);
+    let extra_yaml = "snapshot: {log_bytes_since_last: 65536, logs_kept_after: 0}".to_owned();
+    cluster.start(1, NodeOptions { bootstrap: true, extra_yaml, ..NodeOptions::default() });
+    assert_eq!(cluster.leader(WAIT_DEADLINE), 1);
+    let value = "x".repeat(4096);
+    let mut con = cluster.client(1);
+    // 40 entries of 4 KiB: 160 KiB of log, far below the default 20,000 entries.
+    for i in 0..40 {
+        assert_eq!(call_show(&mut con, &["SET", &format!("k{i}"), &value]), "+OK");
+    }
+    let snapshot = cluster.wait_for("a snapshot taken by log bytes", WAIT_DEADLINE, || {
+        match cluster.info_number(1, "raft_snapshot_index")? {
+            0 => Err("no snapshot yet".to_owned()),
+            index => Ok(index),
+        }
+    });
+    assert!(snapshot > 1, "snapshot at {snapshot}");
+    cluster.wait_for("the log purged up to the snapshot", WAIT_DEADLINE, || {
+        match cluster.info_number(1, "raft_purged_index")? {
+            0 => Err("nothing purged yet".to_owned()),
+            index => Ok(index),
+        }
+    });
+    assert_eq!(call_show(&mut con, &["STRLEN", "k39"]), ":4096");
+    assert_eq!(call_show(&mut con, &["DBSIZE"]), ":40");
+}

@@ -330,6 +330,13 @@ impl Node {
             tuning,
         });
         tokio::spawn(write_loop(raft, write_rx, tuning, node.log.flushed(), node.log.counters()));
+        if config.snapshot.log_bytes_since_last > 0 {
+            tokio::spawn(snapshot_by_bytes_loop(
+                node.raft.clone(),
+                node.log.counters(),
+                config.snapshot.log_bytes_since_last,
+            ));
+        }
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
         tokio::spawn(stale_read_loop(Arc::downgrade(&node), stale_rx));
         tokio::spawn(module_loop(Arc::downgrade(&node), node.raft.metrics(), node.modules.wakeup.clone()));
@@ -1061,6 +1068,31 @@ async fn write_loop(
         tokio::select! {
             _ = flushed.wait_for(|&last| last > appended_before) => {}
             _ = &mut answered_rx => {}
+        }
+    }
+}
+
+/// Takes a snapshot once `limit` bytes were appended to this node's log since its last snapshot
+/// (`snapshot.log_bytes_since_last`): openraft 0.9's policy counts entries only, and pipelined
+/// entries of hundreds of writes let the log grow to gigabytes before the count is reached.
+/// Looks once a second; ends when openraft stops.
+async fn snapshot_by_bytes_loop(raft: Raft<TypeConfig>, counters: Arc<WriteCounters>, limit: u64) {
+    let appended = || counters.log_bytes_appended.load(std::sync::atomic::Ordering::Relaxed);
+    let mut mark = appended();
+    let mut last_snapshot = raft.metrics().borrow().snapshot;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let snapshot = raft.metrics().borrow().snapshot;
+        if snapshot != last_snapshot {
+            // Taken meanwhile (by count, `SNAPSHOT`, or the trigger below): count from here.
+            last_snapshot = snapshot;
+            mark = appended();
+        } else if appended().saturating_sub(mark) >= limit {
+            mark = appended();
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
         }
     }
 }
