@@ -176,7 +176,7 @@ pub struct SnapshotPolicy {
     /// work.
     pub logs_since_last: u64,
     /// Also take a snapshot once this many bytes were appended to this node's log since the last
-    /// one (or since start), in bytes. Default 268435456 (256 MiB); `0` disables it. Entries of
+    /// one (or since start), in bytes. Default 536870912 (512 MiB); `0` disables it. Entries of
     /// pipelined writes hold hundreds of writes each, so a count alone lets the log (and a
     /// restart's read of it) grow to gigabytes before a snapshot purges it.
     pub log_bytes_since_last: u64,
@@ -194,7 +194,7 @@ impl Default for SnapshotPolicy {
     fn default() -> Self {
         SnapshotPolicy {
             logs_since_last: 20_000,
-            log_bytes_since_last: 256 * MIB,
+            log_bytes_since_last: 512 * MIB,
             chunk_bytes: 4 * MIB,
             logs_kept_after: 1000,
         }
@@ -807,7 +807,7 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                 },
                 snapshot: SnapshotPolicy {
                     logs_since_last: 20_000,
-                    log_bytes_since_last: 256 << 20,
+                    log_bytes_since_last: 512 << 20,
                     chunk_bytes: 4 << 20,
                     logs_kept_after: 1000
                 },
