@@ -182,9 +182,13 @@ fn t16_join_during_a_leader_change_never_costs_the_quorum() {
     let leader_addr = cluster.node(leader).redis_addr;
     let (raft4, redis4) = (cluster.node(4).raft_addr.to_string(), cluster.node(4).redis_addr.to_string());
     let join = std::thread::spawn(move || {
-        let mut con = resp::connect_with_timeout(leader_addr, redis::ProtocolVersion::RESP2, false, JOIN_TIMEOUT)
-            .expect("connect");
-        resp::try_call(&mut con, &["JOIN", "4", &raft4, &redis4]).map(|v| show(&v)).unwrap_or_else(|e| e.to_string())
+        // The kill below may come before this connects: a refused connection is an outcome too.
+        match resp::connect_with_timeout(leader_addr, redis::ProtocolVersion::RESP2, false, JOIN_TIMEOUT) {
+            Ok(mut con) => resp::try_call(&mut con, &["JOIN", "4", &raft4, &redis4])
+                .map(|v| show(&v))
+                .unwrap_or_else(|e| e.to_string()),
+            Err(e) => format!("connect: {e}"),
+        }
     });
     cluster.kill(leader);
     let first = join.join().expect("JOIN thread");
