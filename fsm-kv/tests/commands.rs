@@ -62,11 +62,17 @@ fn set_options() {
         (&["SET", "k", "v", "NX", "XX"], err("ERR syntax error")),
         (&["SET", "k", "v", "XX", "NX"], err("ERR syntax error")),
         (&["SET", "k", "v", "BOGUS"], err("ERR syntax error")),
-        (
-            &["SET", "k", "v", "EX", "10"],
-            err("ERR SET with an expiry is not supported: the replicated state machine has no clock"),
-        ),
+        (&["SET", "k", "v", "EX"], err("ERR syntax error")),
+        (&["SET", "k", "v", "EX", "10", "PX", "10"], err("ERR syntax error")),
+        (&["SET", "k", "v", "EX", "10", "KEEPTTL"], err("ERR syntax error")),
+        (&["SET", "k", "v", "KEEPTTL", "EX", "10"], err("ERR syntax error")),
+        (&["SET", "k", "v", "EX", "0"], err("ERR invalid expire time in 'set' command")),
+        (&["SET", "k", "v", "PX", "-5"], err("ERR invalid expire time in 'set' command")),
+        (&["SET", "k", "v", "EX", "9223372036854775"], err("ERR invalid expire time in 'set' command")),
+        (&["SET", "k", "v", "EX", "x"], err("ERR value is not an integer or out of range")),
         (&["GET", "k"], bulk("8")),
+        (&["SET", "k", "9", "EX", "100", "EX", "200"], ok()),
+        (&["TTL", "k"], Integer(200)),
     ]);
 }
 
@@ -195,5 +201,135 @@ fn the_command_table_is_what_redis_reports() {
     expect("append", 3, true);
     expect("strlen", 2, false);
     expect("dbsize", 1, false);
-    assert_eq!(table.len(), 14);
+    expect("expire", -3, true);
+    expect("pexpire", -3, true);
+    expect("expireat", -3, true);
+    expect("pexpireat", -3, true);
+    expect("ttl", 2, false);
+    expect("pttl", 2, false);
+    expect("expiretime", 2, false);
+    expect("pexpiretime", 2, false);
+    expect("persist", 2, true);
+    expect("setex", 4, true);
+    expect("psetex", 4, true);
+    expect("getex", -2, true);
+    assert_eq!(table.len(), 26);
+}
+
+/// A time far enough ahead of the wall clock that reads (which run at the later of the wall
+/// clock and the last write's stamp) see exactly the stamps the test gives its writes.
+fn future() -> i64 {
+    redraft::runtime::wall_clock_ms() + 1_000_000_000
+}
+
+#[test]
+fn keys_expire_at_the_entry_time_and_reads_never_see_them_after() {
+    for mut kv in backends() {
+        let t = future();
+        assert_eq!(kv.call_at(t, &["SET", "k", "v", "PX", "1000"]), ok());
+        assert_eq!(kv.call_at(t, &["SET", "forever", "x"]), ok());
+        assert_eq!(kv.call(&["PTTL", "k"]), Integer(1000));
+        assert_eq!(kv.call(&["TTL", "k"]), Integer(1));
+        assert_eq!(kv.call(&["PEXPIRETIME", "k"]), Integer(t + 1000));
+        assert_eq!(kv.call(&["EXPIRETIME", "k"]), Integer((t + 1000 + 500) / 1000));
+        assert_eq!(kv.call(&["TTL", "forever"]), Integer(-1));
+        assert_eq!(kv.call(&["TTL", "missing"]), Integer(-2));
+        // At its expiry time the key is still there (Redis expires when the time is past it).
+        assert_eq!(kv.call_at(t + 1000, &["SET", "clock", "1"]), ok());
+        assert_eq!(kv.call(&["GET", "k"]), bulk("v"));
+        assert_eq!(kv.call(&["PTTL", "k"]), Integer(0));
+        // One millisecond later it is gone from every read, but still counted until swept.
+        assert_eq!(kv.call_at(t + 1001, &["SET", "clock", "2"]), ok());
+        assert_eq!(kv.call(&["GET", "k"]), Null, "{}", kv.backend);
+        assert_eq!(kv.call(&["EXISTS", "k", "forever"]), Integer(1));
+        assert_eq!(kv.call(&["MGET", "k", "forever"]), Reply::Array(vec![Null, bulk("x")]));
+        assert_eq!(kv.call(&["STRLEN", "k"]), Integer(0));
+        assert_eq!(kv.call(&["TTL", "k"]), Integer(-2));
+        assert_eq!(kv.call(&["DBSIZE"]), Integer(3));
+        // The housekeeping tick removes it from the store.
+        assert_eq!(kv.tick_at(t + 1001), Integer(1));
+        assert_eq!(kv.call(&["DBSIZE"]), Integer(2));
+        assert_eq!(kv.tick_at(t + 1001), Integer(0));
+    }
+}
+
+#[test]
+fn a_write_sees_an_expired_key_as_absent() {
+    for mut kv in backends() {
+        let t = future();
+        for (key, value) in [("a", "5"), ("b", "5"), ("c", "5"), ("d", "5")] {
+            assert_eq!(kv.call_at(t, &["SET", key, value, "PX", "10"]), ok());
+        }
+        let later = t + 11;
+        assert_eq!(kv.call_at(later, &["INCR", "a"]), Integer(1));
+        assert_eq!(kv.call(&["TTL", "a"]), Integer(-1), "the new key has no expiry");
+        assert_eq!(kv.call_at(later, &["SET", "b", "x", "NX"]), ok());
+        assert_eq!(kv.call_at(later, &["DEL", "c"]), Integer(0));
+        assert_eq!(kv.call_at(later, &["APPEND", "d", "x"]), Integer(1));
+        assert_eq!(kv.call(&["DBSIZE"]), Integer(3));
+        // Nothing is left for the tick: the writes removed what had expired.
+        assert_eq!(kv.tick_at(later), Integer(0));
+    }
+}
+
+#[test]
+fn expire_and_its_options_follow_redis() {
+    for mut kv in backends() {
+        let t = future();
+        let script: Vec<(&[&str], Reply)> = vec![
+            (&["EXPIRE", "k", "10"], Integer(0)),
+            (&["SET", "k", "v"], ok()),
+            (&["EXPIRE", "k", "10", "XX"], Integer(0)),
+            (&["EXPIRE", "k", "10", "GT"], Integer(0)),
+            (&["EXPIRE", "k", "100", "NX"], Integer(1)),
+            (&["EXPIRE", "k", "50", "NX"], Integer(0)),
+            (&["EXPIRE", "k", "50", "GT"], Integer(0)),
+            (&["EXPIRE", "k", "200", "GT"], Integer(1)),
+            (&["EXPIRE", "k", "300", "LT"], Integer(0)),
+            (&["PEXPIRE", "k", "150000", "lt"], Integer(1)),
+            (&["TTL", "k"], Integer(150)),
+            (&["INCR", "n"], Integer(1)),
+            (&["EXPIRE", "n", "20", "LT"], Integer(1)),
+            (&["INCR", "n"], Integer(2)),
+            (&["TTL", "n"], Integer(20)),
+            (&["SET", "k", "w", "KEEPTTL"], ok()),
+            (&["TTL", "k"], Integer(150)),
+            (&["PERSIST", "k"], Integer(1)),
+            (&["PERSIST", "k"], Integer(0)),
+            (&["TTL", "k"], Integer(-1)),
+            (
+                &["EXPIRE", "n", "10", "NX", "XX"],
+                err("ERR NX and XX, GT or LT options at the same time are not compatible"),
+            ),
+            (&["EXPIRE", "n", "10", "GT", "LT"], err("ERR GT and LT options at the same time are not compatible")),
+            (&["EXPIRE", "n", "10", "YY"], err("ERR Unsupported option YY")),
+            (&["EXPIRE", "n", "x"], err("ERR value is not an integer or out of range")),
+            (&["EXPIRE", "n", "9223372036854775807"], err("ERR invalid expire time in 'expire' command")),
+            (&["EXPIRE", "n", "-1"], Integer(1)),
+            (&["EXISTS", "n"], Integer(0)),
+            (&["SETEX", "s", "5", "v"], ok()),
+            (&["PTTL", "s"], Integer(5000)),
+            (&["SETEX", "s", "0", "v"], err("ERR invalid expire time in 'setex' command")),
+            (&["PSETEX", "s", "x", "v"], err("ERR value is not an integer or out of range")),
+            (&["PSETEX", "s", "2500", "v"], ok()),
+            (&["TTL", "s"], Integer(3)),
+            (&["GETEX", "s", "PERSIST"], bulk("v")),
+            (&["TTL", "s"], Integer(-1)),
+            (&["GETEX", "s", "EX", "7"], bulk("v")),
+            (&["TTL", "s"], Integer(7)),
+            (&["GETEX", "s"], bulk("v")),
+            (&["GETEX", "s", "EX", "0"], err("ERR invalid expire time in 'getex' command")),
+            (&["GETEX", "s", "EX", "1", "PERSIST"], err("ERR syntax error")),
+            (&["GETEX", "missing", "EX", "abc"], Null),
+            (&["SET", "p", "v", "PXAT", "1000"], ok()),
+            (&["EXISTS", "p"], Integer(0)),
+            (&["SET", "k", "plain"], ok()),
+            (&["EXPIREAT", "k", "1"], Integer(1)),
+            (&["GET", "k"], Null),
+        ];
+        for (args, expected) in &script {
+            assert_eq!(&kv.call_at(t, args), expected, "{} backend: {args:?}", kv.backend);
+        }
+        assert_eq!(kv.call(&["DBSIZE"]), Integer(1), "only s is left: past expiry times delete at once");
+    }
 }

@@ -45,6 +45,12 @@ pub mod export {
     /// against the state the old module left: an error reply or a trap rejects the switch and
     /// leaves the old module active. Returns the packed pointer and length of the encoded reply.
     pub const MIGRATE: &str = "redraft_migrate";
+    /// `(dry_run: i32) -> i64`, optional: the module's housekeeping (expiring keys, say). The
+    /// leader calls it as a query with `dry_run = 1` now and then; a reply of `Integer(n)` with
+    /// `n > 0` means work is due, and the leader proposes a tick entry, whose apply calls it with
+    /// `dry_run = 0` as a write on every replica, at the entry's time. Returns the packed pointer
+    /// and length of the encoded reply.
+    pub const TICK: &str = "redraft_tick";
 }
 
 /// Names of the host functions the guest may import from [`IMPORT_MODULE`].
@@ -61,8 +67,12 @@ pub mod import {
     /// encoded as [`crate::codec::encode_entry`]. Returns the encoded length; copies only when it
     /// fits in `dst_cap`.
     pub const SCAN: &str = "scan";
+    /// `() -> i64`: the command's time, in milliseconds since the Unix epoch. For a write it is
+    /// the time the leader stamped on the log entry (never below an earlier entry's), the same on
+    /// every replica; for a query it is the serving node's clock.
+    pub const TIME: &str = "time";
     /// Every name above: the host's allow-list.
-    pub const ALL: [&str; 4] = [GET, PUT, DELETE, SCAN];
+    pub const ALL: [&str; 5] = [GET, PUT, DELETE, SCAN, TIME];
 }
 
 /// Bytes of linear memory after `__heap_base` that the host guarantees exist at the start of
@@ -119,6 +129,7 @@ mod raw {
             dst_ptr: *mut u8,
             dst_cap: u32,
         ) -> i64;
+        pub fn time() -> i64;
     }
 }
 
@@ -138,6 +149,9 @@ mod raw {
     }
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn scan(_: *const u8, _: u32, _: *const u8, _: u32, _: u32, _: *mut u8, _: u32) -> i64 {
+        panic!("{NO_HOST}")
+    }
+    pub unsafe fn time() -> i64 {
         panic!("{NO_HOST}")
     }
 }
@@ -201,6 +215,11 @@ pub(crate) fn host_scan(start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<u8>
         raw::scan(start.as_ptr(), len32(start.len()), end.as_ptr(), len32(end.len()), limit, dst, cap)
     });
     buf
+}
+
+pub(crate) fn host_time() -> i64 {
+    // SAFETY: no pointers; the host returns a plain integer.
+    unsafe { raw::time() }
 }
 
 /// The guest's memory allocator: a bump arena **reset at the start of every call**.
@@ -394,6 +413,20 @@ pub mod guest {
         leak_to_host(out)
     }
 
+    /// Backs [`super::export::TICK`]: with `dry_run`, whether housekeeping is due (as a read);
+    /// without, the housekeeping itself (as a write).
+    pub fn tick<M: StateMachine>(dry_run: u32) -> u64 {
+        begin_call();
+        let reply = if dry_run != 0 {
+            crate::Reply::Integer(i64::from(M::tick_due(&crate::View(()))))
+        } else {
+            M::tick(&mut crate::Tx::new())
+        };
+        let mut out = Vec::with_capacity(codec::encoded_reply_len(&reply));
+        codec::encode_reply(&reply, &mut out);
+        leak_to_host(out)
+    }
+
     fn run<M: StateMachine>(index: u32, len: u32, read_only: bool) -> u64 {
         begin_call();
         // SAFETY: right after `begin_call`, once; `input` and everything borrowing it are dropped
@@ -457,6 +490,13 @@ macro_rules! export_state_machine {
         pub extern "C" fn redraft_migrate() -> u64 {
             $crate::abi::guest::migrate::<$machine>()
         }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_tick(dry_run: u32) -> u64 {
+            $crate::abi::guest::tick::<$machine>(dry_run)
+        }
     };
 }
 
@@ -472,6 +512,6 @@ mod tests {
 
     #[test]
     fn allow_list_names_every_import() {
-        assert_eq!(import::ALL, [import::GET, import::PUT, import::DELETE, import::SCAN]);
+        assert_eq!(import::ALL, [import::GET, import::PUT, import::DELETE, import::SCAN, import::TIME]);
     }
 }

@@ -178,6 +178,21 @@ pub trait StateMachine {
     fn migrate(_tx: &mut Tx) -> Reply {
         Reply::ok()
     }
+
+    /// Whether [`StateMachine::tick`] has work to do at [`View::time_ms`] (keys whose time to
+    /// live ran out, say). The leader asks now and then, as a query with its own clock; when the
+    /// answer is yes, it proposes a tick entry. Keep it cheap: one lookup, not a scan. The
+    /// default has nothing to do.
+    fn tick_due(_view: &View) -> bool {
+        false
+    }
+
+    /// Housekeeping, run as a write when a tick entry is applied, on every replica at that
+    /// entry's time: an ordinary write, bounded by the same fuel budget, so do a bounded amount
+    /// of work per tick (the leader proposes another while [`StateMachine::tick_due`] says so).
+    fn tick(_tx: &mut Tx) -> Reply {
+        Reply::ok()
+    }
 }
 
 /// Read access to the replicated state, as of the command being run (a write handler sees its
@@ -188,6 +203,14 @@ pub trait StateMachine {
 pub struct View(());
 
 impl View {
+    /// The command's time in milliseconds since the Unix epoch. In a write (and in
+    /// [`StateMachine::tick`] and [`StateMachine::migrate`]) it is the time the leader stamped on
+    /// the log entry: the same on every replica, and never below an earlier entry's. In a read it
+    /// is the serving node's clock. Use it for expiry, never for anything that must be unique.
+    pub fn time_ms(&self) -> i64 {
+        abi::host_time()
+    }
+
     /// The value stored at `key`.
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         abi::host_get(key)

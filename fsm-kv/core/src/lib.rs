@@ -13,11 +13,15 @@
 //! * `b"m:dbsize"` → the number of keys, `i64` little-endian, kept current by every write so that
 //!   `DBSIZE` costs one read instead of a scan.
 //!
-//! There are no expiring keys: a TTL needs a clock, and the state machine has none (every replica
-//! must compute the same state from the same log). `SET ... EX/PX/EXAT/PXAT` is refused with an
-//! error that says so; `KEEPTTL` is accepted and has nothing to keep.
+//! * Keys with a time to live: see [`expiry`] (`e` + key, and the `x` index by time).
+//!
+//! [`EXPIRY`]: the time-to-live commands. Time comes from the log entry (the leader's clock,
+//! the same on every replica), so expiry is deterministic; see [`expiry`].
 #![deny(unsafe_code)]
 
+pub mod expiry;
+
+use expiry::{ExpiryUnit, expire_if_due, live_len, live_value, overwrite, remove};
 use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View};
 
 /// The string commands (fsm-kv v1's whole table).
@@ -37,6 +41,25 @@ pub const STRINGS: [Command; 14] = [
     Command::read("strlen", Arity::Exact(2), KeySpec::single(), strlen),
     Command::read("dbsize", Arity::Exact(1), KeySpec::none(), dbsize),
 ];
+
+/// The time-to-live commands (see [`expiry`]).
+pub const EXPIRY: [Command; 12] = [
+    Command::write("expire", Arity::AtLeast(3), KeySpec::single(), expiry::expire),
+    Command::write("pexpire", Arity::AtLeast(3), KeySpec::single(), expiry::pexpire),
+    Command::write("expireat", Arity::AtLeast(3), KeySpec::single(), expiry::expireat),
+    Command::write("pexpireat", Arity::AtLeast(3), KeySpec::single(), expiry::pexpireat),
+    Command::read("ttl", Arity::Exact(2), KeySpec::single(), expiry::ttl),
+    Command::read("pttl", Arity::Exact(2), KeySpec::single(), expiry::pttl),
+    Command::read("expiretime", Arity::Exact(2), KeySpec::single(), expiry::expiretime),
+    Command::read("pexpiretime", Arity::Exact(2), KeySpec::single(), expiry::pexpiretime),
+    Command::write("persist", Arity::Exact(2), KeySpec::single(), expiry::persist),
+    Command::write("setex", Arity::Exact(4), KeySpec::single(), expiry::setex),
+    Command::write("psetex", Arity::Exact(4), KeySpec::single(), expiry::psetex),
+    Command::write("getex", Arity::AtLeast(2), KeySpec::single(), expiry::getex),
+];
+
+/// fsm-kv's whole table: [`STRINGS`] and [`EXPIRY`].
+pub const KV_COMMANDS: [Command; 26] = concat(STRINGS, EXPIRY);
 
 /// `first` followed by `second`: a module's table built from shared lists, in a `const`.
 pub const fn concat<const A: usize, const B: usize, const N: usize>(
@@ -77,11 +100,6 @@ pub fn adjust_dbsize(tx: &mut Tx, delta: i64) {
     }
 }
 
-/// Stores a user value; returns whether the key is new.
-pub fn store(tx: &mut Tx, key: &[u8], value: &[u8]) -> bool {
-    !tx.put(&data_key(key), value)
-}
-
 /// Parses an integer exactly as Redis's `string2ll` does: optional `-`, no `+`, no leading zeros,
 /// no spaces, at most 20 characters, within `i64`.
 pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
@@ -114,20 +132,20 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
 // ----- reads --------------------------------------------------------------------------------
 
 fn get(view: &View, args: &[&[u8]]) -> Reply {
-    Reply::bulk_or_null(view.get(&data_key(args[1])))
+    Reply::bulk_or_null(live_value(view, args[1]))
 }
 
 fn exists(view: &View, args: &[&[u8]]) -> Reply {
-    let n = args[1..].iter().filter(|k| view.exists(&data_key(k))).count();
+    let n = args[1..].iter().filter(|k| expiry::is_live(view, k)).count();
     Reply::Integer(n as i64)
 }
 
 fn mget(view: &View, args: &[&[u8]]) -> Reply {
-    Reply::Array(args[1..].iter().map(|k| Reply::bulk_or_null(view.get(&data_key(k)))).collect())
+    Reply::Array(args[1..].iter().map(|k| Reply::bulk_or_null(live_value(view, k))).collect())
 }
 
 fn strlen(view: &View, args: &[&[u8]]) -> Reply {
-    Reply::Integer(view.value_len(&data_key(args[1])).map_or(0, i64::from))
+    Reply::Integer(live_len(view, args[1]).map_or(0, i64::from))
 }
 
 fn dbsize(view: &View, _args: &[&[u8]]) -> Reply {
@@ -136,30 +154,58 @@ fn dbsize(view: &View, _args: &[&[u8]]) -> Reply {
 
 // ----- writes -------------------------------------------------------------------------------
 
-/// `SET key value [NX | XX] [GET] [KEEPTTL]`.
+/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT unix-s | PXAT unix-ms | KEEPTTL]`.
 fn set(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     let (key, value) = (args[1], args[2]);
-    let (mut nx, mut xx, mut get) = (false, false, false);
-    for option in &args[3..] {
+    let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
+    let mut expiry: Option<(ExpiryUnit, &[u8])> = None;
+    let mut i = 3;
+    while i < args.len() {
+        let option = args[i];
         match option.to_ascii_uppercase().as_slice() {
             b"NX" if !xx => nx = true,
             b"XX" if !nx => xx = true,
             b"GET" => get = true,
-            b"KEEPTTL" => {}
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
-                return Reply::error(
-                    "ERR SET with an expiry is not supported: the replicated state machine has no clock",
-                );
-            }
-            _ => return Reply::syntax_error(),
+            b"KEEPTTL" if expiry.is_none() => keepttl = true,
+            _ => match (ExpiryUnit::parse(option), args.get(i + 1)) {
+                // The same option twice is allowed (the last wins), as in Redis.
+                (Some(unit), Some(arg)) if !keepttl && expiry.is_none_or(|(u, _)| u == unit) => {
+                    expiry = Some((unit, arg));
+                    i += 1;
+                }
+                _ => return Reply::syntax_error(),
+            },
         }
+        i += 1;
     }
+    let at = match expiry.map(|(unit, arg)| expiry::option_expiry("set", unit, arg, tx.time_ms())) {
+        Some(Ok(at)) => Some(at),
+        Some(Err(reply)) => return reply,
+        None => None,
+    };
     let dkey = data_key(key);
-    let old = if get || nx || xx { tx.get(&dkey) } else { None };
+    let old = if get || nx || xx {
+        expire_if_due(tx, key);
+        tx.get(&dkey)
+    } else {
+        None
+    };
     let exists = old.is_some();
     let write = !(nx && exists || xx && !exists);
-    if write && !tx.put(&dkey, value) {
-        adjust_dbsize(tx, 1);
+    if write {
+        match at {
+            Some(at) => expiry::store_expiring(tx, key, value, at),
+            None if keepttl => {
+                expire_if_due(tx, key);
+                if !tx.put(&dkey, value) {
+                    adjust_dbsize(tx, 1);
+                }
+            }
+            // An expired key's leftovers go with the overwrite: no TTL survives a plain SET.
+            None => {
+                overwrite(tx, key, value);
+            }
+        }
     }
     match (get, write) {
         (true, _) => Reply::bulk_or_null(old),
@@ -170,23 +216,51 @@ fn set(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 
 /// `DEL key [key ...]` and its original Redraft name `DELETE`.
 fn del(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    let removed = args[1..].iter().filter(|k| tx.delete(&data_key(k))).count() as i64;
-    adjust_dbsize(tx, -removed);
+    let mut removed = 0;
+    for key in &args[1..] {
+        expire_if_due(tx, key);
+        if remove(tx, key) {
+            removed += 1;
+        }
+    }
     Reply::Integer(removed)
 }
 
-/// `MSET key value [key value ...]`.
+/// `MSET key value [key value ...]`: every key loses its expiry, as with `SET`.
 fn mset(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     if args.len().is_multiple_of(2) {
         return Reply::wrong_arity("mset");
     }
-    let added = args[1..].chunks_exact(2).filter(|kv| store(tx, kv[0], kv[1])).count() as i64;
-    adjust_dbsize(tx, added);
+    for pair in args[1..].chunks_exact(2) {
+        overwrite(tx, pair[0], pair[1]);
+    }
     Reply::ok()
+}
+
+/// `GETDEL key`: the value, then the key is gone.
+pub fn getdel(tx: &mut Tx, args: &[&[u8]]) -> Reply {
+    let key = args[1];
+    expire_if_due(tx, key);
+    let value = tx.get(&data_key(key));
+    if value.is_some() {
+        remove(tx, key);
+    }
+    Reply::bulk_or_null(value)
+}
+
+/// `SETNX key value`: 1 if it set the key, 0 if the key existed.
+pub fn setnx(tx: &mut Tx, args: &[&[u8]]) -> Reply {
+    expire_if_due(tx, args[1]);
+    if tx.exists(&data_key(args[1])) {
+        return Reply::Integer(0);
+    }
+    overwrite(tx, args[1], args[2]);
+    Reply::Integer(1)
 }
 
 /// Adds `delta` to the integer at `key` (0 when absent) and stores the result.
 fn incr_by(tx: &mut Tx, key: &[u8], delta: i64) -> Reply {
+    expire_if_due(tx, key);
     let dkey = data_key(key);
     let current = match tx.get(&dkey) {
         None => 0,
@@ -229,6 +303,7 @@ fn decrby(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 
 /// `APPEND key value`: the new length.
 fn append(tx: &mut Tx, args: &[&[u8]]) -> Reply {
+    expire_if_due(tx, args[1]);
     let dkey = data_key(args[1]);
     let mut value = tx.get(&dkey).unwrap_or_default();
     value.extend_from_slice(args[2]);

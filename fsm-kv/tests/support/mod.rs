@@ -60,13 +60,37 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
 }
 
 impl Kv {
-    /// Sends a command as the node will: writes through apply, reads through query.
+    /// Sends a command as the node will: writes through apply, stamped with the wall clock as a
+    /// leader stamps its entries, reads through query.
     pub fn call_bytes(&mut self, args: &[&[u8]]) -> Reply {
+        self.call_bytes_at(redraft::runtime::wall_clock_ms(), args)
+    }
+
+    /// As [`Kv::call_bytes`], with a write stamped `time_ms` (a read runs at the later of the
+    /// wall clock and the last write's stamp, as on a node).
+    pub fn call_bytes_at(&mut self, time_ms: i64, args: &[&[u8]]) -> Reply {
         let encoded = encode(args);
         let module = self.runtime.module().clone();
         let write = module.command_index(args[0]).is_none_or(|i| module.commands()[i].write);
-        let result = if write { self.runtime.apply(&encoded) } else { self.runtime.query(&encoded) };
+        let result = if write {
+            let op = redraft::runtime::Op::Command { encoded: &encoded, time_ms: Some(time_ms) };
+            self.runtime.apply_ops(&[op], &[]).map(|mut replies| replies.remove(0))
+        } else {
+            self.runtime.query(&encoded)
+        };
         result.expect("no storage failure")
+    }
+
+    /// [`Kv::call_bytes_at`] with text arguments.
+    pub fn call_at(&mut self, time_ms: i64, args: &[&str]) -> Reply {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.call_bytes_at(time_ms, &args)
+    }
+
+    /// Applies a housekeeping tick stamped `time_ms`; its reply.
+    pub fn tick_at(&mut self, time_ms: i64) -> Reply {
+        let mut replies = self.runtime.apply_ops(&[redraft::runtime::Op::Tick { time_ms }], &[]).expect("tick");
+        replies.remove(0)
     }
 
     pub fn call(&mut self, args: &[&str]) -> Reply {
@@ -175,6 +199,85 @@ pub fn random_command(rng: &mut Rng, dialect: Dialect) -> Vec<Vec<u8>> {
         12 => vec![c("DECRBY"), rng.key(), (rng.next() as i64 % 100).to_string().into_bytes()],
         13 => vec![c("APPEND"), rng.key(), rng.value()],
         14 => vec![c("STRLEN"), rng.key()],
-        _ => vec![c("DBSIZE")],
+        15 => vec![c("DBSIZE")],
+        _ => random_expiry_command(rng),
+    }
+}
+
+/// A random time-to-live command. Relative times are whole seconds between 1000 s and about
+/// 12 days, so nothing expires during a test and two of them on one key are never within the
+/// milliseconds that separate two servers' clocks (which would flip a `GT` or `LT`); absolute
+/// times are either in 2096 or in 1970 (which deletes the key at once, on Redis as here).
+pub fn random_expiry_command(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let c = |s: &str| s.as_bytes().to_vec();
+    let seconds = |rng: &mut Rng| 1000 + rng.below(1_000_000) as i64;
+    let far = |rng: &mut Rng| 4_000_000_000 + rng.below(1_000_000) as i64;
+    let flags = |rng: &mut Rng, mut cmd: Vec<Vec<u8>>| {
+        for flag in ["NX", "XX", "GT", "LT", "ZZ"] {
+            if rng.below(6) == 0 {
+                cmd.push(c(flag));
+            }
+        }
+        cmd
+    };
+    let key = rng.key();
+    match rng.below(16) {
+        0 => {
+            let cmd = vec![c("EXPIRE"), key, seconds(rng).to_string().into_bytes()];
+            flags(rng, cmd)
+        }
+        1 => {
+            let cmd = vec![c("PEXPIRE"), key, (seconds(rng) * 1000).to_string().into_bytes()];
+            flags(rng, cmd)
+        }
+        2 => {
+            let cmd = vec![c("EXPIREAT"), key, far(rng).to_string().into_bytes()];
+            flags(rng, cmd)
+        }
+        3 => match rng.below(3) {
+            0 => vec![c("PEXPIREAT"), key, rng.below(1000).to_string().into_bytes()],
+            1 => vec![c("EXPIRE"), key, c("-1")],
+            _ => {
+                let cmd = vec![c("PEXPIREAT"), key, (far(rng) * 1000).to_string().into_bytes()];
+                flags(rng, cmd)
+            }
+        },
+        4 => vec![c("TTL"), key],
+        5 => vec![c("PTTL"), key],
+        6 => vec![c("EXPIRETIME"), key],
+        7 => vec![c("PEXPIRETIME"), key],
+        8 => vec![c("PERSIST"), key],
+        9 => vec![c("SETEX"), key, seconds(rng).to_string().into_bytes(), rng.value()],
+        10 => vec![c("PSETEX"), key, (seconds(rng) * 1000).to_string().into_bytes(), rng.value()],
+        11 => {
+            let mut cmd = vec![c("GETEX"), key];
+            match rng.below(5) {
+                0 => cmd.extend([c("EX"), seconds(rng).to_string().into_bytes()]),
+                1 => cmd.extend([c("PXAT"), (far(rng) * 1000).to_string().into_bytes()]),
+                2 => cmd.push(c("PERSIST")),
+                3 => cmd.extend([c("EX"), c("0")]),
+                _ => {}
+            }
+            cmd
+        }
+        12 => vec![c("SET"), key, rng.value(), c("KEEPTTL")],
+        13 => vec![c("SET"), key, rng.value(), c("EX"), seconds(rng).to_string().into_bytes()],
+        14 => vec![c("SET"), key, rng.value(), c("EXAT"), far(rng).to_string().into_bytes(), c("GET")],
+        _ => vec![c("SET"), key, rng.value(), c("PX"), rng.value()],
+    }
+}
+
+/// Whether two replies to `args` agree, allowing for the two servers' clocks: the time left or
+/// the expiry time of a key set with a relative time may differ by a few seconds.
+pub fn replies_agree(args: &[Vec<u8>], ours: &Reply, theirs: &Reply) -> bool {
+    let name = args.first().map(|n| n.to_ascii_uppercase()).unwrap_or_default();
+    let tolerance = match name.as_slice() {
+        b"TTL" | b"EXPIRETIME" => 5,
+        b"PTTL" | b"PEXPIRETIME" => 5000,
+        _ => 0,
+    };
+    match (ours, theirs) {
+        (Reply::Integer(a), Reply::Integer(b)) if *a >= 0 && *b >= 0 => a.abs_diff(*b) <= tolerance,
+        _ => ours == theirs,
     }
 }

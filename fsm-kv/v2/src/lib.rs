@@ -1,5 +1,7 @@
 //! # fsm-kv-v2: fsm-kv plus `GETDEL`, `SETNX` and `INCRBYFLOAT`
 //!
+//! (Its keys expire as fsm-kv's do: the same layout, the same housekeeping tick.)
+//!
 //! The example of a module switch worth doing: a cluster running fsm-kv (v1) points its config at
 //! this module and runs `MODULE RELOAD`; from that log index on, every replica runs v2.
 //!
@@ -14,8 +16,8 @@
 //! keyspace; a layout change that needs that would convert keys lazily, as they are written.
 #![deny(unsafe_code)]
 
-use fsm_kv_core::{STRINGS, adjust_dbsize, concat, data_key, store};
-use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, Tx};
+use fsm_kv_core::{adjust_dbsize, data_key, expiry::expire_if_due, getdel, setnx};
+use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, Tx, View};
 
 /// The key-value state machine, version 2.
 pub struct KeyValueV2;
@@ -27,10 +29,18 @@ const ADDED: [Command; 3] = [
     Command::write("incrbyfloat", Arity::Exact(3), KeySpec::single(), incrbyfloat),
 ];
 
-const COMMANDS: [Command; 17] = concat(STRINGS, ADDED);
+const COMMANDS: [Command; 29] = fsm_kv_core::concat(fsm_kv_core::KV_COMMANDS, ADDED);
 
 impl StateMachine for KeyValueV2 {
     const COMMANDS: &'static [Command] = &COMMANDS;
+
+    fn tick_due(view: &View) -> bool {
+        fsm_kv_core::expiry::tick_due(view)
+    }
+
+    fn tick(tx: &mut Tx) -> Reply {
+        fsm_kv_core::expiry::tick(tx)
+    }
 
     fn migrate(tx: &mut Tx) -> Reply {
         match tx.get(SCHEMA_KEY).as_deref() {
@@ -53,29 +63,9 @@ pub const SCHEMA_KEY: &[u8] = b"m:schema";
 /// This module's layout version.
 pub const SCHEMA: &[u8] = b"2";
 
-/// `GETDEL key`: the value, then the key is gone.
-fn getdel(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    let key = data_key(args[1]);
-    let value = tx.get(&key);
-    if value.is_some() {
-        tx.delete(&key);
-        adjust_dbsize(tx, -1);
-    }
-    Reply::bulk_or_null(value)
-}
-
-/// `SETNX key value`: 1 if it set the key, 0 if the key existed.
-fn setnx(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    if tx.exists(&data_key(args[1])) {
-        return Reply::Integer(0);
-    }
-    store(tx, args[1], args[2]);
-    adjust_dbsize(tx, 1);
-    Reply::Integer(1)
-}
-
 /// `INCRBYFLOAT key increment`: the new value, as Redis prints it.
 fn incrbyfloat(tx: &mut Tx, args: &[&[u8]]) -> Reply {
+    expire_if_due(tx, args[1]);
     let key = data_key(args[1]);
     let current = match tx.get(&key) {
         None => 0.0,

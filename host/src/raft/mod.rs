@@ -123,6 +123,23 @@ pub enum Request {
     /// entry after bootstrap installs the bootstrapping node's module; later ones switch modules
     /// (`MODULE RELOAD`), running the new module's migration hook inside this entry's apply.
     Module(ModuleChange),
+    /// Client commands as in [`Request::Commands`], stamped with the proposing leader's clock:
+    /// the module's time while they apply (see [`crate::runtime::Runtime::apply_ops`]). What the
+    /// write batcher proposes.
+    Timed(TimedCommands),
+    /// The module's housekeeping (expiring keys) at this time, in milliseconds since the Unix
+    /// epoch: proposed by the leader when the module says work is due.
+    Tick(i64),
+}
+
+/// A [`Request::Timed`] entry's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimedCommands {
+    /// The leader's clock when it proposed the entry, in milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// The commands, as in [`Request::Commands`].
+    #[serde(with = "byte_strings")]
+    pub commands: std::sync::Arc<Vec<Vec<u8>>>,
 }
 
 impl fmt::Display for Request {
@@ -132,6 +149,8 @@ impl fmt::Display for Request {
             Request::Contract(_) => f.write_str("contract"),
             Request::Module(change) => write!(f, "module({} bytes)", change.bytes.len()),
             Request::RetireNode(id) => write!(f, "retire-node({id})"),
+            Request::Timed(timed) => write!(f, "commands({}, at {} ms)", timed.commands.len(), timed.time_ms),
+            Request::Tick(time_ms) => write!(f, "tick(at {time_ms} ms)"),
         }
     }
 }
@@ -315,6 +334,8 @@ mod tests {
             Request::Contract(big.clone()),
             Request::Module(ModuleChange { contract: b"module_digest=00".to_vec(), bytes: big }),
             Request::RetireNode(42),
+            Request::Timed(TimedCommands { time_ms: 1_700_000_000_123, commands: vec![b"x".to_vec(), vec![]].into() }),
+            Request::Tick(-5),
         ] {
             let bytes = encode(&request).expect("encode");
             let back: Request = decode(&bytes).expect("decode");

@@ -3,7 +3,7 @@
 //!
 //! * **Writes** go to one batcher task. It waits for a free in-flight slot, takes every write
 //!   queued meanwhile (up to the configured count and bytes) and proposes them as one
-//!   [`Request::Commands`] entry. While an entry is being appended and fsynced, the next one
+//!   [`Request::Timed`] entry, stamped with the leader's clock. While an entry is being appended and fsynced, the next one
 //!   fills up: one fsync and one AppendEntries round serve many clients. It is proposed once
 //!   the previous one is on the leader's disk, so with more than one slot its append overlaps
 //!   the previous entry's replication, commit and apply.
@@ -12,6 +12,10 @@
 //!   each then waits until the local state machine has applied up to that index and runs against
 //!   the local store.
 //!
+//! * **Housekeeping**: the leader asks the module now and then whether it has work due (keys
+//!   whose time ran out) and, if so, proposes a [`Request::Tick`] entry that every replica
+//!   applies at the same time.
+//!
 //! What this module does not do: decide between forwarding and redirecting (the server does),
 //! or speak RESP.
 
@@ -19,7 +23,7 @@ use super::log_store::LogStore;
 use super::modules::{Configured, ModuleConfig};
 use super::network::{Identity, PeerNetwork, ReadIndexError};
 use super::state_machine::{ActiveModule, SharedState, StateMachine};
-use super::{Member, ModuleChange, NodeId, Request, Response, TypeConfig, WriteCounters, lock};
+use super::{Member, ModuleChange, NodeId, Request, Response, TimedCommands, TypeConfig, WriteCounters, lock};
 use crate::config::{Config, ConfigSource};
 use crate::runtime::{FsmEngine, FsmModule, Runtime, RuntimeLimits};
 use crate::storage::{self, Backend, SharedStore};
@@ -340,6 +344,7 @@ impl Node {
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
         tokio::spawn(stale_read_loop(Arc::downgrade(&node), stale_rx));
         tokio::spawn(module_loop(Arc::downgrade(&node), node.raft.metrics(), node.modules.wakeup.clone()));
+        tokio::spawn(tick_loop(Arc::downgrade(&node)));
         if node.modules.changed_since_last_start() {
             let configured = node.modules.current().module;
             if node.active(|a| a.module.is_some()) && !node.is_active(&configured) {
@@ -586,6 +591,19 @@ impl Node {
             }
             None => queries(&mut |_| Ok(Reply::error(super::state_machine::NO_MODULE))),
         }
+    }
+
+    /// Whether the active module has housekeeping due at `now_ms`, asked of the reader runtime
+    /// against the applied state. Blocking.
+    fn tick_due(&self, now_ms: i64) -> Result<bool, ClusterError> {
+        let mut reader = lock(&self.reader);
+        let _exclusive = lock(&self.shared.module_change);
+        let Some(module) = self.active(|active| active.module.clone()) else { return Ok(false) };
+        if !module.has_tick() {
+            return Ok(false);
+        }
+        reader.use_module(module);
+        reader.tick_due(now_ms).map_err(|e| ClusterError::Fatal(format!("ERR housekeeping check failed: {e}")))
     }
 
     /// Waits until a read started now may run locally and be linearizable: obtains a read index
@@ -981,6 +999,9 @@ async fn write_loop(
     counters: Arc<WriteCounters>,
 ) {
     let slots = Arc::new(Semaphore::new(tuning.writes_in_flight_max));
+    // The stamp of the last entry proposed: a stamp never goes below it, even if the wall clock
+    // is set back (the state machine clamps too, across leaders).
+    let mut last_stamp = 0i64;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let Some(first) = rx.recv().await else { return };
@@ -1000,7 +1021,9 @@ async fn write_loop(
         WriteCounters::add(&counters.commands_proposed, commands.len() as u64);
         // Whatever this entry's index, it is above the last one appended before it.
         let appended_before = raft.metrics().borrow().last_log_index.unwrap_or(0);
-        let answer = match raft.client_write_ff(Request::Commands(Arc::new(commands))).await {
+        last_stamp = crate::runtime::wall_clock_ms().max(last_stamp);
+        let entry = Request::Timed(TimedCommands { time_ms: last_stamp, commands: Arc::new(commands) });
+        let answer = match raft.client_write_ff(entry).await {
             Ok(answer) => answer,
             Err(fatal) => {
                 for job in jobs {
@@ -1093,6 +1116,35 @@ async fn snapshot_by_bytes_loop(raft: Raft<TypeConfig>, counters: Arc<WriteCount
             if raft.trigger().snapshot().await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// How often the leader asks the module whether housekeeping is due (Redis expires keys ten
+/// times a second too).
+const TICK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// On the leader, proposes a [`Request::Tick`] whenever the module has housekeeping due, one at a
+/// time (the next check waits for the last tick to apply), so expired keys leave the store
+/// without any client touching them. Ends when the node is gone.
+async fn tick_loop(node: std::sync::Weak<Node>) {
+    let mut interval = tokio::time::interval(TICK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        if node.raft.metrics().borrow().state != ServerState::Leader {
+            continue;
+        }
+        let now = crate::runtime::wall_clock_ms();
+        match tokio::task::block_in_place(|| node.tick_due(now)) {
+            Ok(true) => {
+                if let Err(e) = node.propose(Request::Tick(now)).await {
+                    tracing::debug!("housekeeping tick not applied: {e}");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e}"),
         }
     }
 }

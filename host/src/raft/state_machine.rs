@@ -17,8 +17,10 @@
 //! file is what openraft sends to followers, chunk by chunk; a follower writes the chunks to a
 //! file and restores from it (the contract is checked before any data is read).
 
-use super::{Member, ModuleChange, ModuleEvent, NodeId, Request, Response, TypeConfig, decode, encode, lock};
-use crate::runtime::{Contract, FsmModule, Runtime, SwitchOutcome};
+use super::{
+    Member, ModuleChange, ModuleEvent, NodeId, Request, Response, TimedCommands, TypeConfig, decode, encode, lock,
+};
+use crate::runtime::{Contract, FsmModule, Op, Runtime, SwitchOutcome};
 use crate::storage::snapshot::SnapshotChunks;
 use crate::storage::{SharedStore, meta};
 use fsm_sdk::Reply;
@@ -656,7 +658,8 @@ fn read_applied_meta(meta: &std::collections::BTreeMap<String, Vec<u8>>) -> Resu
 /// One store transaction's worth of entries being applied.
 #[derive(Default)]
 struct Pending<'a> {
-    commands: Vec<&'a [u8]>,
+    /// Client commands and ticks, each with its entry's time.
+    commands: Vec<Op<'a>>,
     bytes: usize,
     /// For each entry in this chunk: how many of `commands` are its.
     counts: Vec<usize>,
@@ -677,7 +680,7 @@ impl StateMachine {
             meta_values.push((RETIRED_NODES, encode(retired).map_err(|e| w(&e))?));
         }
         let meta_refs: Vec<(&str, &[u8])> = meta_values.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-        let replies = tokio::task::block_in_place(|| lock(&self.runtime).apply_batch(&pending.commands, &meta_refs))
+        let replies = tokio::task::block_in_place(|| lock(&self.runtime).apply_ops(&pending.commands, &meta_refs))
             .map_err(|e| {
                 tracing::error!("applying entries up to {last} failed: {e}; this node stops applying");
                 io_error(StorageIOError::write_state_machine, e)
@@ -726,7 +729,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut count = 0;
             match &entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(Request::Commands(commands)) if !self.has_module() => {
+                EntryPayload::Normal(Request::Commands(commands) | Request::Timed(TimedCommands { commands, .. }))
+                    if !self.has_module() =>
+                {
                     // Deterministic on every replica: no module, no commands.
                     self.commit(&mut pending, &mut out)?;
                     out.push(Response { replies: vec![Reply::error(NO_MODULE); commands.len()] });
@@ -735,11 +740,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Normal(Request::Commands(commands)) => {
                     for command in commands.iter() {
-                        pending.commands.push(command);
+                        pending.commands.push(Op::Command { encoded: command, time_ms: None });
                         pending.bytes += command.len();
                     }
                     count = commands.len();
                 }
+                EntryPayload::Normal(Request::Timed(TimedCommands { time_ms, commands })) => {
+                    for command in commands.iter() {
+                        pending.commands.push(Op::Command { encoded: command, time_ms: Some(*time_ms) });
+                        pending.bytes += command.len();
+                    }
+                    count = commands.len();
+                }
+                EntryPayload::Normal(Request::Tick(time_ms)) if self.has_module() => {
+                    pending.commands.push(Op::Tick { time_ms: *time_ms });
+                    count = 1;
+                }
+                EntryPayload::Normal(Request::Tick(_)) => {}
                 EntryPayload::Normal(request @ (Request::Module(_) | Request::Contract(_))) => {
                     // Everything before this entry runs under the module active before it.
                     self.commit(&mut pending, &mut out)?;

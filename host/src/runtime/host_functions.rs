@@ -1,4 +1,4 @@
-//! The host functions a module imports (`redraft::get`, `put`, `delete`, `scan`) and the
+//! The host functions a module imports (`redraft::get`, `put`, `delete`, `scan`, `time`) and the
 //! per-instance state they work on.
 //!
 //! Every function checks the guest's pointers against its linear memory (a bad pointer traps the
@@ -94,6 +94,9 @@ pub(crate) struct HostState {
     pub(crate) written_bytes: usize,
     /// Reused buffer for keys and scan results, so host calls do not allocate per call.
     scratch: Vec<u8>,
+    /// What `time` returns during the current call: the entry's stamp for a write, the node's
+    /// clock for a query (milliseconds since the Unix epoch).
+    pub(crate) time_ms: i64,
 }
 
 impl HostState {
@@ -106,6 +109,7 @@ impl HostState {
             cap: MemoryCap { bytes_max: memory_bytes_max },
             written_bytes: 0,
             scratch: Vec::new(),
+            time_ms: 0,
         }
     }
 }
@@ -118,6 +122,7 @@ pub(crate) fn import_type(engine: &Engine, name: &str) -> Option<FuncType> {
         abi::import::PUT => (&[I32, I32, I32, I32], &[I32]),
         abi::import::DELETE => (&[I32, I32], &[I32]),
         abi::import::SCAN => (&[I32, I32, I32, I32, I32, I32, I32], &[I64]),
+        abi::import::TIME => (&[], &[I64]),
         _ => return None,
     };
     Some(FuncType::new(engine, params.iter().cloned(), results.iter().cloned()))
@@ -295,6 +300,14 @@ fn scan(
     Ok(len)
 }
 
+/// `time() -> i64`: the current call's time (see [`HostState::time_ms`]).
+fn time(mut caller: Caller<'_, HostState>) -> wasmtime::Result<i64> {
+    charge(&mut caller, HOST_CALL_FUEL)?;
+    let state = caller.data();
+    require(state, false)?;
+    Ok(state.time_ms)
+}
+
 /// The linker with every host function defined under [`abi::IMPORT_MODULE`].
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
@@ -302,5 +315,6 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::PUT, put)?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::DELETE, delete)?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::SCAN, scan)?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::import::TIME, time)?;
     Ok(linker)
 }

@@ -19,6 +19,8 @@ pub(crate) struct Instance {
     pub(crate) query: TypedFunc<(u32, u32), u64>,
     /// The optional migration hook.
     pub(crate) migrate: Option<TypedFunc<(), u64>>,
+    /// The optional housekeeping hook (`dry_run` flag).
+    pub(crate) tick: Option<TypedFunc<u32, u64>>,
 }
 
 impl Instance {
@@ -37,7 +39,12 @@ impl Instance {
             true => Some(instance.get_typed_func(&mut store, abi::export::MIGRATE)?),
             false => None,
         };
+        let tick = match module.has_tick() {
+            true => Some(instance.get_typed_func(&mut store, abi::export::TICK)?),
+            false => None,
+        };
         Ok(Instance {
+            tick,
             apply: instance.get_typed_func(&mut store, abi::export::APPLY)?,
             query: instance.get_typed_func(&mut store, abi::export::QUERY)?,
             migrate,

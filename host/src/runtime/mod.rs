@@ -7,6 +7,8 @@
 //!   (the last-applied log id) written in the same commit. Each command runs under the fuel budget
 //!   and memory cap; its writes are kept only if it returns a non-error reply.
 //! * [`Runtime::query`] runs a read-only command against the committed state.
+//! * Time: a write runs at its entry's stamp, clamped so that it never runs backwards
+//!   ([`meta::CLOCK`] records it with the data); a query runs at the node's clock.
 //!
 //! What is deterministic, and so may become a client reply: unknown command, wrong arity, the
 //! module's own error replies, traps, out-of-fuel, the memory cap, and the guest misusing the ABI.
@@ -147,6 +149,33 @@ pub enum SwitchOutcome {
     Rejected(String),
 }
 
+/// One unit of work for [`Runtime::apply_ops`].
+#[derive(Debug, Clone, Copy)]
+pub enum Op<'a> {
+    /// A client command (an argument list encoded with [`codec::encode_args`]), at `time_ms`
+    /// (`None`: at the state's current time).
+    Command {
+        /// The encoded argument list.
+        encoded: &'a [u8],
+        /// The entry's stamp, in milliseconds since the Unix epoch.
+        time_ms: Option<i64>,
+    },
+    /// The module's housekeeping hook ([`fsm_sdk::abi::export::TICK`]), at `time_ms`.
+    Tick {
+        /// The entry's stamp, in milliseconds since the Unix epoch.
+        time_ms: i64,
+    },
+}
+
+/// What a call into the module runs.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    /// The command at `index` of the table, with its encoded input.
+    Command { index: u32, encoded: &'a [u8] },
+    /// The housekeeping hook (a dry run when the access is read-only).
+    Tick,
+}
+
 /// Named meta entries to commit, with their values.
 pub type MetaValues = Vec<(&'static str, Vec<u8>)>;
 
@@ -161,6 +190,8 @@ pub struct Runtime {
     /// Fuel burnt by every command run so far: identical on replicas that ran the same commands
     /// from the same state, which the determinism tests check.
     fuel_consumed: u64,
+    /// The state's time ([`meta::CLOCK`]): the latest entry stamp applied.
+    clock_ms: i64,
 }
 
 impl Runtime {
@@ -213,7 +244,8 @@ impl Runtime {
     /// another one opened.
     pub fn attach(module: Arc<FsmModule>, store: SharedStore) -> Result<Self, OpenError> {
         let instance = Instance::new(&module).map_err(|e| ApplyError::Engine(format!("{e:#}")))?;
-        Ok(Runtime { module, store, instance: Some(instance), aborted: 0, fuel_consumed: 0 })
+        let clock_ms = recorded_clock(&store.read()?.meta()?);
+        Ok(Runtime { module, store, instance: Some(instance), aborted: 0, fuel_consumed: 0, clock_ms })
     }
 
     /// Runs queries with `module` from now on (a reader following the applier's switch). The
@@ -253,6 +285,7 @@ impl Runtime {
             Ok(mut instance) => {
                 let state = instance.store.data_mut();
                 state.access = Access::Write;
+                state.time_ms = self.clock_ms;
                 state.view = Some(view);
                 state.overlay = std::mem::take(&mut overlay);
                 let hook = instance.migrate.clone().filter(|_| run_migrate);
@@ -342,23 +375,45 @@ impl Runtime {
     }
 
     /// Applies `commands` (each an argument list encoded with [`codec::encode_args`]) in order, in
-    /// one store transaction that also sets the `meta` entries. Returns one reply per command.
-    ///
-    /// A command that fails deterministically gets an error reply and leaves no trace; the batch
-    /// goes on. A storage or engine failure returns `Err` and commits nothing.
+    /// one store transaction that also sets the `meta` entries, at the state's current time (see
+    /// [`Runtime::apply_ops`] for commands with their entries' times). Returns one reply per
+    /// command.
     pub fn apply_batch<C: AsRef<[u8]>>(
         &mut self,
         commands: &[C],
         meta: &[(&str, &[u8])],
     ) -> Result<Vec<Reply>, ApplyError> {
+        let ops: Vec<Op<'_>> = commands.iter().map(|c| Op::Command { encoded: c.as_ref(), time_ms: None }).collect();
+        self.apply_ops(&ops, meta)
+    }
+
+    /// Applies `ops` in order, in one store transaction that also sets the `meta` entries (and
+    /// [`meta::CLOCK`] when the time moved). Returns one reply per op.
+    ///
+    /// Time: each op runs at the greater of its own time and the time of everything applied
+    /// before it, so the module's clock never runs backwards, whatever the proposers' clocks did.
+    ///
+    /// A command that fails deterministically gets an error reply and leaves no trace; the batch
+    /// goes on. A storage or engine failure returns `Err` and commits nothing.
+    pub fn apply_ops(&mut self, ops: &[Op<'_>], meta: &[(&str, &[u8])]) -> Result<Vec<Reply>, ApplyError> {
         let view = self.store.read()?;
         let mut overlay = self.take_overlay();
         overlay.clear();
-        let mut replies = Vec::with_capacity(commands.len());
+        let mut replies = Vec::with_capacity(ops.len());
         let mut outcome = Ok(());
+        let mut clock = self.clock_ms;
         self.begin(Access::Write, view, overlay)?;
-        for command in commands {
-            match self.run(command.as_ref(), Access::Write) {
+        for op in ops {
+            let time_ms = match op {
+                Op::Command { time_ms, .. } => *time_ms,
+                Op::Tick { time_ms } => Some(*time_ms),
+            };
+            clock = clock.max(time_ms.unwrap_or(clock));
+            let result = self.set_call_time(clock).and_then(|()| match op {
+                Op::Command { encoded, .. } => self.run(encoded, Access::Write),
+                Op::Tick { .. } => self.call(Access::Write, Call::Tick),
+            });
+            match result {
                 Ok(reply) => replies.push(reply),
                 Err(e) => {
                     outcome = Err(e);
@@ -371,11 +426,38 @@ impl Runtime {
             for (name, value) in meta {
                 overlay.batch.set_meta(name, value);
             }
+            if clock != self.clock_ms {
+                overlay.batch.set_meta(meta::CLOCK, &clock.to_le_bytes());
+            }
             if overlay.batch.is_empty() { Ok(()) } else { self.store.commit(&overlay.batch).map_err(Into::into) }
         });
         overlay.clear();
         self.put_overlay(overlay);
+        if result.is_ok() {
+            self.clock_ms = clock;
+        }
         result.map(|()| replies)
+    }
+
+    /// The time of the last op applied (milliseconds since the Unix epoch; 0 before any stamped
+    /// entry): what the module's clock reads in the next write unless its entry is stamped later.
+    pub fn clock_ms(&self) -> i64 {
+        self.clock_ms
+    }
+
+    /// Whether the module's housekeeping ([`fsm_sdk::StateMachine::tick`]) has work due at
+    /// `now_ms`: asked as a query on the committed state. Always false for a module without it.
+    pub fn tick_due(&mut self, now_ms: i64) -> Result<bool, ApplyError> {
+        if !self.module.has_tick() {
+            return Ok(false);
+        }
+        let view = self.store.read()?;
+        let overlay = self.take_overlay();
+        self.begin(Access::Read, view, overlay)?;
+        let reply = self.set_call_time(now_ms).and_then(|()| self.call(Access::Read, Call::Tick));
+        let overlay = self.end();
+        self.put_overlay(overlay);
+        Ok(matches!(reply?, Reply::Integer(n) if n > 0))
     }
 
     /// Applies one encoded command on its own (a batch of one, no meta).
@@ -384,12 +466,14 @@ impl Runtime {
         replies.pop().ok_or_else(|| ApplyError::Engine("no reply".into()))
     }
 
-    /// Runs a read-only command against the committed state. A write command is refused.
+    /// Runs a read-only command against the committed state, at this node's clock (never below
+    /// the state's own time). A write command is refused.
     pub fn query(&mut self, command: &[u8]) -> Result<Reply, ApplyError> {
         let view = self.store.read()?;
         let overlay = self.take_overlay();
         self.begin(Access::Read, view, overlay)?;
-        let reply = self.run(command, Access::Read);
+        let now = wall_clock_ms().max(self.clock_ms);
+        let reply = self.set_call_time(now).and_then(|()| self.run(command, Access::Read));
         let overlay = self.end();
         self.put_overlay(overlay);
         reply
@@ -425,6 +509,7 @@ impl Runtime {
         let mut all = vec![(meta::CONTRACT, contract.as_slice())];
         all.extend_from_slice(required);
         let info = self.store.restore(source, &all)?;
+        self.clock_ms = recorded_clock(&info.meta);
         if !info.meta.contains_key(meta::MODULE) {
             // A snapshot from before snapshots carried their module: record it, as `open` does.
             let mut batch = WriteBatch::default();
@@ -487,6 +572,12 @@ impl Runtime {
         if access == Access::Read && info.write {
             return Ok(Reply::error(format!("ERR '{}' writes and cannot run as a read-only query", info.name)));
         }
+        self.call(access, Call::Command { index: index as u32, encoded })
+    }
+
+    /// Calls into the module inside a begun batch or query, under the fuel budget, keeping the
+    /// call's writes only if it returned a non-error reply.
+    fn call(&mut self, access: Access, what: Call<'_>) -> Result<Reply, ApplyError> {
         let limits = self.module.engine.limits;
         self.instance()?;
         let (call, fuel_used) = {
@@ -497,11 +588,20 @@ impl Runtime {
                 instance.reset_statics(module)?;
                 instance.store.set_fuel(limits.fuel_per_apply)?;
                 instance.store.data_mut().written_bytes = 0;
-                let len = instance.write_input(module, encoded)?;
-                let index = index as u32;
-                let packed = match access {
-                    Access::Read => instance.query.call(&mut instance.store, (index, len))?,
-                    _ => instance.apply.call(&mut instance.store, (index, len))?,
+                let packed = match what {
+                    Call::Command { index, encoded } => {
+                        let len = instance.write_input(module, encoded)?;
+                        match access {
+                            Access::Read => instance.query.call(&mut instance.store, (index, len))?,
+                            _ => instance.apply.call(&mut instance.store, (index, len))?,
+                        }
+                    }
+                    Call::Tick => {
+                        let Some(tick) = instance.tick.clone() else { return Ok(Reply::Integer(0)) };
+                        // No input, but the arena every call is guaranteed.
+                        instance.write_input(module, &[])?;
+                        tick.call(&mut instance.store, u32::from(access == Access::Read))?
+                    }
                 };
                 instance.read_reply(packed)
             })();
@@ -534,6 +634,12 @@ impl Runtime {
         }
     }
 
+    /// Sets the time the module's `time` host function returns for the next calls.
+    fn set_call_time(&mut self, time_ms: i64) -> Result<(), ApplyError> {
+        self.instance()?.store.data_mut().time_ms = time_ms;
+        Ok(())
+    }
+
     /// Swaps in a fresh instance, carrying over the call state (view, overlay, access). The old
     /// instance is dropped even if a fresh one cannot be made: a trapped instance never runs
     /// again (the next call instantiates lazily).
@@ -546,10 +652,23 @@ impl Runtime {
             new_state.access = old_state.access;
             new_state.view = old_state.view.take();
             new_state.overlay = std::mem::take(&mut old_state.overlay);
+            new_state.time_ms = old_state.time_ms;
         }
         self.instance = Some(fresh);
         Ok(())
     }
+}
+
+/// This node's wall clock in milliseconds since the Unix epoch (0 if it is set before 1970).
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The state's time as [`meta::CLOCK`] records it (0 when absent or malformed).
+fn recorded_clock(meta: &std::collections::BTreeMap<String, Vec<u8>>) -> i64 {
+    meta.get(meta::CLOCK).and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, i64::from_le_bytes)
 }
 
 /// The number of arguments in an encoded list (0 if it does not decode).

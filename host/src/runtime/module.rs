@@ -204,6 +204,8 @@ pub struct FsmModule {
     digest: [u8; 32],
     /// Whether it exports the optional [`abi::export::MIGRATE`] hook.
     has_migrate: bool,
+    /// Whether it exports the optional [`abi::export::TICK`] housekeeping.
+    has_tick: bool,
     commands: Vec<CommandInfo<String>>,
     /// The static data region (see [`super::statics`]) and its bytes as instantiated.
     pub(crate) statics: std::ops::Range<usize>,
@@ -263,7 +265,7 @@ impl FsmModule {
         }
         let module = Module::from_binary(&engine.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         check_imports(&engine.engine, &module)?;
-        let has_migrate = check_exports(&engine.engine, &module)?;
+        let OptionalExports { has_migrate, has_tick } = check_exports(&engine.engine, &module)?;
         let layout = super::statics::layout(bytes)?;
         let pre = engine.linker.instantiate_pre(&module).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let digest: [u8; 32] = Sha256::digest(bytes).into();
@@ -273,6 +275,7 @@ impl FsmModule {
             bytes: bytes.into(),
             digest,
             has_migrate,
+            has_tick,
             commands: Vec::new(),
             statics: layout.statics,
             pristine_statics: Vec::new(),
@@ -297,6 +300,12 @@ impl FsmModule {
     /// Whether it exports the optional migration hook ([`abi::export::MIGRATE`]).
     pub fn has_migrate(&self) -> bool {
         self.has_migrate
+    }
+
+    /// Whether it exports the optional housekeeping hook ([`abi::export::TICK`]): only then does
+    /// a leader propose tick entries.
+    pub fn has_tick(&self) -> bool {
+        self.has_tick
     }
 
     /// The engine it was compiled for (a module arriving in the log is loaded with the same one).
@@ -347,9 +356,27 @@ fn check_imports(engine: &Engine, module: &Module) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Checks the required exports; returns whether the optional migration hook is there (with the
-/// right type: a `redraft_migrate` of another type is refused, not ignored).
-fn check_exports(engine: &Engine, module: &Module) -> Result<bool, LoadError> {
+/// Which optional exports a module has.
+struct OptionalExports {
+    has_migrate: bool,
+    has_tick: bool,
+}
+
+/// Whether the optional export `name` is there, with type `expected` (one of another type is
+/// refused, not ignored).
+fn optional_export(module: &Module, name: &'static str, expected: &FuncType) -> Result<bool, LoadError> {
+    match module.get_export(name) {
+        None => Ok(false),
+        Some(ExternType::Func(found)) if FuncType::eq(&found, expected) => Ok(true),
+        Some(_) => Err(LoadError::MissingExport {
+            name,
+            expected: format!("a function {expected} (it is optional, but must have this type when present)"),
+        }),
+    }
+}
+
+/// Checks the required exports; returns which optional hooks are there.
+fn check_exports(engine: &Engine, module: &Module) -> Result<OptionalExports, LoadError> {
     if !matches!(module.get_export(abi::export::MEMORY), Some(ExternType::Memory(_))) {
         return Err(LoadError::MissingExport { name: abi::export::MEMORY, expected: "a memory".into() });
     }
@@ -369,14 +396,11 @@ fn check_exports(engine: &Engine, module: &Module) -> Result<bool, LoadError> {
         }
     }
     let migrate = func_type(engine, &[], &[ValType::I64]);
-    match module.get_export(abi::export::MIGRATE) {
-        None => Ok(false),
-        Some(ExternType::Func(found)) if FuncType::eq(&found, &migrate) => Ok(true),
-        Some(_) => Err(LoadError::MissingExport {
-            name: abi::export::MIGRATE,
-            expected: format!("a function {migrate} (it is optional, but must have this type when present)"),
-        }),
-    }
+    let tick = func_type(engine, &[ValType::I32], &[ValType::I64]);
+    Ok(OptionalExports {
+        has_migrate: optional_export(module, abi::export::MIGRATE, &migrate)?,
+        has_tick: optional_export(module, abi::export::TICK, &tick)?,
+    })
 }
 
 /// Decodes the table a module reported.

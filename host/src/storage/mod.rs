@@ -62,6 +62,10 @@ pub mod meta {
     /// next): the replicated state carries its own code, so a replica restored from a snapshot
     /// runs the module the cluster runs, whatever its own config names.
     pub const MODULE: &str = "fsm_module";
+    /// The state's time: the latest log-entry stamp applied (milliseconds since the Unix epoch,
+    /// `i64` little-endian). A module's clock never reads less, so time never runs backwards
+    /// across leader changes, restarts or snapshots.
+    pub const CLOCK: &str = "clock_ms";
 }
 
 /// A scan's callback: gets each `(key, value)` in order; returns `Break` to stop the scan.
