@@ -38,6 +38,10 @@ impl StateMachine for KeyValue {
     fn tick(tx: &mut Tx) -> Reply {
         fsm_kv_core::expiry::tick(tx)
     }
+
+    fn watch_token(view: &View, key: &[u8]) -> Option<Vec<u8>> {
+        Some(fsm_kv_core::watch_token(view, key))
+    }
 }
 
 fsm_sdk::export_state_machine!(KeyValue);

@@ -51,6 +51,11 @@ pub mod export {
     /// `dry_run = 0` as a write on every replica, at the entry's time. Returns the packed pointer
     /// and length of the encoded reply.
     pub const TICK: &str = "redraft_tick";
+    /// `(input_len: i32) -> i64`, optional: a key's watch token, for `WATCH`. The input (at
+    /// [`HEAP_BASE`]) is an encoded argument list holding the key; the reply is a bulk string that
+    /// changes whenever the key does (value, type or expiry), or an error when the module does
+    /// not support `WATCH`. Runs as a read.
+    pub const WATCH: &str = "redraft_watch";
 }
 
 /// Names of the host functions the guest may import from [`IMPORT_MODULE`].
@@ -427,6 +432,24 @@ pub mod guest {
         leak_to_host(out)
     }
 
+    /// Backs [`super::export::WATCH`].
+    pub fn watch<M: StateMachine>(len: u32) -> u64 {
+        begin_call();
+        // SAFETY: right after `begin_call`, once; `input` and everything borrowing it are dropped
+        // before this function returns.
+        let input = unsafe { super::claim_input(len as usize) };
+        let mut args = Vec::new();
+        codec::decode_args_into(input, &mut args).expect("host sent a well-formed argument list");
+        let reply = match args.first().map(|key| M::watch_token(&crate::View(()), key)) {
+            Some(Some(token)) => crate::Reply::Bulk(token),
+            Some(None) => crate::Reply::error("ERR WATCH is not supported by this state machine"),
+            None => crate::Reply::error("ERR WATCH needs a key"),
+        };
+        let mut out = Vec::with_capacity(codec::encoded_reply_len(&reply));
+        codec::encode_reply(&reply, &mut out);
+        leak_to_host(out)
+    }
+
     fn run<M: StateMachine>(index: u32, len: u32, read_only: bool) -> u64 {
         begin_call();
         // SAFETY: right after `begin_call`, once; `input` and everything borrowing it are dropped
@@ -496,6 +519,13 @@ macro_rules! export_state_machine {
         #[unsafe(no_mangle)]
         pub extern "C" fn redraft_tick(dry_run: u32) -> u64 {
             $crate::abi::guest::tick::<$machine>(dry_run)
+        }
+
+        #[doc(hidden)]
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn redraft_watch(len: u32) -> u64 {
+            $crate::abi::guest::watch::<$machine>(len)
         }
     };
 }

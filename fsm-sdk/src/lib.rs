@@ -193,6 +193,16 @@ pub trait StateMachine {
     fn tick(_tx: &mut Tx) -> Reply {
         Reply::ok()
     }
+
+    /// A token for `key` that changes whenever the key does (its value, its type, its expiry,
+    /// whether it exists), for `WATCH`: the host reads it when a client watches the key and
+    /// compares it again when the client's `EXEC` is applied, aborting the transaction if it
+    /// differs. A digest of what the key holds is enough (a rewrite with identical content then
+    /// does not abort, a documented difference from Redis). `None`, the default, means the module
+    /// does not support `WATCH`, and the client is told so.
+    fn watch_token(_view: &View, _key: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Read access to the replicated state, as of the command being run (a write handler sees its

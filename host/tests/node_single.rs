@@ -44,10 +44,10 @@ const SCRIPT: &[(&[&str], &str)] = &[
     (&["GET", "n1"], "$8"),
     (&["SET", "n1", "v", "NX", "XX"], "-ERR syntax error"),
     (&["SET", "n1", "v", "BOGUS"], "-ERR syntax error"),
-    (
-        &["SET", "n1", "v", "EX", "10"],
-        "-ERR SET with an expiry is not supported: the replicated state machine has no clock",
-    ),
+    (&["SET", "n1", "v", "EX", "100"], "+OK"),
+    (&["TTL", "n1"], ":100"),
+    (&["SET", "n1", "8"], "+OK"),
+    (&["TTL", "n1"], ":-1"),
     (&["GET", "n1"], "$8"),
     // Arity and unknown commands.
     (&["GET"], "-ERR wrong number of arguments for 'get' command"),

@@ -100,6 +100,21 @@ pub fn adjust_dbsize(tx: &mut Tx, delta: i64) {
     }
 }
 
+/// The `WATCH` token of a string key: empty when the key does not exist (or expired at the
+/// command's time), else a 64-bit FNV-1a digest of the value, its length and its expiry time.
+pub fn watch_token(view: &View, key: &[u8]) -> Vec<u8> {
+    let Some(value) = expiry::live_value(view, key) else { return Vec::new() };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let expires = expiry::expires_at(view, key).unwrap_or(-1);
+    for byte in value.iter().chain(&(value.len() as u64).to_le_bytes()).chain(&expires.to_le_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut token = vec![1];
+    token.extend_from_slice(&hash.to_le_bytes());
+    token
+}
+
 /// Parses an integer exactly as Redis's `string2ll` does: optional `-`, no `+`, no leading zeros,
 /// no spaces, at most 20 characters, within `i64`.
 pub fn parse_i64(bytes: &[u8]) -> Option<i64> {

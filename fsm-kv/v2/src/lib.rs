@@ -42,6 +42,10 @@ impl StateMachine for KeyValueV2 {
         fsm_kv_core::expiry::tick(tx)
     }
 
+    fn watch_token(view: &View, key: &[u8]) -> Option<Vec<u8>> {
+        Some(fsm_kv_core::watch_token(view, key))
+    }
+
     fn migrate(tx: &mut Tx) -> Reply {
         match tx.get(SCHEMA_KEY).as_deref() {
             None | Some(SCHEMA) => {

@@ -21,6 +21,8 @@ pub(crate) struct Instance {
     pub(crate) migrate: Option<TypedFunc<(), u64>>,
     /// The optional housekeeping hook (`dry_run` flag).
     pub(crate) tick: Option<TypedFunc<u32, u64>>,
+    /// The optional watch-token export (input length).
+    pub(crate) watch: Option<TypedFunc<u32, u64>>,
 }
 
 impl Instance {
@@ -43,8 +45,13 @@ impl Instance {
             true => Some(instance.get_typed_func(&mut store, abi::export::TICK)?),
             false => None,
         };
+        let watch = match module.has_watch() {
+            true => Some(instance.get_typed_func(&mut store, abi::export::WATCH)?),
+            false => None,
+        };
         Ok(Instance {
             tick,
+            watch,
             apply: instance.get_typed_func(&mut store, abi::export::APPLY)?,
             query: instance.get_typed_func(&mut store, abi::export::QUERY)?,
             migrate,

@@ -174,6 +174,41 @@ enum Call<'a> {
     Command { index: u32, encoded: &'a [u8] },
     /// The housekeeping hook (a dry run when the access is read-only).
     Tick,
+    /// The watch-token export, with its encoded input (the key).
+    Watch { encoded: &'a [u8] },
+}
+
+/// Internal command name of a transaction item (see [`encode_transaction`]). A module's command
+/// names are lower-case ASCII, so no module command can be named this.
+pub const TRANSACTION_MARKER: &[u8] = b"\0exec";
+/// Internal command name of a watch-token read (see [`encode_watch`]).
+pub const WATCH_MARKER: &[u8] = b"\0watch";
+
+/// A transaction as one item of a log entry: `[TRANSACTION_MARKER, watches, command...]`, where
+/// `watches` is an encoded list `[key, token, key, token, ...]` of the keys `WATCH`ed and the
+/// tokens read then, and each command is an encoded argument list. Applied by
+/// [`Runtime::apply_ops`] as one reply: an array of the commands' replies, or a null if a token
+/// differs now (nothing runs then).
+pub fn encode_transaction(watches: &[(Vec<u8>, Vec<u8>)], commands: &[&[u8]]) -> Vec<u8> {
+    let flat: Vec<&[u8]> = watches.iter().flat_map(|(k, t)| [k.as_slice(), t.as_slice()]).collect();
+    let mut encoded_watches = Vec::with_capacity(codec::encoded_args_len(&flat));
+    codec::encode_args(&flat, &mut encoded_watches);
+    let mut items: Vec<&[u8]> = Vec::with_capacity(commands.len() + 2);
+    items.push(TRANSACTION_MARKER);
+    items.push(&encoded_watches);
+    items.extend_from_slice(commands);
+    let mut out = Vec::with_capacity(codec::encoded_args_len(&items));
+    codec::encode_args(&items, &mut out);
+    out
+}
+
+/// A watch-token read of `key`, for the read path ([`Runtime::query`]): the module's token for
+/// the key as a bulk reply.
+pub fn encode_watch(key: &[u8]) -> Vec<u8> {
+    let items: [&[u8]; 2] = [WATCH_MARKER, key];
+    let mut out = Vec::with_capacity(codec::encoded_args_len(&items));
+    codec::encode_args(&items, &mut out);
+    out
 }
 
 /// Named meta entries to commit, with their values.
@@ -562,6 +597,15 @@ impl Runtime {
         let Ok(name) = codec::command_name(encoded) else {
             return Ok(Reply::error("ERR empty command"));
         };
+        if name == TRANSACTION_MARKER {
+            return match access {
+                Access::Write => self.run_transaction(encoded),
+                _ => Ok(Reply::error("ERR a transaction cannot run as a read-only query")),
+            };
+        }
+        if name == WATCH_MARKER {
+            return self.watch_token(encoded, access);
+        }
         let Some(index) = self.module.command_index(name) else {
             return Ok(unknown_command(encoded));
         };
@@ -573,6 +617,53 @@ impl Runtime {
             return Ok(Reply::error(format!("ERR '{}' writes and cannot run as a read-only query", info.name)));
         }
         self.call(access, Call::Command { index: index as u32, encoded })
+    }
+
+    /// The module's watch token for the key in `encoded` (`[WATCH_MARKER, key]`).
+    fn watch_token(&mut self, encoded: &[u8], access: Access) -> Result<Reply, ApplyError> {
+        let mut args = Vec::new();
+        if codec::decode_args_into(encoded, &mut args).is_err() || args.len() != 2 {
+            return Ok(Reply::error("ERR malformed watch request"));
+        }
+        if !self.module.has_watch() {
+            return Ok(Reply::error("ERR WATCH is not supported by this state machine"));
+        }
+        let mut input = Vec::with_capacity(codec::encoded_args_len(&args[1..]));
+        codec::encode_args(&args[1..], &mut input);
+        self.call(access, Call::Watch { encoded: &input })
+    }
+
+    /// Runs a transaction item ([`encode_transaction`]): checks the watched keys' tokens, then
+    /// runs every command in order. One reply: the commands' replies, or a null if a watched key
+    /// changed (then nothing runs). A malformed item is answered with an error, deterministically.
+    fn run_transaction(&mut self, encoded: &[u8]) -> Result<Reply, ApplyError> {
+        let malformed = || Ok(Reply::error("ERR malformed transaction"));
+        let mut args = Vec::new();
+        if codec::decode_args_into(encoded, &mut args).is_err() || args.len() < 2 {
+            return malformed();
+        }
+        let mut watches = Vec::new();
+        if codec::decode_args_into(args[1], &mut watches).is_err() || !watches.len().is_multiple_of(2) {
+            return malformed();
+        }
+        for pair in watches.chunks_exact(2) {
+            match self.watch_token(&encode_watch(pair[0]), Access::Write)? {
+                Reply::Bulk(token) if token == pair[1] => {}
+                Reply::Bulk(_) => return Ok(Reply::Null),
+                Reply::Error(text) => return Ok(Reply::Error(text)),
+                _ => return Ok(Reply::error("ERR the state machine returned no watch token")),
+            }
+        }
+        let mut replies = Vec::with_capacity(args.len() - 2);
+        for command in &args[2..] {
+            let nested = codec::command_name(command).is_ok_and(|n| n == TRANSACTION_MARKER || n == WATCH_MARKER);
+            replies.push(if nested {
+                Reply::error("ERR malformed transaction")
+            } else {
+                self.run(command, Access::Write)?
+            });
+        }
+        Ok(Reply::Array(replies))
     }
 
     /// Calls into the module inside a begun batch or query, under the fuel budget, keeping the
@@ -601,6 +692,13 @@ impl Runtime {
                         // No input, but the arena every call is guaranteed.
                         instance.write_input(module, &[])?;
                         tick.call(&mut instance.store, u32::from(access == Access::Read))?
+                    }
+                    Call::Watch { encoded } => {
+                        let Some(watch) = instance.watch.clone() else {
+                            return Ok(Reply::error("ERR WATCH is not supported by this state machine"));
+                        };
+                        let len = instance.write_input(module, encoded)?;
+                        watch.call(&mut instance.store, len)?
                     }
                 };
                 instance.read_reply(packed)

@@ -53,7 +53,7 @@ pub enum LoadError {
     /// The module imports something outside the allow-list.
     #[error(
         "module imports `{module}::{name}`, which Redraft does not provide: a state machine may import \
-         only {allowed} (no WASI, clocks or randomness)"
+         only {allowed} (no WASI, no wall clock, no randomness: `time` is the log entry's stamp)"
     )]
     ForbiddenImport {
         /// Import module name.
@@ -206,6 +206,8 @@ pub struct FsmModule {
     has_migrate: bool,
     /// Whether it exports the optional [`abi::export::TICK`] housekeeping.
     has_tick: bool,
+    /// Whether it exports the optional [`abi::export::WATCH`] tokens.
+    has_watch: bool,
     commands: Vec<CommandInfo<String>>,
     /// The static data region (see [`super::statics`]) and its bytes as instantiated.
     pub(crate) statics: std::ops::Range<usize>,
@@ -265,7 +267,7 @@ impl FsmModule {
         }
         let module = Module::from_binary(&engine.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         check_imports(&engine.engine, &module)?;
-        let OptionalExports { has_migrate, has_tick } = check_exports(&engine.engine, &module)?;
+        let OptionalExports { has_migrate, has_tick, has_watch } = check_exports(&engine.engine, &module)?;
         let layout = super::statics::layout(bytes)?;
         let pre = engine.linker.instantiate_pre(&module).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let digest: [u8; 32] = Sha256::digest(bytes).into();
@@ -276,6 +278,7 @@ impl FsmModule {
             digest,
             has_migrate,
             has_tick,
+            has_watch,
             commands: Vec::new(),
             statics: layout.statics,
             pristine_statics: Vec::new(),
@@ -306,6 +309,11 @@ impl FsmModule {
     /// a leader propose tick entries.
     pub fn has_tick(&self) -> bool {
         self.has_tick
+    }
+
+    /// Whether it exports the optional watch tokens ([`abi::export::WATCH`]) that `WATCH` needs.
+    pub fn has_watch(&self) -> bool {
+        self.has_watch
     }
 
     /// The engine it was compiled for (a module arriving in the log is loaded with the same one).
@@ -360,6 +368,7 @@ fn check_imports(engine: &Engine, module: &Module) -> Result<(), LoadError> {
 struct OptionalExports {
     has_migrate: bool,
     has_tick: bool,
+    has_watch: bool,
 }
 
 /// Whether the optional export `name` is there, with type `expected` (one of another type is
@@ -396,10 +405,12 @@ fn check_exports(engine: &Engine, module: &Module) -> Result<OptionalExports, Lo
         }
     }
     let migrate = func_type(engine, &[], &[ValType::I64]);
+    // `redraft_tick(dry_run)` and `redraft_watch(input_len)` share a type.
     let tick = func_type(engine, &[ValType::I32], &[ValType::I64]);
     Ok(OptionalExports {
         has_migrate: optional_export(module, abi::export::MIGRATE, &migrate)?,
         has_tick: optional_export(module, abi::export::TICK, &tick)?,
+        has_watch: optional_export(module, abi::export::WATCH, &tick)?,
     })
 }
 

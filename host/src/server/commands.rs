@@ -61,7 +61,17 @@ const LOCAL_COMMANDS: &[(&str, i64, &[&str])] = &[
     ("nodes", 1, &["stale"]),
     ("snapshot", 1, &["admin"]),
     ("module", -2, &["admin", "stale"]),
+    ("multi", 1, &["noscript", "loading", "stale", "fast", "allow_busy"]),
+    ("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"]),
+    ("discard", 1, &["noscript", "loading", "stale", "fast", "allow_busy"]),
+    ("watch", -2, &["noscript", "loading", "stale", "fast", "allow_busy"]),
+    ("unwatch", 1, &["noscript", "loading", "stale", "fast", "allow_busy"]),
 ];
+
+/// Whether the server answers `name` (lower-case) itself rather than the module.
+pub fn is_local(name: &str) -> bool {
+    LOCAL_COMMANDS.iter().any(|(n, _, _)| *n == name)
+}
 
 fn is(arg: &[u8], name: &str) -> bool {
     arg.eq_ignore_ascii_case(name.as_bytes())
@@ -128,6 +138,10 @@ pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outc
             None => cluster_error(&ClusterError::NoLeader),
         },
         "nodes" => nodes(shared),
+        // Queued inside MULTI: `EXEC` forgets the watched keys anyway.
+        "unwatch" => Response::ok(),
+        // Handled by the connection before it gets here (see `transaction`).
+        "multi" | "exec" | "discard" | "watch" => Response::error("ERR Command not allowed inside a transaction"),
         "module" if is(&args[1], "RELOAD") && args.len() == 2 => return Outcome::Cluster,
         "module" => super::modules::module(shared, args),
         _ => return Outcome::Cluster,

@@ -14,6 +14,7 @@
 use super::Shared;
 use super::commands::{self, Outcome};
 use super::protocol::{self, Protocol, Response};
+use super::transaction::{self, Step, Transaction};
 use super::upstream::{FORWARDED_MARKER, Upstream};
 use crate::config::FollowerWrites;
 use crate::raft::node::ClusterError;
@@ -46,6 +47,22 @@ pub struct Session {
     /// The peer's address, for `CLIENT LIST` / `INFO`.
     pub peer: String,
     upstream: Option<Upstream>,
+    /// The transaction being queued since `MULTI`, if any.
+    pub transaction: Option<Transaction>,
+    /// Keys `WATCH`ed, with the token each had when watched.
+    pub watched: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Session {
+    /// The connection to the leader at `redis_addr` this session forwards writes over, opened
+    /// (or re-opened) when needed.
+    pub fn upstream_to(&mut self, redis_addr: &str, timeout: std::time::Duration) -> &Upstream {
+        let reuse = self.upstream.as_ref().is_some_and(|u| u.addr() == redis_addr && !u.is_closed());
+        if !reuse {
+            self.upstream = Some(Upstream::start(redis_addr, timeout));
+        }
+        self.upstream.get_or_insert_with(|| Upstream::start(redis_addr, timeout))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -132,6 +149,8 @@ pub async fn serve(mut stream: TcpStream, shared: std::sync::Arc<Shared>, id: u6
         forwarded: false,
         peer,
         upstream: None,
+        transaction: None,
+        watched: Vec::new(),
     };
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -222,6 +241,31 @@ async fn dispatch(
         pipeline.pending.push_back(Pending::Ready(response));
         return Flow::Continue;
     }
+    if name.eq_ignore_ascii_case(transaction::FORWARDED_EXEC.as_bytes()) {
+        // Internal: a follower's EXEC. Waits for everything before it, like a cluster command.
+        pipeline.drain(session.protocol, out).await;
+        let response = transaction::forwarded_exec(shared, &args).await;
+        pipeline.pending.push_back(Pending::Ready(response));
+        return Flow::Continue;
+    }
+    if session.transaction.is_some() || is_transaction_command(name) {
+        let response = match transaction::step(shared, session, &args) {
+            Step::Pass => None,
+            Step::Reply(response) => Some(response),
+            Step::Exec => {
+                pipeline.drain(session.protocol, out).await;
+                Some(transaction::exec(shared, session).await)
+            }
+            Step::Watch => {
+                pipeline.drain(session.protocol, out).await;
+                Some(transaction::watch(shared, session, &args).await)
+            }
+        };
+        if let Some(response) = response {
+            pipeline.pending.push_back(Pending::Ready(response));
+            return Flow::Continue;
+        }
+    }
     // The module's commands first: they are the hot path.
     let module = node.module();
     if let Some(index) = module.command_index(name) {
@@ -292,8 +336,14 @@ async fn dispatch(
     }
 }
 
+/// Whether `name` is one of the transaction commands [`transaction::step`] handles outside a
+/// transaction.
+fn is_transaction_command(name: &[u8]) -> bool {
+    ["MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"].iter().any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
+}
+
 /// Where a write goes.
-enum Route {
+pub(super) enum Route {
     /// This node leads: propose it here.
     Local,
     /// Forward it to the leader at this Redis address.
@@ -302,7 +352,7 @@ enum Route {
     Reply(Response),
 }
 
-fn route_write(shared: &Shared, session: &Session) -> Route {
+pub(super) fn route_write(shared: &Shared, session: &Session) -> Route {
     match shared.node.route_to_leader() {
         Ok(()) => Route::Local,
         // Forwarded to us, but we no longer lead: say so, never forward again.
@@ -325,14 +375,7 @@ async fn write(shared: &Shared, session: &mut Session, route: Route, args: Vec<B
             Pending::Node(shared.node.submit_write(encoded).await)
         }
         Route::Forward(redis_addr) => {
-            let reuse = session.upstream.as_ref().is_some_and(|u| u.addr() == redis_addr && !u.is_closed());
-            if !reuse {
-                session.upstream = Some(Upstream::start(&redis_addr, shared.forward_timeout));
-            }
-            match &session.upstream {
-                Some(upstream) => Pending::Forwarded(upstream.submit(args).await),
-                None => Pending::Ready(Response::error("CLUSTERDOWN No raft leader")),
-            }
+            Pending::Forwarded(session.upstream_to(&redis_addr, shared.forward_timeout).submit(args).await)
         }
         Route::Reply(response) => Pending::Ready(response),
     }

@@ -7,6 +7,8 @@
 //!   modes;
 //! * [`commands`] answers what the server knows itself (handshake, introspection, cluster
 //!   commands);
+//! * [`transaction`] queues `MULTI` … `EXEC` at the connection and submits it as one log item,
+//!   with `WATCH`'s optimistic checks;
 //! * [`upstream`] forwards a follower's writes to the leader;
 //! * [`glob`] matches `CONFIG GET` patterns in bounded time.
 //!
@@ -18,6 +20,7 @@ pub mod connection;
 pub mod glob;
 mod modules;
 pub mod protocol;
+pub mod transaction;
 pub mod upstream;
 
 use crate::config::{Config, FollowerWrites};

@@ -361,6 +361,8 @@ pub enum Response {
     Bulk(Bytes),
     /// No value: RESP2 `$-1`, RESP3 `_`.
     Null,
+    /// No array: RESP2 `*-1` (what `EXEC` answers when a watched key changed), RESP3 `_`.
+    NullArray,
     /// An ordered list of replies.
     Array(Vec<Response>),
     /// Key-value pairs, in order: RESP3 map, RESP2 flat array of keys and values.
@@ -440,6 +442,10 @@ fn encode_resp2(reply: &Response, out: &mut BytesMut) {
         Response::Integer(value) => F::Integer(*value),
         Response::Bulk(bytes) => F::BulkString(bytes),
         Response::Null => F::Null,
+        Response::NullArray => {
+            out.extend_from_slice(b"*-1\r\n");
+            return;
+        }
         Response::Boolean(value) => F::Integer(i64::from(*value)),
         Response::Double(value) => {
             scratch = double_text(*value);
@@ -480,7 +486,7 @@ fn encode_resp3(reply: &Response, out: &mut BytesMut) {
         }
         Response::Integer(value) => F::Number { data: *value, attributes: None },
         Response::Bulk(bytes) => F::BlobString { data: bytes, attributes: None },
-        Response::Null => F::Null,
+        Response::Null | Response::NullArray => F::Null,
         Response::Boolean(value) => F::Boolean { data: *value, attributes: None },
         Response::Double(value) => F::Double { data: *value, attributes: None },
         Response::Verbatim { format, text } => F::VerbatimString {
@@ -888,6 +894,7 @@ mod tests {
         check(Response::bulk(""), "$0\r\n\r\n", "$0\r\n\r\n");
         check(Response::bulk("a\r\nb"), "$4\r\na\r\nb\r\n", "$4\r\na\r\nb\r\n");
         check(Response::Null, "$-1\r\n", "_\r\n");
+        check(Response::NullArray, "*-1\r\n", "_\r\n");
         check(Response::Boolean(true), ":1\r\n", "#t\r\n");
         check(Response::Boolean(false), ":0\r\n", "#f\r\n");
     }
