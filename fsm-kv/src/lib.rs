@@ -31,12 +31,16 @@ pub struct KeyValue;
 impl StateMachine for KeyValue {
     const COMMANDS: &'static [Command] = &fsm_kv_core::KV_COMMANDS;
 
+    fn migrate(tx: &mut Tx) -> Reply {
+        fsm_kv_core::migrate(tx)
+    }
+
     fn tick_due(view: &View) -> bool {
-        fsm_kv_core::expiry::tick_due(view)
+        fsm_kv_core::tick_due(view)
     }
 
     fn tick(tx: &mut Tx) -> Reply {
-        fsm_kv_core::expiry::tick(tx)
+        fsm_kv_core::tick(tx)
     }
 
     fn watch_token(view: &View, key: &[u8]) -> Option<Vec<u8>> {

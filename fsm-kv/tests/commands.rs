@@ -213,7 +213,18 @@ fn the_command_table_is_what_redis_reports() {
     expect("setex", 4, true);
     expect("psetex", 4, true);
     expect("getex", -2, true);
-    assert_eq!(table.len(), 26);
+    expect("type", 2, false);
+    expect("touch", -2, false);
+    expect("unlink", -2, true);
+    expect("keys", 2, false);
+    expect("scan", -2, false);
+    expect("randomkey", 1, false);
+    expect("rename", 3, true);
+    expect("renamenx", 3, true);
+    expect("copy", -3, true);
+    expect("flushdb", -1, true);
+    expect("flushall", -1, true);
+    assert_eq!(table.len(), 37);
 }
 
 /// A time far enough ahead of the wall clock that reads (which run at the later of the wall
@@ -331,5 +342,97 @@ fn expire_and_its_options_follow_redis() {
             assert_eq!(&kv.call_at(t, args), expected, "{} backend: {args:?}", kv.backend);
         }
         assert_eq!(kv.call(&["DBSIZE"]), Integer(1), "only s is left: past expiry times delete at once");
+    }
+}
+
+#[test]
+fn keyspace_commands_follow_redis() {
+    expect_all(&[
+        (&["TYPE", "s"], Reply::Simple("none".into())),
+        (&["SET", "s", "v", "EX", "100"], ok()),
+        (&["TYPE", "s"], Reply::Simple("string".into())),
+        (&["TOUCH", "s", "s", "nope"], Integer(2)),
+        (&["RENAME", "nope", "x"], err("ERR no such key")),
+        (&["RENAME", "s", "t"], ok()),
+        (&["EXISTS", "s"], Integer(0)),
+        (&["GET", "t"], bulk("v")),
+        (&["TTL", "t"], Integer(100)),
+        (&["RENAME", "t", "t"], ok()),
+        (&["SET", "u", "w"], ok()),
+        (&["RENAMENX", "t", "u"], Integer(0)),
+        (&["RENAMENX", "t", "v"], Integer(1)),
+        (&["COPY", "v", "u"], Integer(0)),
+        (&["COPY", "v", "u", "REPLACE"], Integer(1)),
+        (&["TTL", "u"], Integer(100)),
+        (&["COPY", "v", "v"], err("ERR source and destination objects are the same")),
+        (&["COPY", "v", "w", "DB", "1"], err("ERR DB index is out of range")),
+        (&["COPY", "v", "w", "DB", "0"], Integer(1)),
+        (&["COPY", "nope", "w2"], Integer(0)),
+        (&["KEYS", "*"], Reply::Array(vec![bulk("u"), bulk("v"), bulk("w")])),
+        (&["KEYS", "[uv]"], Reply::Array(vec![bulk("u"), bulk("v")])),
+        (&["UNLINK", "u", "nope"], Integer(1)),
+        (&["DBSIZE"], Integer(2)),
+        (&["FLUSHDB", "BOGUS"], err("ERR syntax error")),
+        (&["FLUSHALL", "ASYNC"], ok()),
+        (&["DBSIZE"], Integer(0)),
+        (&["KEYS", "*"], Reply::Array(vec![])),
+        (&["RANDOMKEY"], Null),
+        (&["SCAN", "0"], Reply::Array(vec![bulk("0"), Reply::Array(vec![])])),
+        (&["SCAN", "x"], err("ERR invalid cursor")),
+        (&["SCAN", "0", "COUNT", "0"], err("ERR syntax error")),
+        (&["SCAN", "0", "COUNT", "x"], err("ERR value is not an integer or out of range")),
+        (&["SCAN", "0", "MATCH"], err("ERR syntax error")),
+    ]);
+}
+
+/// Follows a SCAN iteration to its end; the keys returned, in order, with repeats.
+fn scan_all(kv: &mut support::Kv, count: &str, between: &mut dyn FnMut(&mut support::Kv, usize)) -> Vec<String> {
+    let mut cursor = "0".to_owned();
+    let mut seen = Vec::new();
+    for round in 0.. {
+        let Reply::Array(reply) = kv.call(&["SCAN", &cursor, "COUNT", count]) else { panic!("SCAN reply") };
+        let [Reply::Bulk(next), Reply::Array(keys)] = reply.as_slice() else { panic!("SCAN reply {reply:?}") };
+        seen.extend(keys.iter().map(|k| match k {
+            Reply::Bulk(k) => String::from_utf8_lossy(k).into_owned(),
+            other => panic!("key {other:?}"),
+        }));
+        cursor = String::from_utf8_lossy(next).into_owned();
+        if cursor == "0" {
+            break;
+        }
+        between(kv, round);
+    }
+    seen
+}
+
+#[test]
+fn scan_returns_every_key_present_throughout_despite_writes_between_calls() {
+    for mut kv in backends() {
+        for i in 0..500 {
+            assert_eq!(kv.call(&["SET", &format!("key:{i}"), "v"]), ok());
+        }
+        // Without writes: every key exactly once.
+        let mut seen = scan_all(&mut kv, "7", &mut |_, _| {});
+        seen.sort();
+        let mut all: Vec<String> = (0..500).map(|i| format!("key:{i}")).collect();
+        all.sort();
+        assert_eq!(seen, all, "{}", kv.backend);
+        // With keys added and removed between calls: every key present throughout, at least once.
+        let seen = scan_all(&mut kv, "13", &mut |kv, round| {
+            kv.call(&["SET", &format!("new:{round}"), "v"]);
+            kv.call(&["DEL", &format!("key:{}", 400 + round % 100)]);
+        });
+        for i in 0..400 {
+            assert!(seen.contains(&format!("key:{i}")), "{}: key:{i} missed", kv.backend);
+        }
+        // MATCH filters what a call looked at; TYPE string keeps every key here.
+        let Reply::Array(reply) = kv.call(&["SCAN", "0", "MATCH", "key:1?", "COUNT", "1000", "TYPE", "string"]) else {
+            panic!("SCAN reply")
+        };
+        assert_eq!(reply[0], bulk("0"));
+        assert!(matches!(&reply[1], Reply::Array(keys) if keys.len() == 10), "{reply:?}");
+        let Reply::Array(reply) = kv.call(&["SCAN", "0", "COUNT", "1000", "TYPE", "hash"]) else { panic!("reply") };
+        assert_eq!(reply[1], Reply::Array(vec![]));
+        assert!(matches!(kv.call(&["RANDOMKEY"]), Reply::Bulk(_)));
     }
 }

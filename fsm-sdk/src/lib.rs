@@ -5,10 +5,12 @@
 //! * [`abi`]: export and import names, the ABI version, status codes, and all `extern "C"` glue
 //!   (the only `unsafe` in the SDK);
 //! * [`codec`]: the byte encodings both sides use;
+//! * [`glob`]: Redis's glob patterns (`KEYS`, `SCAN ... MATCH`), for modules and the host alike;
 //! * [`StateMachine`], [`Command`], [`View`], [`Tx`], [`Reply`]: what a module author uses.
 
 pub mod abi;
 pub mod codec;
+pub mod glob;
 mod reply;
 
 pub use reply::Reply;

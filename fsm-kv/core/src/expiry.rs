@@ -14,7 +14,7 @@
 //! keys are invisible to every command at once; a write that touches one removes it first (as
 //! Redis's `lookupKeyWrite` does), and the tick removes the rest ([`tick`]).
 
-use crate::{adjust_dbsize, data_key, parse_i64};
+use crate::{data_key, key_created, key_removed, parse_i64};
 use fsm_sdk::{Reply, Tx, View};
 
 const EXPIRY_PREFIX: u8 = b'e';
@@ -89,7 +89,7 @@ pub fn remove(tx: &mut Tx, key: &[u8]) -> bool {
     let existed = tx.delete(&data_key(key));
     set_expiry(tx, key, None);
     if existed {
-        adjust_dbsize(tx, -1);
+        key_removed(tx, key);
     }
     existed
 }
@@ -108,7 +108,7 @@ pub fn overwrite(tx: &mut Tx, key: &[u8], value: &[u8]) -> bool {
     let existed = tx.put(&data_key(key), value);
     set_expiry(tx, key, None);
     if !existed {
-        adjust_dbsize(tx, 1);
+        key_created(tx, key);
     }
     !existed
 }
@@ -138,7 +138,7 @@ pub fn tick(tx: &mut Tx) -> Reply {
         tx.delete(index);
         tx.delete(&expiry_key(key));
         if tx.delete(&data_key(key)) {
-            adjust_dbsize(tx, -1);
+            key_removed(tx, key);
             removed += 1;
         }
     }

@@ -20,6 +20,7 @@
 #![deny(unsafe_code)]
 
 pub mod expiry;
+pub mod keyspace;
 
 use expiry::{ExpiryUnit, expire_if_due, live_len, live_value, overwrite, remove};
 use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View};
@@ -58,8 +59,45 @@ pub const EXPIRY: [Command; 12] = [
     Command::write("getex", Arity::AtLeast(2), KeySpec::single(), expiry::getex),
 ];
 
-/// fsm-kv's whole table: [`STRINGS`] and [`EXPIRY`].
-pub const KV_COMMANDS: [Command; 26] = concat(STRINGS, EXPIRY);
+/// Commands over keys as such and over the keyspace (see [`keyspace`]).
+pub const KEYSPACE: [Command; 11] = [
+    Command::read("type", Arity::Exact(2), KeySpec::single(), keyspace::type_),
+    Command::read("touch", Arity::AtLeast(2), KeySpec::all(), keyspace::touch),
+    Command::write("unlink", Arity::AtLeast(2), KeySpec::all(), del),
+    Command::read("keys", Arity::Exact(2), KeySpec::none(), keyspace::keys),
+    Command::read("scan", Arity::AtLeast(2), KeySpec::none(), keyspace::scan),
+    Command::read("randomkey", Arity::Exact(1), KeySpec::none(), keyspace::randomkey),
+    Command::write("rename", Arity::Exact(3), KeySpec { first: 1, last: 2, step: 1 }, keyspace::rename),
+    Command::write("renamenx", Arity::Exact(3), KeySpec { first: 1, last: 2, step: 1 }, keyspace::renamenx),
+    Command::write("copy", Arity::AtLeast(3), KeySpec { first: 1, last: 2, step: 1 }, keyspace::copy),
+    Command::write("flushdb", Arity::AtLeast(1), KeySpec::none(), keyspace::flushdb),
+    Command::write("flushall", Arity::AtLeast(1), KeySpec::none(), keyspace::flushdb),
+];
+
+/// fsm-kv's whole table: [`STRINGS`], [`EXPIRY`] and [`KEYSPACE`].
+pub const KV_COMMANDS: [Command; 37] = concat(concat::<14, 12, 26>(STRINGS, EXPIRY), KEYSPACE);
+
+/// fsm-kv's housekeeping: whether expired keys wait for removal or the keyspace index is being
+/// built ([`fsm_sdk::StateMachine::tick_due`]).
+pub fn tick_due(view: &View) -> bool {
+    expiry::tick_due(view) || keyspace::index_building(view)
+}
+
+/// fsm-kv's housekeeping tick: removes expired keys and indexes keys, a bounded number of each.
+pub fn tick(tx: &mut Tx) -> Reply {
+    let removed = match expiry::tick(tx) {
+        Reply::Integer(n) => n,
+        other => return other,
+    };
+    Reply::Integer(removed + keyspace::index_step(tx))
+}
+
+/// fsm-kv's migration hook (a cluster switched to it from another module): the state's keys may
+/// lack index entries, so they are indexed again ([`keyspace::reindex_after_switch`]).
+pub fn migrate(tx: &mut Tx) -> Reply {
+    keyspace::reindex_after_switch(tx);
+    Reply::ok()
+}
 
 /// `first` followed by `second`: a module's table built from shared lists, in a `const`.
 pub const fn concat<const A: usize, const B: usize, const N: usize>(
@@ -76,7 +114,7 @@ pub const fn concat<const A: usize, const B: usize, const N: usize>(
     out
 }
 
-const DATA_PREFIX: u8 = b'k';
+pub(crate) const DATA_PREFIX: u8 = b'k';
 const DBSIZE_KEY: &[u8] = b"m:dbsize";
 
 /// The store key of a user key.
@@ -90,6 +128,18 @@ pub fn data_key(key: &[u8]) -> Vec<u8> {
 /// The number of user keys.
 pub fn read_dbsize(view: &View) -> i64 {
     view.get(DBSIZE_KEY).and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(0, i64::from_le_bytes)
+}
+
+/// Records that `key` was just created: counts it and indexes it (see [`keyspace`]).
+pub fn key_created(tx: &mut Tx, key: &[u8]) {
+    adjust_dbsize(tx, 1);
+    keyspace::index_add(tx, key);
+}
+
+/// Records that `key` was just removed: the inverse of [`key_created`].
+pub fn key_removed(tx: &mut Tx, key: &[u8]) {
+    adjust_dbsize(tx, -1);
+    keyspace::index_remove(tx, key);
 }
 
 /// Adds `delta` to the key count; a no-op for zero so reads of unchanged counts cost nothing.
@@ -213,7 +263,7 @@ fn set(tx: &mut Tx, args: &[&[u8]]) -> Reply {
             None if keepttl => {
                 expire_if_due(tx, key);
                 if !tx.put(&dkey, value) {
-                    adjust_dbsize(tx, 1);
+                    key_created(tx, key);
                 }
             }
             // An expired key's leftovers go with the overwrite: no TTL survives a plain SET.
@@ -288,7 +338,7 @@ fn incr_by(tx: &mut Tx, key: &[u8], delta: i64) -> Reply {
         return Reply::overflow();
     };
     if !tx.put(&dkey, next.to_string().as_bytes()) {
-        adjust_dbsize(tx, 1);
+        key_created(tx, key);
     }
     Reply::Integer(next)
 }
@@ -323,7 +373,7 @@ fn append(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     let mut value = tx.get(&dkey).unwrap_or_default();
     value.extend_from_slice(args[2]);
     if !tx.put(&dkey, &value) {
-        adjust_dbsize(tx, 1);
+        key_created(tx, args[1]);
     }
     Reply::Integer(value.len() as i64)
 }

@@ -175,7 +175,7 @@ pub fn random_command(rng: &mut Rng, dialect: Dialect) -> Vec<Vec<u8>> {
         };
     }
     let del = if dialect == Dialect::Redis || rng.below(2) == 0 { "DEL" } else { "DELETE" };
-    match rng.below(16) {
+    match rng.below(22) {
         0..=3 => {
             let mut cmd = vec![c("SET"), rng.key(), rng.value()];
             for option in ["NX", "XX", "GET", "BOGUS"] {
@@ -200,7 +200,26 @@ pub fn random_command(rng: &mut Rng, dialect: Dialect) -> Vec<Vec<u8>> {
         13 => vec![c("APPEND"), rng.key(), rng.value()],
         14 => vec![c("STRLEN"), rng.key()],
         15 => vec![c("DBSIZE")],
-        _ => random_expiry_command(rng),
+        16..=19 => random_expiry_command(rng),
+        _ => random_keyspace_command(rng),
+    }
+}
+
+/// A random command over keys as such (those whose replies do not depend on the order keys are
+/// stored in: not `SCAN`, `KEYS` or `RANDOMKEY`).
+pub fn random_keyspace_command(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let c = |s: &str| s.as_bytes().to_vec();
+    match rng.below(12) {
+        0 | 1 => vec![c("TYPE"), rng.key()],
+        2 => vec![c("TOUCH"), rng.key(), rng.key()],
+        3 => vec![c("UNLINK"), rng.key()],
+        4 | 5 => vec![c("RENAME"), rng.key(), rng.key()],
+        6 => vec![c("RENAMENX"), rng.key(), rng.key()],
+        7 => vec![c("COPY"), rng.key(), rng.key()],
+        8 => vec![c("COPY"), rng.key(), rng.key(), c("REPLACE")],
+        9 => vec![c("COPY"), rng.key(), rng.key(), c("DB"), c("0"), c("BOGUS")],
+        10 if rng.below(40) == 0 => vec![c("FLUSHDB")],
+        _ => vec![c("DBSIZE")],
     }
 }
 

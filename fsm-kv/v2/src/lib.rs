@@ -16,7 +16,7 @@
 //! keyspace; a layout change that needs that would convert keys lazily, as they are written.
 #![deny(unsafe_code)]
 
-use fsm_kv_core::{adjust_dbsize, data_key, expiry::expire_if_due, getdel, setnx};
+use fsm_kv_core::{data_key, expiry::expire_if_due, getdel, key_created, setnx};
 use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, Tx, View};
 
 /// The key-value state machine, version 2.
@@ -29,17 +29,17 @@ const ADDED: [Command; 3] = [
     Command::write("incrbyfloat", Arity::Exact(3), KeySpec::single(), incrbyfloat),
 ];
 
-const COMMANDS: [Command; 29] = fsm_kv_core::concat(fsm_kv_core::KV_COMMANDS, ADDED);
+const COMMANDS: [Command; 40] = fsm_kv_core::concat(fsm_kv_core::KV_COMMANDS, ADDED);
 
 impl StateMachine for KeyValueV2 {
     const COMMANDS: &'static [Command] = &COMMANDS;
 
     fn tick_due(view: &View) -> bool {
-        fsm_kv_core::expiry::tick_due(view)
+        fsm_kv_core::tick_due(view)
     }
 
     fn tick(tx: &mut Tx) -> Reply {
-        fsm_kv_core::expiry::tick(tx)
+        fsm_kv_core::tick(tx)
     }
 
     fn watch_token(view: &View, key: &[u8]) -> Option<Vec<u8>> {
@@ -50,7 +50,7 @@ impl StateMachine for KeyValueV2 {
         match tx.get(SCHEMA_KEY).as_deref() {
             None | Some(SCHEMA) => {
                 tx.put(SCHEMA_KEY, SCHEMA);
-                Reply::ok()
+                fsm_kv_core::migrate(tx)
             }
             Some(other) => Reply::error(format!(
                 "ERR fsm-kv-v2 cannot read this state: it has layout version {:?}, v2 reads versions 1 and 2",
@@ -87,7 +87,7 @@ fn incrbyfloat(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     }
     let text = format_float(next);
     if !tx.put(&key, text.as_bytes()) {
-        adjust_dbsize(tx, 1);
+        key_created(tx, args[1]);
     }
     Reply::Bulk(text.into_bytes())
 }
