@@ -3,7 +3,8 @@
 #   make run      build everything and start one durable node (config/single.yaml), bootstrapped,
 #                 in the foreground: `redis-cli -p 9001` talks to it; Ctrl-C stops it
 #   make test     the whole suite: formatting, lints, the wasm build, every test, the docs
-#                 (installs redis-server and redis-tools, which the tests use, if missing)
+#                 (installs redis-server and redis-tools, and the client libraries redis-py,
+#                 node-redis and ioredis, which the tests use, if missing)
 #   make cluster  three nodes (config/node{1,2,3}.yaml) in the background, formed with BOOTSTRAP
 #                 and JOIN; prints NODES. Logs and data in data/
 #   make stop     stop the nodes `make cluster` started
@@ -29,7 +30,7 @@ GUESTS := -p fsm-kv -p fsm-kv-v2 -p fsm-probe
 SEED ?= 1
 DURATION ?= 300
 
-.PHONY: bench-writes bench-growth soak all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply bench-switch fix clean
+.PHONY: client-deps bench-writes bench-growth soak all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply bench-switch fix clean
 
 all: build
 
@@ -49,6 +50,20 @@ test-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing redis-server, redis-tools, iproute2 and nftables (used by the tests)"; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools iproute2 nftables >/dev/null; }
+
+## The client libraries the tests run against real nodes (host/tests/real_clients.rs): redis-py in
+## tests/clients/.venv, node-redis and ioredis in tests/clients/node_modules, at the versions pinned
+## in tests/clients/requirements.txt and package-lock.json. Installs python3-venv and nodejs/npm
+## from Debian first if they are missing. Cheap when present.
+client-deps:
+	@command -v node >/dev/null && command -v npm >/dev/null && python3 -m venv --help >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing python3-venv, nodejs and npm (the client tests use them)"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv nodejs npm >/dev/null; }
+	@[ -x tests/clients/.venv/bin/python ] && tests/clients/.venv/bin/python -c 'import redis' 2>/dev/null || { \
+	  python3 -m venv tests/clients/.venv && tests/clients/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt; }
+	@[ -d tests/clients/node_modules/redis ] && [ -d tests/clients/node_modules/ioredis ] || \
+	  npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 
 wasm: toolchain
 	$(CARGO) build --target $(WASM_TARGET) --profile guest $(GUESTS)
@@ -75,7 +90,7 @@ stop:
 	    for i in $$(seq 1 100); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.1; done; fi; rm -f "$$f"; done
 
 ## The whole suite. Fails on the first problem.
-test: toolchain test-deps fmt-check clippy unit doc
+test: toolchain test-deps client-deps fmt-check clippy unit doc
 	@echo "make test: all checks passed"
 
 verify: test

@@ -321,10 +321,10 @@ pub fn copy(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 /// to [`FLUSH_KEYS_MAX`] keys: past that, the whole flush would not fit one command's fuel
 /// budget, and the error says so (nothing is removed).
 pub fn flushdb(tx: &mut Tx, args: &[&[u8]]) -> Reply {
-    if let Some(mode) = args.get(1) {
-        if args.len() > 2 || !(mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC")) {
-            return Reply::syntax_error();
-        }
+    if let Some(mode) = args.get(1)
+        && (args.len() > 2 || !(mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC")))
+    {
+        return Reply::syntax_error();
     }
     let held = read_dbsize(tx);
     if held > FLUSH_KEYS_MAX {

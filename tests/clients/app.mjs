@@ -1,0 +1,89 @@
+// An application's use of Redis through node-redis and ioredis, against one Redraft node.
+//
+// Usage: node app.mjs PORT LABEL. Exits 0 and prints OK when every step behaved as on Redis; a
+// failed assertion exits non-zero with the step. Keys are prefixed with LABEL.
+import assert from 'node:assert/strict';
+import { createClient } from 'redis';
+import Redis from 'ioredis';
+
+const [port, label] = [Number(process.argv[2]), process.argv[3]];
+const k = (name) => `${label}:${name}`;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitGone(get, key) {
+  const deadline = Date.now() + 10_000;
+  while ((await get(key)) !== null) {
+    assert.ok(Date.now() < deadline, `${key} still readable after 10 s`);
+    await sleep(50);
+  }
+}
+
+async function nodeRedis() {
+  const c = createClient({ url: `redis://127.0.0.1:${port}` });
+  const other = createClient({ url: `redis://127.0.0.1:${port}` });
+  c.on('error', (e) => { throw e; });
+  other.on('error', (e) => { throw e; });
+  await c.connect();
+  await other.connect();
+  // A cache with a time to live.
+  assert.equal(await c.set(k('nr:cache'), 'alice', { EX: 60 }), 'OK');
+  assert.equal(await c.get(k('nr:cache')), 'alice');
+  const ttl = await c.ttl(k('nr:cache'));
+  assert.ok(ttl > 55 && ttl <= 60, `ttl ${ttl}`);
+  assert.equal(await c.set(k('nr:short'), 'v', { PX: 150 }), 'OK');
+  await waitGone((key) => c.get(key), k('nr:short'));
+  // A transaction.
+  const replies = await c.multi().set(k('nr:n'), '1').incrBy(k('nr:n'), 41).get(k('nr:n')).exec();
+  assert.deepEqual(replies, ['OK', 42, '42']);
+  // WATCH: a change by another client aborts EXEC.
+  await c.watch(k('nr:n'));
+  await other.set(k('nr:n'), 'changed');
+  await assert.rejects(c.multi().set(k('nr:n'), 'mine').exec(), (e) => e.constructor.name === 'WatchError');
+  assert.equal(await c.get(k('nr:n')), 'changed');
+  // Iterating the keyspace.
+  await Promise.all(Array.from({ length: 200 }, (_, i) => c.set(k(`nr:scan:${i}`), String(i))));
+  const found = new Set();
+  for await (const keys of c.scanIterator({ MATCH: k('nr:scan:*'), COUNT: 30 })) {
+    for (const key of [keys].flat()) found.add(key);
+  }
+  assert.equal(found.size, 200);
+  await c.quit();
+  await other.quit();
+}
+
+async function ioredis() {
+  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const other = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await r.connect();
+  await other.connect();
+  assert.equal(await r.set(k('io:cache'), 'bob', 'EX', 60), 'OK');
+  assert.equal(await r.get(k('io:cache')), 'bob');
+  assert.equal(await r.setex(k('io:session'), 30, 'token'), 'OK');
+  assert.equal(await r.expire(k('io:session'), 100), 1);
+  assert.ok((await r.pttl(k('io:session'))) > 95_000);
+  assert.equal(await r.set(k('io:short'), 'v', 'PX', 150), 'OK');
+  await waitGone((key) => r.get(key), k('io:short'));
+  const replies = await r.multi().set(k('io:n'), '1').incrby(k('io:n'), 41).get(k('io:n')).exec();
+  assert.deepEqual(replies, [[null, 'OK'], [null, 42], [null, '42']]);
+  await r.watch(k('io:n'));
+  await other.set(k('io:n'), 'changed');
+  assert.equal(await r.multi().set(k('io:n'), 'mine').exec(), null);
+  assert.equal(await r.get(k('io:n')), 'changed');
+  const pipeline = r.pipeline();
+  for (let i = 0; i < 200; i++) pipeline.set(k(`io:scan:${i}`), String(i));
+  await pipeline.exec();
+  const found = new Set();
+  await new Promise((resolve, reject) => {
+    const stream = r.scanStream({ match: k('io:scan:*'), count: 30 });
+    stream.on('data', (keys) => keys.forEach((key) => found.add(key)));
+    stream.on('end', resolve);
+    stream.on('error', reject);
+  });
+  assert.equal(found.size, 200);
+  r.disconnect();
+  other.disconnect();
+}
+
+await nodeRedis();
+await ioredis();
+console.log('OK');
