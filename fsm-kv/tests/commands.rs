@@ -224,7 +224,11 @@ fn the_command_table_is_what_redis_reports() {
     expect("copy", -3, true);
     expect("flushdb", -1, true);
     expect("flushall", -1, true);
-    assert_eq!(table.len(), 37);
+    expect("hset", -4, true);
+    expect("hget", 3, false);
+    expect("hgetall", 2, false);
+    expect("hscan", -3, false);
+    assert_eq!(table.len(), 53);
 }
 
 /// A time far enough ahead of the wall clock that reads (which run at the later of the wall
@@ -434,5 +438,144 @@ fn scan_returns_every_key_present_throughout_despite_writes_between_calls() {
         let Reply::Array(reply) = kv.call(&["SCAN", "0", "COUNT", "1000", "TYPE", "hash"]) else { panic!("reply") };
         assert_eq!(reply[1], Reply::Array(vec![]));
         assert!(matches!(kv.call(&["RANDOMKEY"]), Reply::Bulk(_)));
+    }
+}
+
+fn map(pairs: &[(&str, &str)]) -> Reply {
+    Reply::Map(pairs.iter().map(|(k, v)| (bulk(k), bulk(v))).collect())
+}
+
+#[test]
+fn hashes_follow_redis_and_live_beside_strings() {
+    const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    expect_all(&[
+        (&["HSET", "h", "a", "1", "b", "2"], Integer(2)),
+        (&["HSET", "h", "a", "10", "c", "3"], Integer(1)),
+        (&["HGET", "h", "a"], bulk("10")),
+        (&["HGET", "h", "zz"], Null),
+        (&["HMGET", "h", "a", "zz", "c"], Reply::Array(vec![bulk("10"), Null, bulk("3")])),
+        (&["HMGET", "nohash", "a"], Reply::Array(vec![Null])),
+        (&["HLEN", "h"], Integer(3)),
+        (&["HEXISTS", "h", "b"], Integer(1)),
+        (&["HSTRLEN", "h", "a"], Integer(2)),
+        (&["HSETNX", "h", "a", "x"], Integer(0)),
+        (&["HSETNX", "h", "d", "4"], Integer(1)),
+        (&["HINCRBY", "h", "a", "5"], Integer(15)),
+        (&["HINCRBY", "h", "new", "-5"], Integer(-5)),
+        (&["HINCRBY", "h", "a", "x"], err("ERR value is not an integer or out of range")),
+        (&["HSET", "h", "s", "text"], Integer(1)),
+        (&["HINCRBY", "h", "s", "1"], err("ERR hash value is not an integer")),
+        (&["HINCRBYFLOAT", "h", "f", "1.5"], bulk("1.5")),
+        (&["HINCRBYFLOAT", "h", "s", "1"], err("ERR hash value is not a float")),
+        (&["HDEL", "h", "s", "f", "new", "zz"], Integer(3)),
+        (&["TYPE", "h"], Reply::Simple("hash".into())),
+        (&["HSET", "h", "odd"], err("ERR wrong number of arguments for 'hset' command")),
+        (&["HMSET", "h", "e", "5"], ok()),
+        // In the fields' hash order (the same on every replica), not insertion order.
+        (&["HGETALL", "h"], map(&[("e", "5"), ("b", "2"), ("c", "3"), ("a", "15"), ("d", "4")])),
+        // Strings and hashes refuse each other's commands.
+        (&["GET", "h"], err(WRONGTYPE)),
+        (&["INCR", "h"], err(WRONGTYPE)),
+        (&["APPEND", "h", "x"], err(WRONGTYPE)),
+        (&["STRLEN", "h"], err(WRONGTYPE)),
+        (&["SET", "h", "v", "GET"], err(WRONGTYPE)),
+        (&["MGET", "h"], Reply::Array(vec![Null])),
+        (&["SET", "str", "v"], ok()),
+        (&["HSET", "str", "a", "1"], err(WRONGTYPE)),
+        (&["HGET", "str", "a"], err(WRONGTYPE)),
+        (&["HGETALL", "str"], err(WRONGTYPE)),
+        // Keyspace commands see hashes.
+        (&["EXISTS", "h", "str"], Integer(2)),
+        (&["DBSIZE"], Integer(2)),
+        (&["SET", "h", "v", "NX"], Null),
+        (&["EXPIRE", "h", "100"], Integer(1)),
+        (&["TTL", "h"], Integer(100)),
+        (&["RENAME", "h", "h2"], ok()),
+        (&["TTL", "h2"], Integer(100)),
+        (&["HGET", "h2", "a"], bulk("15")),
+        (&["COPY", "h2", "h3"], Integer(1)),
+        (&["HDEL", "h2", "a"], Integer(1)),
+        (&["HGET", "h3", "a"], bulk("15")),
+        (&["HLEN", "h3"], Integer(5)),
+        (&["KEYS", "*"], Reply::Array(vec![bulk("str"), bulk("h2"), bulk("h3")])),
+        // The last field takes the key with it; SET replaces a hash.
+        (&["HDEL", "h2", "b", "c", "d", "e"], Integer(4)),
+        (&["EXISTS", "h2"], Integer(0)),
+        (&["SET", "h3", "plain"], ok()),
+        (&["GET", "h3"], bulk("plain")),
+        (&["HLEN", "h3"], err(WRONGTYPE)),
+        (&["DBSIZE"], Integer(2)),
+    ]);
+}
+
+#[test]
+fn a_removed_hash_is_emptied_by_the_tick_and_never_shows_through() {
+    for mut kv in backends() {
+        let t = future();
+        let mut args = vec!["HSET".to_owned(), "big".to_owned()];
+        for i in 0..3000 {
+            args.push(format!("f{i}"));
+            args.push("v".to_owned());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(kv.call_at(t, &refs), Integer(3000));
+        assert_eq!(kv.call_at(t, &["DEL", "big"]), Integer(1));
+        assert_eq!(kv.call_at(t, &["HSET", "big", "g", "1"]), Integer(1));
+        assert_eq!(kv.call(&["HGETALL", "big"]), map(&[("g", "1")]));
+        // 1024 elements per tick: three ticks and a last one that finds the rest.
+        let mut ticks = 0;
+        while kv.tick_at(t) != Integer(0) {
+            ticks += 1;
+            assert!(ticks < 10, "{}: the tick never finished", kv.backend);
+        }
+        assert_eq!(ticks, 3, "{}", kv.backend);
+        assert_eq!(kv.call(&["HLEN", "big"]), Integer(1));
+        assert_eq!(kv.call_at(t, &["DEL", "big"]), Integer(1));
+        assert_eq!(kv.tick_at(t), Integer(1));
+        assert_eq!(kv.call(&["DBSIZE"]), Integer(0));
+        let left: Vec<String> = kv.store_keys().iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        assert_eq!(left, ["m:dbsize", "m:next_id"], "{}: only counters are left", kv.backend);
+    }
+}
+
+#[test]
+fn hscan_and_hrandfield() {
+    for mut kv in backends() {
+        let mut args = vec!["HSET".to_owned(), "h".to_owned()];
+        for i in 0..200 {
+            args.push(format!("field:{i}"));
+            args.push(i.to_string());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(kv.call(&refs), Integer(200));
+        let mut cursor = "0".to_owned();
+        let mut seen = std::collections::BTreeMap::new();
+        loop {
+            let Reply::Array(reply) = kv.call(&["HSCAN", "h", &cursor, "COUNT", "17"]) else { panic!("reply") };
+            let [Reply::Bulk(next), Reply::Array(items)] = reply.as_slice() else { panic!("{reply:?}") };
+            for pair in items.chunks(2) {
+                let (Reply::Bulk(f), Reply::Bulk(v)) = (&pair[0], &pair[1]) else { panic!("{pair:?}") };
+                seen.insert(f.clone(), v.clone());
+            }
+            cursor = String::from_utf8_lossy(next).into_owned();
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 200, "{}", kv.backend);
+        assert_eq!(seen[b"field:7".as_slice()], b"7");
+        let Reply::Array(reply) = kv.call(&["HSCAN", "h", "0", "COUNT", "1000", "MATCH", "field:1?", "NOVALUES"])
+        else {
+            panic!("reply")
+        };
+        assert!(matches!(&reply[1], Reply::Array(items) if items.len() == 10), "{reply:?}");
+        assert!(matches!(kv.call(&["HRANDFIELD", "h"]), Reply::Bulk(_)));
+        assert!(matches!(kv.call(&["HRANDFIELD", "h", "5"]), Reply::Array(items) if items.len() == 5));
+        assert!(matches!(kv.call(&["HRANDFIELD", "h", "500"]), Reply::Array(items) if items.len() == 200));
+        assert!(
+            matches!(kv.call(&["HRANDFIELD", "h", "-300", "WITHVALUES"]), Reply::Array(items) if items.len() == 600)
+        );
+        assert_eq!(kv.call(&["HRANDFIELD", "nope"]), Null);
+        assert_eq!(kv.call(&["HRANDFIELD", "nope", "3"]), Reply::Array(vec![]));
     }
 }

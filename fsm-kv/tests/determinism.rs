@@ -1,20 +1,28 @@
-//! Determinism: one seeded random log of 100k fsm-kv commands, applied by replicas that differ in
-//! everything that must not matter (backend, batch boundaries, runtime restarts), gives identical
-//! replies and an identical state digest; a snapshot restored into a fresh store of either
-//! backend gives the same digest again.
+//! Determinism: one seeded random log of 100k fsm-kv commands (strings, expiry, keyspace commands,
+//! hashes, and transactions with watched keys), stamped with times that make keys expire along
+//! the way and interleaved with housekeeping ticks, applied by replicas that differ in everything
+//! that must not matter (backend, batch boundaries, runtime restarts), gives identical replies
+//! and an identical state digest; a snapshot restored into a fresh store of either backend gives
+//! the same digest again.
 
 mod support;
 
 use support::{Dialect, RandomData, Rng, random_command};
 
 use fsm_sdk::Reply;
-use redraft::runtime::Runtime;
+use redraft::runtime::{Op, Runtime};
 use redraft::storage::snapshot::SnapshotChunks;
 use redraft::storage::{MemoryStore, RedbStore, SharedStore, meta, state_digest};
 use std::sync::Arc;
 
 const COMMANDS: usize = 100_000;
 const SEED: u64 = 0x5eed_2026;
+/// Log entry `i` is stamped `TIME_BASE + i × TIME_STEP_MS`: 5000 s over the log, so keys set with
+/// the random log's relative times (1000 s and more) expire along the way.
+const TIME_BASE: i64 = 1_800_000_000_000;
+const TIME_STEP_MS: i64 = 50;
+/// A housekeeping tick before every this many log entries.
+const TICK_EVERY: usize = 500;
 
 /// One replica: a store, a runtime, and how it cuts the log into batches.
 struct Replica {
@@ -46,7 +54,15 @@ impl Replica {
         while at < log.len() {
             let n = (1 + rng.below(self.batch_max) as usize).min(log.len() - at);
             let last = (at + n) as u64;
-            let got = self.runtime.apply_batch(&log[at..at + n], &[(meta::LAST_APPLIED, &last.to_le_bytes())]);
+            let mut ops = Vec::with_capacity(n + 1);
+            for (i, encoded) in log.iter().enumerate().skip(at).take(n) {
+                let time_ms = TIME_BASE + i as i64 * TIME_STEP_MS;
+                if i.is_multiple_of(TICK_EVERY) {
+                    ops.push(Op::Tick { time_ms });
+                }
+                ops.push(Op::Command { encoded, time_ms: Some(time_ms) });
+            }
+            let got = self.runtime.apply_ops(&ops, &[(meta::LAST_APPLIED, &last.to_le_bytes())]);
             replies.extend(got.expect("no storage failure"));
             at += n;
             batches += 1;
@@ -62,11 +78,22 @@ impl Replica {
 #[test]
 fn replicas_agree_on_replies_and_state() {
     let mut rng = Rng(SEED);
+    let encode_one = |rng: &mut Rng| {
+        let args = random_command(rng, Dialect::Redraft);
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        support::encode(&args)
+    };
     let log: Vec<Vec<u8>> = (0..COMMANDS)
         .map(|_| {
-            let args = random_command(&mut rng, Dialect::Redraft);
-            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            support::encode(&args)
+            if rng.below(40) != 0 {
+                return encode_one(&mut rng);
+            }
+            // A transaction of a few commands, sometimes watching a key with a token that may or
+            // may not still match (an empty token: "the key does not exist").
+            let commands: Vec<Vec<u8>> = (0..1 + rng.below(4)).map(|_| encode_one(&mut rng)).collect();
+            let refs: Vec<&[u8]> = commands.iter().map(Vec::as_slice).collect();
+            let watches = if rng.below(2) == 0 { vec![(rng.key(), Vec::new())] } else { Vec::new() };
+            redraft::runtime::encode_transaction(&watches, &refs)
         })
         .collect();
 
@@ -83,7 +110,8 @@ fn replicas_agree_on_replies_and_state() {
     assert!(errors > 1_000 && errors < COMMANDS / 2, "the log exercises error paths: {errors} errors");
     for (i, replica) in replicas.iter_mut().enumerate().skip(1) {
         let (replies, fuel) = replica.apply_log(&log, 1 + i as u64);
-        if let Some(at) = (0..COMMANDS).find(|&n| replies[n] != reference[n]) {
+        assert_eq!(replies.len(), reference.len(), "{}: one reply per command and tick", replica.name);
+        if let Some(at) = (0..reference.len()).find(|&n| replies[n] != reference[n]) {
             panic!("{} diverges at command {at}: {:?} vs {:?}", replica.name, replies[at], reference[at]);
         }
         // Same instructions too: a command near its fuel budget must end the same way everywhere,

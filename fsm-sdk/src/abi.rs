@@ -102,6 +102,8 @@ pub mod tag {
     pub const NULL: u8 = 5;
     /// `*n items`: an array of replies.
     pub const ARRAY: u8 = 6;
+    /// `%n pairs`: key-value pairs in order (RESP3 map; RESP2 flat array).
+    pub const MAP: u8 = 7;
 }
 
 /// Flag bit of a command that changes state (goes through the Raft log).

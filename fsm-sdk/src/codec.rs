@@ -163,6 +163,7 @@ pub fn encoded_reply_len(reply: &Reply) -> usize {
         Reply::Bulk(b) => 5 + b.len(),
         Reply::Null => 1,
         Reply::Array(items) => 5 + items.iter().map(encoded_reply_len).sum::<usize>(),
+        Reply::Map(pairs) => 5 + pairs.iter().map(|(k, v)| encoded_reply_len(k) + encoded_reply_len(v)).sum::<usize>(),
     }
 }
 
@@ -191,6 +192,14 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
             put_len(out, items.len());
             for item in items {
                 encode_reply(item, out);
+            }
+        }
+        Reply::Map(pairs) => {
+            out.push(tag::MAP);
+            put_len(out, pairs.len());
+            for (key, value) in pairs {
+                encode_reply(key, out);
+                encode_reply(value, out);
             }
         }
     }
@@ -232,6 +241,21 @@ fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
                 items.push(read_reply(r, depth + 1)?);
             }
             Reply::Array(items)
+        }
+        tag::MAP => {
+            if depth >= REPLY_DEPTH_MAX {
+                return Err(err("reply nested too deeply"));
+            }
+            let count = r.u32("map length truncated")? as usize;
+            if count.saturating_mul(2) > r.bytes.len() {
+                return Err(err("map length exceeds the reply"));
+            }
+            let mut pairs = Vec::with_capacity(count.min(64));
+            for _ in 0..count {
+                let key = read_reply(r, depth + 1)?;
+                pairs.push((key, read_reply(r, depth + 1)?));
+            }
+            Reply::Map(pairs)
         }
         _ => return Err(err("unknown reply tag")),
     })
@@ -378,6 +402,7 @@ mod tests {
             Reply::Bulk(vec![0, 1, 2]),
             Reply::Null,
             Reply::Array(vec![]),
+            Reply::Map(vec![(Reply::Bulk(b"f".to_vec()), Reply::Integer(1)), (Reply::Null, Reply::Array(vec![]))]),
         ]);
         let mut enc = Vec::new();
         encode_reply(&reply, &mut enc);

@@ -17,6 +17,9 @@ pub enum Reply {
     Null,
     /// An array of replies.
     Array(Vec<Reply>),
+    /// Key-value pairs, in order (`HGETALL`): a RESP3 map, or a flat array of keys and values in
+    /// RESP2.
+    Map(Vec<(Reply, Reply)>),
 }
 
 impl Reply {

@@ -88,6 +88,16 @@ const SCRIPT: &[(&[&str], &str)] = &[
     // k, empty, n1, new, cnt, max, s.
     (&["DBSIZE"], ":7"),
     (&["DBSIZE", "x"], "-ERR wrong number of arguments for 'dbsize' command"),
+    // Hashes, and the type check between them and strings.
+    (&["HSET", "h", "f1", "a", "f2", "b"], ":2"),
+    (&["HGET", "h", "f2"], "$b"),
+    (&["HINCRBY", "h", "n", "5"], ":5"),
+    (&["HLEN", "h"], ":3"),
+    (&["TYPE", "h"], "+hash"),
+    (&["GET", "h"], "-WRONGTYPE Operation against a key holding the wrong kind of value"),
+    (&["HGET", "k", "f"], "-WRONGTYPE Operation against a key holding the wrong kind of value"),
+    (&["DEL", "h"], ":1"),
+    (&["DBSIZE"], ":7"),
 ];
 
 fn run_script(con: &mut redis::Connection, protocol: &str) {
@@ -260,6 +270,14 @@ fn t17_client_compatibility_commands() {
     assert!(matches!(resp::call(&mut con, &["COMMAND"]), Value::Array(c) if !c.is_empty()));
     let docs = resp::call(&mut con, &["COMMAND", "DOCS"]);
     assert!(matches!(docs, Value::Array(_) | Value::Map(_)), "COMMAND DOCS: {}", show(&docs));
+    let docs = show(&resp::call(&mut con, &["COMMAND", "DOCS", "hset", "expire", "multi"]));
+    for expected in [
+        "Creates or modifies the value of a field in a hash.",
+        "Sets the expiration time of a key in seconds.",
+        "Starts a transaction.",
+    ] {
+        assert!(docs.contains(expected), "COMMAND DOCS: {docs}");
+    }
 
     assert_eq!(call_show(&mut con, &["READONLY"]), "+OK");
     assert_eq!(call_show(&mut con, &["READWRITE"]), "+OK");

@@ -32,6 +32,12 @@ async function nodeRedis() {
   assert.ok(ttl > 55 && ttl <= 60, `ttl ${ttl}`);
   assert.equal(await c.set(k('nr:short'), 'v', { PX: 150 }), 'OK');
   await waitGone((key) => c.get(key), k('nr:short'));
+  // A session store in a hash.
+  assert.equal(await c.hSet(k('nr:sess'), { user: 'alice', visits: '1' }), 2);
+  assert.equal(await c.hIncrBy(k('nr:sess'), 'visits', 2), 3);
+  assert.deepEqual({ ...(await c.hGetAll(k('nr:sess'))) }, { user: 'alice', visits: '3' });
+  assert.equal(await c.hDel(k('nr:sess'), 'user'), 1);
+  await assert.rejects(c.get(k('nr:sess')), /WRONGTYPE/);
   // A transaction.
   const replies = await c.multi().set(k('nr:n'), '1').incrBy(k('nr:n'), 41).get(k('nr:n')).exec();
   assert.deepEqual(replies, ['OK', 42, '42']);
@@ -63,6 +69,9 @@ async function ioredis() {
   assert.ok((await r.pttl(k('io:session'))) > 95_000);
   assert.equal(await r.set(k('io:short'), 'v', 'PX', 150), 'OK');
   await waitGone((key) => r.get(key), k('io:short'));
+  assert.equal(await r.hset(k('io:sess'), { user: 'bob', visits: '1' }), 2);
+  assert.equal(await r.hincrby(k('io:sess'), 'visits', 4), 5);
+  assert.deepEqual(await r.hgetall(k('io:sess')), { user: 'bob', visits: '5' });
   const replies = await r.multi().set(k('io:n'), '1').incrby(k('io:n'), 41).get(k('io:n')).exec();
   assert.deepEqual(replies, [[null, 'OK'], [null, 42], [null, '42']]);
   await r.watch(k('io:n'));

@@ -30,6 +30,20 @@ while r.get(k("short")) is not None:
     time.sleep(0.05)
 assert r.exists(k("short")) == 0 and r.ttl(k("short")) == -2
 
+# A session store in a hash.
+assert r.hset(k("sess:1"), mapping={"user": "alice", "visits": "1"}) == 2
+assert r.hincrby(k("sess:1"), "visits", 2) == 3
+assert r.hgetall(k("sess:1")) == {"user": "alice", "visits": "3"}
+assert r.expire(k("sess:1"), 600) is True and 595 <= r.ttl(k("sess:1")) <= 600
+assert r.hget(k("sess:1"), "user") == "alice" and r.hexists(k("sess:1"), "nope") is False
+assert r.hdel(k("sess:1"), "user") == 1 and r.hlen(k("sess:1")) == 1
+assert dict(r.hscan_iter(k("sess:1"))) == {"visits": "3"}
+try:
+    r.get(k("sess:1"))
+    raise AssertionError("GET of a hash did not fail")
+except redis.ResponseError as e:
+    assert str(e).startswith("WRONGTYPE"), e
+
 # redis-py's default pipeline is a MULTI/EXEC transaction.
 with r.pipeline() as pipe:
     pipe.set(k("counter"), 1).incrby(k("counter"), 41).get(k("counter"))

@@ -14,7 +14,7 @@
 //! keys are invisible to every command at once; a write that touches one removes it first (as
 //! Redis's `lookupKeyWrite` does), and the tick removes the rest ([`tick`]).
 
-use crate::{data_key, key_created, key_removed, parse_i64};
+use crate::{collection, data_key, key_created, key_removed, parse_i64};
 use fsm_sdk::{Reply, Tx, View};
 
 const EXPIRY_PREFIX: u8 = b'e';
@@ -47,21 +47,39 @@ fn expired_at(view: &View, key: &[u8], now: i64) -> bool {
     expires_at(view, key).is_some_and(|at| now > at)
 }
 
-/// The value of `key` if it exists and has not expired at the command's time.
+/// The string value of `key` if it holds a string and has not expired at the command's time.
 pub fn live_value(view: &View, key: &[u8]) -> Option<Vec<u8>> {
     let value = view.get(&data_key(key))?;
     (!expired_at(view, key, view.time_ms())).then_some(value)
 }
 
-/// Whether `key` exists and has not expired at the command's time.
-pub fn is_live(view: &View, key: &[u8]) -> bool {
-    view.exists(&data_key(key)) && !expired_at(view, key, view.time_ms())
+/// `key`'s string value for a command that needs a string: `Ok(None)` when absent (or expired),
+/// Redis's `WRONGTYPE` error when it holds a collection.
+pub fn string_value(view: &View, key: &[u8]) -> Result<Option<Vec<u8>>, Reply> {
+    match live_value(view, key) {
+        Some(value) => Ok(Some(value)),
+        None if is_live(view, key) => Err(crate::wrong_type()),
+        None => Ok(None),
+    }
 }
 
-/// The length of `key`'s value if it is live.
-pub fn live_len(view: &View, key: &[u8]) -> Option<u32> {
-    let len = view.value_len(&data_key(key))?;
-    (!expired_at(view, key, view.time_ms())).then_some(len)
+/// Whether `key` holds a string or a collection, expired or not.
+pub fn exists_raw(view: &View, key: &[u8]) -> bool {
+    view.exists(&data_key(key)) || collection::header(view, key).is_some()
+}
+
+/// Whether `key` exists (any type) and has not expired at the command's time.
+pub fn is_live(view: &View, key: &[u8]) -> bool {
+    exists_raw(view, key) && !expired_at(view, key, view.time_ms())
+}
+
+/// The length of `key`'s string value if it is live; `WRONGTYPE` for a collection.
+pub fn live_len(view: &View, key: &[u8]) -> Result<Option<u32>, Reply> {
+    match view.value_len(&data_key(key)) {
+        Some(len) => Ok((!expired_at(view, key, view.time_ms())).then_some(len)),
+        None if is_live(view, key) => Err(crate::wrong_type()),
+        None => Ok(None),
+    }
 }
 
 /// Sets or clears `key`'s expiry time, keeping the index in step.
@@ -84,9 +102,10 @@ pub fn set_expiry(tx: &mut Tx, key: &[u8], at: Option<i64>) {
     }
 }
 
-/// Removes `key` with its expiry; returns whether it existed (live or not).
+/// Removes `key` (a string, or a collection whose elements the tick then deletes) with its
+/// expiry; returns whether it existed (live or not).
 pub fn remove(tx: &mut Tx, key: &[u8]) -> bool {
-    let existed = tx.delete(&data_key(key));
+    let existed = tx.delete(&data_key(key)) || collection::remove_collection(tx, key);
     set_expiry(tx, key, None);
     if existed {
         key_removed(tx, key);
@@ -102,10 +121,10 @@ pub fn expire_if_due(tx: &mut Tx, key: &[u8]) {
     }
 }
 
-/// Stores `value` at `key` as a new value: any expiry is dropped (as Redis's `SET` without
-/// `KEEPTTL`). Returns whether the key is new.
+/// Stores `value` at `key` as a new string value, whatever the key held: any expiry is dropped
+/// (as Redis's `SET` without `KEEPTTL`). Returns whether the key is new.
 pub fn overwrite(tx: &mut Tx, key: &[u8], value: &[u8]) -> bool {
-    let existed = tx.put(&data_key(key), value);
+    let existed = tx.put(&data_key(key), value) || collection::remove_collection(tx, key);
     set_expiry(tx, key, None);
     if !existed {
         key_created(tx, key);
@@ -134,11 +153,8 @@ pub fn tick(tx: &mut Tx) -> Reply {
     let due = tx.scan(&[INDEX_PREFIX], Some(&end), TICK_KEYS_MAX);
     let mut removed = 0;
     for (index, _) in &due {
-        let key = &index[9..];
         tx.delete(index);
-        tx.delete(&expiry_key(key));
-        if tx.delete(&data_key(key)) {
-            key_removed(tx, key);
+        if remove(tx, &index[9..]) {
             removed += 1;
         }
     }
@@ -228,7 +244,7 @@ fn expire_generic(tx: &mut Tx, args: &[&[u8]], command: &str, unit: ExpiryUnit) 
     let Some(at) = ms.checked_add(base) else { return invalid_expire_time(command) };
     let key = args[1];
     expire_if_due(tx, key);
-    if !tx.exists(&data_key(key)) {
+    if !exists_raw(tx, key) {
         return Reply::Integer(0);
     }
     let current = expires_at(tx, key);
@@ -315,7 +331,7 @@ pub fn pexpiretime(view: &View, args: &[&[u8]]) -> Reply {
 pub fn persist(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     let key = args[1];
     expire_if_due(tx, key);
-    if tx.exists(&data_key(key)) && expires_at(tx, key).is_some() {
+    if exists_raw(tx, key) && expires_at(tx, key).is_some() {
         set_expiry(tx, key, None);
         Reply::Integer(1)
     } else {
@@ -373,7 +389,11 @@ pub fn getex(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     }
     let key = args[1];
     expire_if_due(tx, key);
-    let Some(value) = tx.get(&data_key(key)) else { return Reply::Null };
+    let value = match string_value(tx, key) {
+        Ok(Some(value)) => value,
+        Ok(None) => return Reply::Null,
+        Err(reply) => return reply,
+    };
     if let Some((unit, arg)) = expiry {
         match option_expiry("getex", unit, arg, tx.time_ms()) {
             Ok(at) if at <= tx.time_ms() => {

@@ -14,8 +14,9 @@
 //! [`INDEX_KEYS_PER_TICK`] keys per tick in key order, and `SCAN` answers an error until it is
 //! done.
 
-use crate::expiry::{self, expires_at, is_live, remove, set_expiry};
-use crate::{DATA_PREFIX, data_key, key_created, parse_i64, read_dbsize};
+use crate::collection;
+use crate::expiry::{self, exists_raw, expires_at, is_live, remove, set_expiry};
+use crate::{DATA_PREFIX, data_key, key_created, key_removed, parse_i64, read_dbsize};
 use fsm_sdk::{Reply, Tx, View, glob::glob_match};
 
 const INDEX_PREFIX: u8 = b'h';
@@ -87,9 +88,13 @@ pub fn index_building(view: &View) -> bool {
 /// indexed.
 pub fn index_step(tx: &mut Tx) -> i64 {
     let Some(from) = tx.get(UNINDEXED_FROM) else { return 0 };
-    let keys = tx.scan(&from, Some(&[DATA_PREFIX + 1]), INDEX_KEYS_PER_TICK);
-    for (data, _) in &keys {
-        index_add(tx, &data[1..]);
+    // String keys (`k` + key) and collection keys (`t` + key); the meta keys between them are
+    // skipped.
+    let keys = tx.scan(&from, Some(b"u"), INDEX_KEYS_PER_TICK);
+    for (stored, _) in &keys {
+        if matches!(stored.first(), Some(b'k' | b't')) {
+            index_add(tx, &stored[1..]);
+        }
     }
     match keys.last() {
         Some((last, _)) if keys.len() == INDEX_KEYS_PER_TICK as usize => {
@@ -122,9 +127,20 @@ fn data_keys(view: &View, start: &[u8], limit: u32) -> (Vec<Vec<u8>>, Option<Vec
     (keys, next)
 }
 
+/// What `TYPE` answers for `key`: `string`, a collection's type, or `none`.
+pub fn type_name(view: &View, key: &[u8]) -> &'static str {
+    if !is_live(view, key) {
+        "none"
+    } else if view.exists(&data_key(key)) {
+        "string"
+    } else {
+        collection::header(view, key).map_or("none", |h| h.kind.name())
+    }
+}
+
 /// `TYPE key`.
 pub fn type_(view: &View, args: &[&[u8]]) -> Reply {
-    Reply::Simple(if is_live(view, args[1]) { "string" } else { "none" }.to_owned())
+    Reply::Simple(type_name(view, args[1]).to_owned())
 }
 
 /// `TOUCH key [key ...]`: how many exist.
@@ -143,80 +159,144 @@ pub fn keys(view: &View, args: &[&[u8]]) -> Reply {
         out.extend(keys.into_iter().filter(|k| glob_match(pattern, k)).map(Reply::Bulk));
         match next {
             Some(next) => start = next,
+            None => break,
+        }
+    }
+    let mut start = collection::headers_start();
+    loop {
+        let (keys, next) = collection::header_keys(view, &start, SCAN_CHUNK);
+        out.extend(keys.into_iter().filter(|k| is_live(view, k) && glob_match(pattern, k)).map(Reply::Bulk));
+        match next {
+            Some(next) => start = next,
             None => return Reply::Array(out),
         }
     }
 }
 
-/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: the cursor is a position in hash
-/// order (see the module docs); `COUNT` index entries are looked at per call (all of those with
-/// the last one's hash, so a cursor never splits a hash), then `MATCH` and `TYPE` filter them, as
-/// in Redis: a call may return no keys and a non-zero cursor.
-pub fn scan(view: &View, args: &[&[u8]]) -> Reply {
-    let Some(cursor) = std::str::from_utf8(args[1]).ok().and_then(|s| s.parse::<u64>().ok()) else {
-        return Reply::error("ERR invalid cursor");
-    };
-    let (mut pattern, mut count, mut type_filter) = (None, SCAN_COUNT_DEFAULT, None);
-    let mut i = 2;
+/// `SCAN`-style options: `MATCH`, `COUNT`, and the flags a command allows (`TYPE t` for `SCAN`,
+/// `NOVALUES` for `HSCAN`).
+pub struct ScanOptions<'a> {
+    /// The cursor: the hash to resume from.
+    pub cursor: u64,
+    /// `MATCH pattern`.
+    pub pattern: Option<&'a [u8]>,
+    /// `COUNT n`: entries looked at per call.
+    pub count: u64,
+    /// `TYPE t`, lower-case.
+    pub type_filter: Option<Vec<u8>>,
+    /// `NOVALUES`.
+    pub no_values: bool,
+}
+
+/// Parses `cursor [MATCH p] [COUNT n] [TYPE t | NOVALUES]` (from `args[at]` on) with Redis's
+/// errors.
+pub fn parse_scan_options<'a>(args: &[&'a [u8]], at: usize, allow_type: bool) -> Result<ScanOptions<'a>, Reply> {
+    let cursor = std::str::from_utf8(args[at])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Reply::error("ERR invalid cursor"))?;
+    let mut options =
+        ScanOptions { cursor, pattern: None, count: SCAN_COUNT_DEFAULT, type_filter: None, no_values: false };
+    let mut i = at + 1;
     while i < args.len() {
-        let Some(&value) = args.get(i + 1) else { return Reply::syntax_error() };
-        match args[i].to_ascii_uppercase().as_slice() {
-            b"MATCH" => pattern = Some(value),
+        let option = args[i].to_ascii_uppercase();
+        if !allow_type && option == b"NOVALUES" {
+            options.no_values = true;
+            i += 1;
+            continue;
+        }
+        let Some(&value) = args.get(i + 1) else { return Err(Reply::syntax_error()) };
+        match option.as_slice() {
+            b"MATCH" => options.pattern = Some(value),
             b"COUNT" => match parse_i64(value) {
-                Some(n) if n >= 1 => count = n as u64,
-                Some(_) => return Reply::syntax_error(),
-                None => return Reply::not_an_integer(),
+                Some(n) if n >= 1 => options.count = n as u64,
+                Some(_) => return Err(Reply::syntax_error()),
+                None => return Err(Reply::not_an_integer()),
             },
-            b"TYPE" => type_filter = Some(value.to_ascii_lowercase()),
-            _ => return Reply::syntax_error(),
+            b"TYPE" if allow_type => options.type_filter = Some(value.to_ascii_lowercase()),
+            _ => return Err(Reply::syntax_error()),
         }
         i += 2;
     }
+    Ok(options)
+}
+
+/// A store entry: key and value.
+pub type StoreEntry = (Vec<u8>, Vec<u8>);
+
+/// The first byte string after every string that starts with `prefix` (`None`: there is none).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
+}
+
+/// One page of a hash-ordered range: store entries `prefix + hash (u64 BE) + name` from hash
+/// `cursor` on, `count` of them plus any that share the last one's hash (so a cursor never splits
+/// a hash), and the cursor to continue from (0 at the end).
+pub fn hash_page(view: &View, prefix: &[u8], cursor: u64, count: u64) -> (Vec<StoreEntry>, u64) {
+    let mut start = prefix.to_vec();
+    start.extend_from_slice(&cursor.to_be_bytes());
+    let end = successor(prefix);
+    let end = end.as_deref();
+    let at = prefix.len();
+    let hash_of = |k: &[u8]| k.get(at..at + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+    let limit = count.min(u64::from(u32::MAX - 1)) as u32;
+    let mut entries = view.scan(&start, end, limit + 1);
+    if entries.len() <= limit as usize {
+        return (entries, 0);
+    }
+    let boundary = hash_of(&entries[limit as usize].0);
+    let last = hash_of(&entries[limit as usize - 1].0);
+    if boundary != last {
+        entries.truncate(limit as usize);
+        return (entries, boundary);
+    }
+    // A run of equal hashes straddles the limit: take the whole run.
+    entries.truncate(limit as usize);
+    let mut from = entries.last().map(|(k, _)| k.clone()).unwrap_or_default();
+    loop {
+        from.push(0);
+        let more = view.scan(&from, end, SCAN_CHUNK);
+        let full = more.len() == SCAN_CHUNK as usize;
+        for (k, v) in more {
+            if hash_of(&k) != last {
+                return (entries, hash_of(&k));
+            }
+            from = k.clone();
+            entries.push((k, v));
+        }
+        if !full {
+            return (entries, 0);
+        }
+    }
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`: the cursor is a position in hash
+/// order (see the module docs); `COUNT` index entries are looked at per call, then `MATCH` and
+/// `TYPE` filter them, as in Redis: a call may return no keys and a non-zero cursor.
+pub fn scan(view: &View, args: &[&[u8]]) -> Reply {
+    let options = match parse_scan_options(args, 1, true) {
+        Ok(options) => options,
+        Err(reply) => return reply,
+    };
     if index_building(view) {
         return Reply::error(
             "ERR SCAN is unavailable while the keyspace index is built after a module switch: retry shortly",
         );
     }
-    // Look at `count` entries, plus any that share the last one's hash.
-    let limit = count.min(u64::from(u32::MAX - 1)) as u32;
-    let mut entries = view.scan(&index_start(cursor), Some(&[INDEX_PREFIX + 1]), limit + 1);
-    let hash_of = |k: &[u8]| k.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
-    let mut next_cursor = 0;
-    if entries.len() > limit as usize {
-        let boundary = hash_of(&entries[limit as usize].0);
-        let last = hash_of(&entries[limit as usize - 1].0);
-        if boundary != last {
-            entries.truncate(limit as usize);
-            next_cursor = boundary;
-        } else {
-            // A run of equal hashes straddles the limit: take the whole run.
-            let mut from = entries.last().map(|(k, _)| k.clone()).unwrap_or_default();
-            loop {
-                from.push(0);
-                let more = view.scan(&from, Some(&[INDEX_PREFIX + 1]), SCAN_CHUNK);
-                let mut done = more.len() < SCAN_CHUNK as usize;
-                for (k, v) in more {
-                    if hash_of(&k) != last {
-                        next_cursor = hash_of(&k);
-                        done = true;
-                        break;
-                    }
-                    from = k.clone();
-                    entries.push((k, v));
-                }
-                if done {
-                    break;
-                }
-            }
-            entries.retain(|(k, _)| hash_of(k) == last || hash_of(k) < last);
-        }
-    }
+    let (entries, next_cursor) = hash_page(view, &[INDEX_PREFIX], options.cursor, options.count);
     let keys = entries
         .into_iter()
         .map(|(k, _)| k[9..].to_vec())
         .filter(|k| is_live(view, k))
-        .filter(|k| pattern.is_none_or(|p| glob_match(p, k)))
-        .filter(|_| type_filter.as_deref().is_none_or(|t| t == b"string"))
+        .filter(|k| options.pattern.is_none_or(|p| glob_match(p, k)))
+        .filter(|k| options.type_filter.as_deref().is_none_or(|t| type_name(view, k).as_bytes() == t))
         .map(Reply::Bulk)
         .collect();
     Reply::Array(vec![Reply::Bulk(next_cursor.to_string().into_bytes()), Reply::Array(keys)])
@@ -247,12 +327,33 @@ pub fn randomkey(view: &View, _args: &[&[u8]]) -> Reply {
     Reply::Null
 }
 
-/// Moves or copies `source`'s value and expiry to `destination` (which must differ), replacing
-/// whatever it held.
-fn copy_key(tx: &mut Tx, source: &[u8], destination: &[u8], value: &[u8]) {
+/// Copies `source`'s value or collection and expiry to `destination` (which must differ),
+/// replacing whatever it held.
+fn copy_key(tx: &mut Tx, source: &[u8], destination: &[u8]) {
     let at = expires_at(tx, source);
     remove(tx, destination);
-    tx.put(&data_key(destination), value);
+    if let Some(value) = tx.get(&data_key(source)) {
+        tx.put(&data_key(destination), &value);
+    } else if let Some(header) = collection::header(tx, source) {
+        collection::copy_collection(tx, destination, &header);
+    }
+    key_created(tx, destination);
+    set_expiry(tx, destination, at);
+}
+
+/// Moves `source` to `destination` (which must differ), replacing whatever it held. A
+/// collection's elements stay where they are: only its header moves.
+fn move_key(tx: &mut Tx, source: &[u8], destination: &[u8]) {
+    let at = expires_at(tx, source);
+    remove(tx, destination);
+    if let Some(value) = tx.get(&data_key(source)) {
+        tx.put(&data_key(destination), &value);
+        tx.delete(&data_key(source));
+    } else if let Some(header) = collection::header(tx, source) {
+        collection::move_collection(tx, source, destination, &header);
+    }
+    set_expiry(tx, source, None);
+    key_removed(tx, source);
     key_created(tx, destination);
     set_expiry(tx, destination, at);
 }
@@ -262,15 +363,16 @@ fn rename_generic(tx: &mut Tx, args: &[&[u8]], nx: bool) -> Reply {
     let (source, destination) = (args[1], args[2]);
     expiry::expire_if_due(tx, source);
     expiry::expire_if_due(tx, destination);
-    let Some(value) = tx.get(&data_key(source)) else { return Reply::error("ERR no such key") };
+    if !exists_raw(tx, source) {
+        return Reply::error("ERR no such key");
+    }
     if source == destination {
         return if nx { Reply::Integer(0) } else { Reply::ok() };
     }
-    if nx && tx.exists(&data_key(destination)) {
+    if nx && exists_raw(tx, destination) {
         return Reply::Integer(0);
     }
-    copy_key(tx, source, destination, &value);
-    remove(tx, source);
+    move_key(tx, source, destination);
     if nx { Reply::Integer(1) } else { Reply::ok() }
 }
 
@@ -284,7 +386,8 @@ pub fn renamenx(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     rename_generic(tx, args, true)
 }
 
-/// `COPY source destination [DB 0] [REPLACE]`: 1 if copied (value and expiry).
+/// `COPY source destination [DB 0] [REPLACE]`: 1 if copied (value and expiry). A collection is
+/// copied element by element, within one command's fuel budget.
 pub fn copy(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     let (source, destination) = (args[1], args[2]);
     let mut replace = false;
@@ -309,11 +412,13 @@ pub fn copy(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     }
     expiry::expire_if_due(tx, source);
     expiry::expire_if_due(tx, destination);
-    let Some(value) = tx.get(&data_key(source)) else { return Reply::Integer(0) };
-    if !replace && tx.exists(&data_key(destination)) {
+    if !exists_raw(tx, source) {
         return Reply::Integer(0);
     }
-    copy_key(tx, source, destination, &value);
+    if !replace && exists_raw(tx, destination) {
+        return Reply::Integer(0);
+    }
+    copy_key(tx, source, destination);
     Reply::Integer(1)
 }
 
@@ -333,14 +438,15 @@ pub fn flushdb(tx: &mut Tx, args: &[&[u8]]) -> Reply {
              must stay within one command's fuel budget; delete in batches (SCAN, then DEL)"
         ));
     }
-    loop {
-        let keys: Vec<Vec<u8>> =
-            tx.scan(&[DATA_PREFIX], Some(&[DATA_PREFIX + 1]), SCAN_CHUNK).into_iter().map(|(k, _)| k).collect();
-        if keys.is_empty() {
-            break;
-        }
-        for data in keys {
-            remove(tx, &data[1..]);
+    for (first, end) in [([DATA_PREFIX], [DATA_PREFIX + 1]), ([b't'], [b'u'])] {
+        loop {
+            let keys: Vec<Vec<u8>> = tx.scan(&first, Some(&end), SCAN_CHUNK).into_iter().map(|(k, _)| k).collect();
+            if keys.is_empty() {
+                break;
+            }
+            for stored in keys {
+                remove(tx, &stored[1..]);
+            }
         }
     }
     tx.delete(UNINDEXED_FROM);

@@ -19,10 +19,15 @@
 //! the same on every replica), so expiry is deterministic; see [`expiry`].
 #![deny(unsafe_code)]
 
+pub mod collection;
 pub mod expiry;
+mod float;
+pub mod hash;
 pub mod keyspace;
 
 use expiry::{ExpiryUnit, expire_if_due, live_len, live_value, overwrite, remove};
+
+pub use float::{format_float, parse_float};
 use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View};
 
 /// The string commands (fsm-kv v1's whole table).
@@ -74,22 +79,24 @@ pub const KEYSPACE: [Command; 11] = [
     Command::write("flushall", Arity::AtLeast(1), KeySpec::none(), keyspace::flushdb),
 ];
 
-/// fsm-kv's whole table: [`STRINGS`], [`EXPIRY`] and [`KEYSPACE`].
-pub const KV_COMMANDS: [Command; 37] = concat(concat::<14, 12, 26>(STRINGS, EXPIRY), KEYSPACE);
+/// fsm-kv's whole table: [`STRINGS`], [`EXPIRY`], [`KEYSPACE`] and [`hash::HASHES`].
+pub const KV_COMMANDS: [Command; 53] =
+    concat(concat::<26, 11, 37>(concat::<14, 12, 26>(STRINGS, EXPIRY), KEYSPACE), hash::HASHES);
 
-/// fsm-kv's housekeeping: whether expired keys wait for removal or the keyspace index is being
-/// built ([`fsm_sdk::StateMachine::tick_due`]).
+/// fsm-kv's housekeeping: whether expired keys wait for removal, removed collections for their
+/// elements to be deleted, or the keyspace index to be built ([`fsm_sdk::StateMachine::tick_due`]).
 pub fn tick_due(view: &View) -> bool {
-    expiry::tick_due(view) || keyspace::index_building(view)
+    expiry::tick_due(view) || collection::garbage_due(view) || keyspace::index_building(view)
 }
 
-/// fsm-kv's housekeeping tick: removes expired keys and indexes keys, a bounded number of each.
+/// fsm-kv's housekeeping tick: removes expired keys, deletes removed collections' elements and
+/// indexes keys, a bounded number of each; replies with the work done.
 pub fn tick(tx: &mut Tx) -> Reply {
     let removed = match expiry::tick(tx) {
         Reply::Integer(n) => n,
         other => return other,
     };
-    Reply::Integer(removed + keyspace::index_step(tx))
+    Reply::Integer(removed + collection::collect_garbage(tx) + keyspace::index_step(tx))
 }
 
 /// fsm-kv's migration hook (a cluster switched to it from another module): the state's keys may
@@ -150,10 +157,27 @@ pub fn adjust_dbsize(tx: &mut Tx, delta: i64) {
     }
 }
 
-/// The `WATCH` token of a string key: empty when the key does not exist (or expired at the
-/// command's time), else a 64-bit FNV-1a digest of the value, its length and its expiry time.
+/// Redis's `WRONGTYPE` error.
+pub fn wrong_type() -> Reply {
+    Reply::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+}
+
+/// The `WATCH` token of a key: empty when the key does not exist (or expired at the command's
+/// time); for a string, a 64-bit FNV-1a digest of the value, its length and its expiry time; for
+/// a collection, its id and version (bumped by every change) and its expiry time.
 pub fn watch_token(view: &View, key: &[u8]) -> Vec<u8> {
-    let Some(value) = expiry::live_value(view, key) else { return Vec::new() };
+    if !expiry::is_live(view, key) {
+        return Vec::new();
+    }
+    let Some(value) = expiry::live_value(view, key) else {
+        let mut token = vec![2];
+        if let Some(header) = collection::header(view, key) {
+            token.extend_from_slice(&header.id.to_le_bytes());
+            token.extend_from_slice(&header.version.to_le_bytes());
+        }
+        token.extend_from_slice(&expiry::expires_at(view, key).unwrap_or(-1).to_le_bytes());
+        return token;
+    };
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let expires = expiry::expires_at(view, key).unwrap_or(-1);
     for byte in value.iter().chain(&(value.len() as u64).to_le_bytes()).chain(&expires.to_le_bytes()) {
@@ -197,7 +221,10 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
 // ----- reads --------------------------------------------------------------------------------
 
 fn get(view: &View, args: &[&[u8]]) -> Reply {
-    Reply::bulk_or_null(live_value(view, args[1]))
+    match expiry::string_value(view, args[1]) {
+        Ok(value) => Reply::bulk_or_null(value),
+        Err(reply) => reply,
+    }
 }
 
 fn exists(view: &View, args: &[&[u8]]) -> Reply {
@@ -210,7 +237,10 @@ fn mget(view: &View, args: &[&[u8]]) -> Reply {
 }
 
 fn strlen(view: &View, args: &[&[u8]]) -> Reply {
-    Reply::Integer(live_len(view, args[1]).map_or(0, i64::from))
+    match live_len(view, args[1]) {
+        Ok(len) => Reply::Integer(len.map_or(0, i64::from)),
+        Err(reply) => reply,
+    }
 }
 
 fn dbsize(view: &View, _args: &[&[u8]]) -> Reply {
@@ -248,23 +278,29 @@ fn set(tx: &mut Tx, args: &[&[u8]]) -> Reply {
         Some(Err(reply)) => return reply,
         None => None,
     };
-    let dkey = data_key(key);
-    let old = if get || nx || xx {
+    let (old, exists) = if get || nx || xx {
         expire_if_due(tx, key);
-        tx.get(&dkey)
+        let old = if get {
+            match expiry::string_value(tx, key) {
+                Ok(old) => old,
+                Err(reply) => return reply,
+            }
+        } else {
+            None
+        };
+        (old, expiry::exists_raw(tx, key))
     } else {
-        None
+        (None, false)
     };
-    let exists = old.is_some();
     let write = !(nx && exists || xx && !exists);
     if write {
         match at {
             Some(at) => expiry::store_expiring(tx, key, value, at),
             None if keepttl => {
                 expire_if_due(tx, key);
-                if !tx.put(&dkey, value) {
-                    key_created(tx, key);
-                }
+                let kept = expiry::expires_at(tx, key);
+                overwrite(tx, key, value);
+                expiry::set_expiry(tx, key, kept);
             }
             // An expired key's leftovers go with the overwrite: no TTL survives a plain SET.
             None => {
@@ -306,7 +342,10 @@ fn mset(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 pub fn getdel(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     let key = args[1];
     expire_if_due(tx, key);
-    let value = tx.get(&data_key(key));
+    let value = match expiry::string_value(tx, key) {
+        Ok(value) => value,
+        Err(reply) => return reply,
+    };
     if value.is_some() {
         remove(tx, key);
     }
@@ -316,7 +355,7 @@ pub fn getdel(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 /// `SETNX key value`: 1 if it set the key, 0 if the key existed.
 pub fn setnx(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     expire_if_due(tx, args[1]);
-    if tx.exists(&data_key(args[1])) {
+    if expiry::exists_raw(tx, args[1]) {
         return Reply::Integer(0);
     }
     overwrite(tx, args[1], args[2]);
@@ -327,9 +366,10 @@ pub fn setnx(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 fn incr_by(tx: &mut Tx, key: &[u8], delta: i64) -> Reply {
     expire_if_due(tx, key);
     let dkey = data_key(key);
-    let current = match tx.get(&dkey) {
-        None => 0,
-        Some(v) => match parse_i64(&v) {
+    let current = match expiry::string_value(tx, key) {
+        Err(reply) => return reply,
+        Ok(None) => 0,
+        Ok(Some(v)) => match parse_i64(&v) {
             Some(n) => n,
             None => return Reply::not_an_integer(),
         },
@@ -370,7 +410,10 @@ fn decrby(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 fn append(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     expire_if_due(tx, args[1]);
     let dkey = data_key(args[1]);
-    let mut value = tx.get(&dkey).unwrap_or_default();
+    let mut value = match expiry::string_value(tx, args[1]) {
+        Ok(value) => value.unwrap_or_default(),
+        Err(reply) => return reply,
+    };
     value.extend_from_slice(args[2]);
     if !tx.put(&dkey, &value) {
         key_created(tx, args[1]);

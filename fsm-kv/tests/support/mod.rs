@@ -87,6 +87,18 @@ impl Kv {
         self.call_bytes_at(time_ms, &args)
     }
 
+    /// Every key in the module's store, in order.
+    pub fn store_keys(&self) -> Vec<Vec<u8>> {
+        let view = self.runtime.store().read().expect("view");
+        let mut keys = Vec::new();
+        view.scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, &mut |k, _| {
+            keys.push(k.to_vec());
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("scan");
+        keys
+    }
+
     /// Applies a housekeeping tick stamped `time_ms`; its reply.
     pub fn tick_at(&mut self, time_ms: i64) -> Reply {
         let mut replies = self.runtime.apply_ops(&[redraft::runtime::Op::Tick { time_ms }], &[]).expect("tick");
@@ -175,7 +187,7 @@ pub fn random_command(rng: &mut Rng, dialect: Dialect) -> Vec<Vec<u8>> {
         };
     }
     let del = if dialect == Dialect::Redis || rng.below(2) == 0 { "DEL" } else { "DELETE" };
-    match rng.below(22) {
+    match rng.below(26) {
         0..=3 => {
             let mut cmd = vec![c("SET"), rng.key(), rng.value()];
             for option in ["NX", "XX", "GET", "BOGUS"] {
@@ -201,7 +213,45 @@ pub fn random_command(rng: &mut Rng, dialect: Dialect) -> Vec<Vec<u8>> {
         14 => vec![c("STRLEN"), rng.key()],
         15 => vec![c("DBSIZE")],
         16..=19 => random_expiry_command(rng),
-        _ => random_keyspace_command(rng),
+        20 | 21 => random_keyspace_command(rng),
+        _ => random_hash_command(rng),
+    }
+}
+
+/// A random hash command, on the same keys as the string commands (so `WRONGTYPE` comes up).
+pub fn random_hash_command(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let c = |s: &str| s.as_bytes().to_vec();
+    let field = |rng: &mut Rng| format!("f{}", rng.below(8)).into_bytes();
+    let key = rng.key();
+    match rng.below(18) {
+        0..=3 => {
+            let mut cmd = vec![c("HSET"), key];
+            for _ in 0..1 + rng.below(3) {
+                cmd.push(field(rng));
+                cmd.push(rng.value());
+            }
+            if rng.below(20) == 0 {
+                cmd.pop();
+            }
+            cmd
+        }
+        4 => vec![c("HSETNX"), key, field(rng), rng.value()],
+        5 => vec![c("HGET"), key, field(rng)],
+        6 => vec![c("HMGET"), key, field(rng), field(rng)],
+        7 => vec![c("HDEL"), key, field(rng), field(rng)],
+        8 => vec![c("HEXISTS"), key, field(rng)],
+        9 => vec![c("HLEN"), key],
+        10 => vec![c("HSTRLEN"), key, field(rng)],
+        11 => vec![c("HGETALL"), key],
+        12 => vec![c(if rng.below(2) == 0 { "HKEYS" } else { "HVALS" }), key],
+        13 => vec![c("HINCRBY"), key, field(rng), rng.value()],
+        14 => {
+            const INCREMENTS: [&str; 6] = ["1", "0.5", "-2.25", "abc", "10", "2.5e-1"];
+            vec![c("HINCRBYFLOAT"), key, field(rng), c(INCREMENTS[rng.below(6) as usize])]
+        }
+        15 => vec![c("HMSET"), key, field(rng), rng.value()],
+        16 => vec![c("TYPE"), key],
+        _ => vec![c("HSET"), key, field(rng), (rng.below(100) as i64 - 50).to_string().into_bytes()],
     }
 }
 
@@ -282,7 +332,11 @@ pub fn random_expiry_command(rng: &mut Rng) -> Vec<Vec<u8>> {
         12 => vec![c("SET"), key, rng.value(), c("KEEPTTL")],
         13 => vec![c("SET"), key, rng.value(), c("EX"), seconds(rng).to_string().into_bytes()],
         14 => vec![c("SET"), key, rng.value(), c("EXAT"), far(rng).to_string().into_bytes(), c("GET")],
-        _ => vec![c("SET"), key, rng.value(), c("PX"), rng.value()],
+        // Invalid expiry times (never a small valid one: it would expire between the servers).
+        _ => {
+            const BAD: [&str; 5] = ["0", "-5", "abc", "", "1.5"];
+            vec![c("SET"), key, rng.value(), c("PX"), c(BAD[rng.below(5) as usize])]
+        }
     }
 }
 
@@ -297,6 +351,22 @@ pub fn replies_agree(args: &[Vec<u8>], ours: &Reply, theirs: &Reply) -> bool {
     };
     match (ours, theirs) {
         (Reply::Integer(a), Reply::Integer(b)) if *a >= 0 && *b >= 0 => a.abs_diff(*b) <= tolerance,
+        // Fields come in hash order here, in insertion order from a small Redis hash: compare
+        // them as sets. HGETALL is a map here, a flat array of fields and values from RESP2.
+        (Reply::Map(pairs), Reply::Array(flat)) if name == b"HGETALL" => {
+            let mut ours: Vec<(Reply, Reply)> = pairs.clone();
+            let mut theirs: Vec<(Reply, Reply)> =
+                flat.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or(Reply::Null))).collect();
+            ours.sort_by_key(|(k, _)| format!("{k:?}"));
+            theirs.sort_by_key(|(k, _)| format!("{k:?}"));
+            ours == theirs
+        }
+        (Reply::Array(a), Reply::Array(b)) if name == b"HKEYS" || name == b"HVALS" => {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            a.sort_by_key(|r| format!("{r:?}"));
+            b.sort_by_key(|r| format!("{r:?}"));
+            a == b
+        }
         _ => ours == theirs,
     }
 }

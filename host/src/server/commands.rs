@@ -300,8 +300,24 @@ fn command(shared: &Shared, args: &[Bytes]) -> Response {
     if is(sub, "COUNT") {
         Response::Integer(command_entries(shared).len() as i64)
     } else if is(sub, "DOCS") {
-        // No documentation to offer: an empty map, after which redis-cli uses COMMAND.
-        Response::Map(vec![])
+        // Every command, or the ones named (unknown names are left out, as Redis does).
+        let module = shared.node.module();
+        let module_names: Vec<String> = module.commands().iter().map(|c| c.name.to_ascii_lowercase()).collect();
+        let local = LOCAL_COMMANDS.iter().map(|(n, ..)| (*n).to_owned());
+        let known: Vec<(String, bool)> =
+            module_names.iter().map(|n| (n.clone(), true)).chain(local.map(|n| (n, false))).collect();
+        let wanted: Option<std::collections::HashSet<String>> =
+            (args.len() > 2).then(|| args[2..].iter().map(|a| text(a).to_ascii_lowercase()).collect());
+        Response::Map(
+            known
+                .into_iter()
+                .filter(|(name, _)| wanted.as_ref().is_none_or(|w| w.contains(name)))
+                .map(|(name, from_module)| {
+                    let docs = super::command_docs::entry(&name, from_module);
+                    (Response::bulk(name), docs)
+                })
+                .collect(),
+        )
     } else if is(sub, "INFO") {
         // One lookup per name asked for: linear in the request, however many names it carries.
         let entries: std::collections::HashMap<String, Response> = command_entries(shared).into_iter().collect();

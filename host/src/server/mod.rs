@@ -15,6 +15,7 @@
 //! Connections are capped (`limits.connections_max`); past the cap a client gets Redis's
 //! `-ERR max number of clients reached` and is closed.
 
+mod command_docs;
 pub mod commands;
 pub mod connection;
 pub mod glob;

@@ -1,0 +1,226 @@
+//! Keys that hold collections (hashes today), stored so that they stay scalable: a collection is
+//! a small header plus one store entry per element, never one value rewritten per command.
+//!
+//! Layout:
+//! * `t` + key → the header: type, id, element count, version (see [`Header`]);
+//! * `f` + id (`u64` big-endian) + hash(element) (`u64` big-endian) + element → the element's
+//!   value. Elements are ordered by their hash inside a collection, so `HSCAN` cursors are stable
+//!   positions, as `SCAN`'s are (see [`crate::keyspace`]);
+//! * `g` + id → the type: a collection removed but not yet emptied. Removing a key with a million
+//!   elements takes one write (the header goes, the id goes to `g`), and the housekeeping tick
+//!   deletes [`GARBAGE_ELEMENTS_PER_TICK`] elements per tick. Ids are never reused
+//!   (`m:next_id`), so leftovers never show through a new key.
+//!
+//! A key is either a string (`k` + key) or a collection (`t` + key), never both.
+
+use crate::keyspace::key_hash;
+use fsm_sdk::{Tx, View};
+
+const HEADER_PREFIX: u8 = b't';
+const ELEMENT_PREFIX: u8 = b'f';
+const GARBAGE_PREFIX: u8 = b'g';
+const NEXT_ID: &[u8] = b"m:next_id";
+/// Elements of removed collections one tick deletes.
+pub const GARBAGE_ELEMENTS_PER_TICK: u32 = 1024;
+
+/// A collection type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A hash: field → value.
+    Hash = 1,
+}
+
+impl Kind {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Kind::Hash),
+            _ => None,
+        }
+    }
+
+    /// The name `TYPE` answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Hash => "hash",
+        }
+    }
+}
+
+/// A collection's header, at `t` + key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// What it holds.
+    pub kind: Kind,
+    /// Its elements live under `f` + id.
+    pub id: u64,
+    /// How many elements it holds (never 0: an empty collection is removed).
+    pub len: u64,
+    /// Bumped by every change, so `WATCH` sees a change even when the count does not move.
+    pub version: u64,
+}
+
+impl Header {
+    fn encode(&self) -> [u8; 25] {
+        let mut out = [0u8; 25];
+        out[0] = self.kind as u8;
+        out[1..9].copy_from_slice(&self.id.to_le_bytes());
+        out[9..17].copy_from_slice(&self.len.to_le_bytes());
+        out[17..25].copy_from_slice(&self.version.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let word = |at: usize| bytes.get(at..at + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
+        Some(Header { kind: Kind::from_byte(*bytes.first()?)?, id: word(1)?, len: word(9)?, version: word(17)? })
+    }
+}
+
+fn header_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(HEADER_PREFIX);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The header of `key`, if it holds a collection (live or not: callers check expiry).
+pub fn header(view: &View, key: &[u8]) -> Option<Header> {
+    view.get(&header_key(key)).and_then(|b| Header::decode(&b))
+}
+
+/// Stores `key`'s header.
+pub fn put_header(tx: &mut Tx, key: &[u8], header: &Header) {
+    tx.put(&header_key(key), &header.encode());
+}
+
+/// A new, empty collection header for `key` with a fresh id (the caller stores it with its first
+/// element).
+pub fn new_header(tx: &mut Tx, kind: Kind) -> Header {
+    let id = tx.get(NEXT_ID).and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(1, u64::from_le_bytes);
+    tx.put(NEXT_ID, &(id + 1).to_le_bytes());
+    Header { kind, id, len: 0, version: 0 }
+}
+
+/// The store key prefix of collection `id`'s elements.
+pub fn elements_prefix(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(ELEMENT_PREFIX);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The first key past collection `id`'s elements.
+pub fn elements_end(id: u64) -> Vec<u8> {
+    match id.checked_add(1) {
+        Some(next) => elements_prefix(next),
+        None => vec![ELEMENT_PREFIX + 1],
+    }
+}
+
+/// The store key of `element` in collection `id`.
+pub fn element_key(id: u64, element: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(element.len() + 17);
+    k.push(ELEMENT_PREFIX);
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(&key_hash(element).to_be_bytes());
+    k.extend_from_slice(element);
+    k
+}
+
+/// The element an element key names (what follows the id and the hash).
+pub fn element_of(store_key: &[u8]) -> &[u8] {
+    store_key.get(17..).unwrap_or_default()
+}
+
+/// Removes `key`'s collection (if it holds one): the header goes now, the elements with the
+/// tick. Returns whether there was one.
+pub fn remove_collection(tx: &mut Tx, key: &[u8]) -> bool {
+    let Some(header) = header(tx, key) else { return false };
+    tx.delete(&header_key(key));
+    let mut garbage = vec![GARBAGE_PREFIX];
+    garbage.extend_from_slice(&header.id.to_be_bytes());
+    tx.put(&garbage, &[header.kind as u8]);
+    true
+}
+
+/// Removes `key`'s header only: for a collection whose last element was just removed.
+pub fn drop_header(tx: &mut Tx, key: &[u8]) {
+    tx.delete(&header_key(key));
+}
+
+/// Moves `source`'s header to `destination` (whose own value the caller removed first): the
+/// elements stay where they are, under the id.
+pub fn move_collection(tx: &mut Tx, source: &[u8], destination: &[u8], header: &Header) {
+    tx.delete(&header_key(source));
+    put_header(tx, destination, header);
+}
+
+/// Copies collection `header` to `destination` (removed first by the caller) under a new id,
+/// element by element: one command's fuel bounds how large a collection `COPY` can copy.
+pub fn copy_collection(tx: &mut Tx, destination: &[u8], header: &Header) {
+    let mut copy = new_header(tx, header.kind);
+    copy.len = header.len;
+    let mut from = elements_prefix(header.id);
+    let end = elements_end(header.id);
+    loop {
+        let entries = tx.scan(&from, Some(&end), 256);
+        for (k, v) in &entries {
+            tx.put(&element_key(copy.id, element_of(k)), v);
+        }
+        match entries.last() {
+            Some((last, _)) if entries.len() == 256 => {
+                from = last.clone();
+                from.push(0);
+            }
+            _ => break,
+        }
+    }
+    put_header(tx, destination, &copy);
+}
+
+/// Whether removed collections wait to be emptied.
+pub fn garbage_due(view: &View) -> bool {
+    !view.scan(&[GARBAGE_PREFIX], Some(&[GARBAGE_PREFIX + 1]), 1).is_empty()
+}
+
+/// Deletes up to [`GARBAGE_ELEMENTS_PER_TICK`] elements of removed collections; how many.
+pub fn collect_garbage(tx: &mut Tx) -> i64 {
+    let mut budget = GARBAGE_ELEMENTS_PER_TICK;
+    let mut deleted = 0;
+    while budget > 0 {
+        let Some((garbage, _)) = tx.scan(&[GARBAGE_PREFIX], Some(&[GARBAGE_PREFIX + 1]), 1).pop() else { break };
+        let Some(id) = garbage.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes) else {
+            tx.delete(&garbage);
+            continue;
+        };
+        let elements = tx.scan(&elements_prefix(id), Some(&elements_end(id)), budget);
+        for (k, _) in &elements {
+            tx.delete(k);
+        }
+        deleted += elements.len() as i64;
+        if (elements.len() as u32) < budget {
+            tx.delete(&garbage);
+        }
+        budget -= (elements.len() as u32).min(budget);
+        if elements.is_empty() {
+            budget = budget.saturating_sub(1);
+        }
+    }
+    deleted
+}
+
+/// Collection keys from `start` (a header key), in key order, at most `limit` looked at; with
+/// where to continue.
+pub fn header_keys(view: &View, start: &[u8], limit: u32) -> (Vec<Vec<u8>>, Option<Vec<u8>>) {
+    let entries = view.scan(start, Some(&[HEADER_PREFIX + 1]), limit);
+    let next = (entries.len() == limit as usize).then(|| {
+        let mut next = entries.last().map(|(k, _)| k.clone()).unwrap_or_default();
+        next.push(0);
+        next
+    });
+    (entries.into_iter().map(|(k, _)| k[1..].to_vec()).collect(), next)
+}
+
+/// The first header key (where a walk over collection keys starts).
+pub fn headers_start() -> Vec<u8> {
+    vec![HEADER_PREFIX]
+}
