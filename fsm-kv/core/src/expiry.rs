@@ -43,14 +43,16 @@ pub fn expires_at(view: &View, key: &[u8]) -> Option<i64> {
 }
 
 /// Whether `key`'s time ran out at `now`.
-fn expired_at(view: &View, key: &[u8], now: i64) -> bool {
-    expires_at(view, key).is_some_and(|at| now > at)
+/// Whether `key`'s time ran out at the command's time. The time is asked of the host only when
+/// the key has an expiry: most keys have none, and a host call per read is measurable.
+fn expired(view: &View, key: &[u8]) -> bool {
+    expires_at(view, key).is_some_and(|at| view.time_ms() > at)
 }
 
 /// The string value of `key` if it holds a string and has not expired at the command's time.
 pub fn live_value(view: &View, key: &[u8]) -> Option<Vec<u8>> {
     let value = view.get(&data_key(key))?;
-    (!expired_at(view, key, view.time_ms())).then_some(value)
+    (!expired(view, key)).then_some(value)
 }
 
 /// `key`'s string value for a command that needs a string: `Ok(None)` when absent (or expired),
@@ -70,13 +72,13 @@ pub fn exists_raw(view: &View, key: &[u8]) -> bool {
 
 /// Whether `key` exists (any type) and has not expired at the command's time.
 pub fn is_live(view: &View, key: &[u8]) -> bool {
-    exists_raw(view, key) && !expired_at(view, key, view.time_ms())
+    exists_raw(view, key) && !expired(view, key)
 }
 
 /// The length of `key`'s string value if it is live; `WRONGTYPE` for a collection.
 pub fn live_len(view: &View, key: &[u8]) -> Result<Option<u32>, Reply> {
     match view.value_len(&data_key(key)) {
-        Some(len) => Ok((!expired_at(view, key, view.time_ms())).then_some(len)),
+        Some(len) => Ok((!expired(view, key)).then_some(len)),
         None if is_live(view, key) => Err(crate::wrong_type()),
         None => Ok(None),
     }
@@ -116,7 +118,7 @@ pub fn remove(tx: &mut Tx, key: &[u8]) -> bool {
 /// Removes `key` if its time ran out: what a write does before it looks at a key, so that it
 /// sees an expired key as absent and leaves no trace of it.
 pub fn expire_if_due(tx: &mut Tx, key: &[u8]) {
-    if expired_at(tx, key, tx.time_ms()) {
+    if expired(tx, key) {
         remove(tx, key);
     }
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Two builds side by side, interleaved: for each of ROUNDS rounds and each (binary, module) pair, a
+# fresh 3-node cluster (redb, fsync on) takes redis-benchmark SETs (256-byte values, random keys
+# out of 100k) at -c 50, -c 1 and -c 50 -P 16, then linearizable GETs at -c 50 -P 16. Prints one
+# line per cluster. Ports 9101-9103/7101-7103 on 127.0.0.1; data in a temp dir, deleted at the end.
+#
+# Usage: tests/scripts/bench_ab.sh ROUNDS nameA binA wasmA nameB binB wasmB
+# (build the older pair from a git worktree; each binary needs the module it was built with)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=$1
+shift
+NAMES=("$1" "$4")
+BINS=("$(realpath "$2")" "$(realpath "$5")")
+WASMS=("$(realpath "$3")" "$(realpath "$6")")
+N=${N:-60000}
+TMP=$(mktemp -d /tmp/redraft-ab.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+# shellcheck source=tests/scripts/bench_common.sh
+. tests/scripts/bench_common.sh
+rps() { # port test args...
+  local port=$1 test=$2
+  shift 2
+  redis-benchmark -p "$port" -t "$test" -d 256 -r 100000 --csv "$@" 2>/dev/null | awk -F'","' 'NR==2 {print int($2)}'
+}
+echo "fsync probe: $(fsync_probe)"
+for round in $(seq 1 "$ROUNDS"); do
+  for i in 0 1; do
+    BIN=${BINS[$i]}
+    WASM=${WASMS[$i]}
+    rm -rf "$TMP"/node*
+    for id in 1 2 3; do start_bench_node "$id" ""; done
+    for id in 1 2 3; do wait_ping 910$id; done
+    redis-cli -p 9101 BOOTSTRAP 1 127.0.0.1:7101 >/dev/null
+    redis-cli -p 9101 JOIN 2 127.0.0.1:7102 127.0.0.1:9102 >/dev/null
+    redis-cli -p 9101 JOIN 3 127.0.0.1:7103 127.0.0.1:9103 >/dev/null
+    c50=$(rps 9101 set -c 50 -n "$N")
+    c1=$(rps 9101 set -c 1 -n $((N / 20)))
+    p16=$(rps 9101 set -c 50 -P 16 -n $((N * 2)))
+    get=$(rps 9101 get -c 50 -P 16 -n $((N * 2)))
+    echo "round $round ${NAMES[$i]}: SET -c 50 $c50 | SET -c 1 $c1 | SET -P 16 $p16 | GET -P 16 $get"
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    PIDS=()
+  done
+done
