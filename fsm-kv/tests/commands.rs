@@ -228,7 +228,14 @@ fn the_command_table_is_what_redis_reports() {
     expect("hget", 3, false);
     expect("hgetall", 2, false);
     expect("hscan", -3, false);
-    assert_eq!(table.len(), 53);
+    expect("sadd", -3, true);
+    expect("smembers", 2, false);
+    expect("spop", -2, true);
+    expect("sscan", -3, false);
+    expect("lpush", -3, true);
+    expect("lrange", 4, false);
+    expect("lmove", 5, true);
+    assert_eq!(table.len(), 85);
 }
 
 /// A time far enough ahead of the wall clock that reads (which run at the later of the wall
@@ -578,4 +585,132 @@ fn hscan_and_hrandfield() {
         assert_eq!(kv.call(&["HRANDFIELD", "nope"]), Null);
         assert_eq!(kv.call(&["HRANDFIELD", "nope", "3"]), Reply::Array(vec![]));
     }
+}
+
+fn set(members: &[&str]) -> Reply {
+    Reply::Set(members.iter().map(|m| bulk(m)).collect())
+}
+
+/// Sorts a set reply's members, so a test does not depend on the hash order.
+fn sorted(reply: Reply) -> Reply {
+    match reply {
+        Reply::Set(mut items) | Reply::Array(mut items) => {
+            items.sort_by_key(|r| format!("{r:?}"));
+            Reply::Set(items)
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn sets_follow_redis() {
+    const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    for mut kv in backends() {
+        let script: &[(&[&str], Reply)] = &[
+            (&["SADD", "s", "a", "b", "c", "a"], Integer(3)),
+            (&["SADD", "s", "c", "d"], Integer(1)),
+            (&["SCARD", "s"], Integer(4)),
+            (&["SISMEMBER", "s", "a"], Integer(1)),
+            (&["SMISMEMBER", "s", "a", "z"], Reply::Array(vec![Integer(1), Integer(0)])),
+            (&["SMISMEMBER", "nope", "a"], Reply::Array(vec![Integer(0)])),
+            (&["SREM", "s", "d", "z"], Integer(1)),
+            (&["SMEMBERS", "s"], set(&["a", "b", "c"])),
+            (&["SADD", "t", "b", "c", "x"], Integer(3)),
+            (&["SINTER", "s", "t"], set(&["b", "c"])),
+            (&["SUNION", "s", "t"], set(&["a", "b", "c", "x"])),
+            (&["SDIFF", "s", "t"], set(&["a"])),
+            (&["SINTER", "s", "nope"], set(&[])),
+            (&["SDIFFSTORE", "d", "s", "t"], Integer(1)),
+            (&["SMEMBERS", "d"], set(&["a"])),
+            (&["SINTERSTORE", "d", "s", "nope"], Integer(0)),
+            (&["EXISTS", "d"], Integer(0)),
+            (&["SMOVE", "s", "t", "a"], Integer(1)),
+            (&["SMOVE", "s", "t", "a"], Integer(0)),
+            (&["SMOVE", "nope", "str", "a"], Integer(0)),
+            (&["SET", "str", "v"], ok()),
+            (&["SMOVE", "t", "str", "a"], err(WRONGTYPE)),
+            (&["SADD", "str", "a"], err(WRONGTYPE)),
+            (&["SINTER", "s", "str"], err(WRONGTYPE)),
+            (&["GET", "s"], err(WRONGTYPE)),
+            (&["TYPE", "s"], Reply::Simple("set".into())),
+            (&["SPOP", "s", "-1"], err("ERR value is out of range, must be positive")),
+            (&["SPOP", "nope"], Null),
+            (&["SPOP", "nope", "2"], set(&[])),
+            (&["SRANDMEMBER", "nope"], Null),
+        ];
+        for (args, expected) in script {
+            assert_eq!(sorted(kv.call(args)), sorted(expected.clone()), "{} backend: {args:?}", kv.backend);
+        }
+        // SPOP takes members away, the same ones on every replica (picked by the entry's time).
+        let t = future();
+        let popped = kv.call_at(t, &["SPOP", "t", "2"]);
+        assert!(matches!(&popped, Reply::Set(m) if m.len() == 2), "{popped:?}");
+        assert_eq!(kv.call(&["SCARD", "t"]), Integer(2));
+        assert!(matches!(kv.call(&["SPOP", "s"]), Reply::Bulk(_)));
+        assert!(matches!(kv.call(&["SPOP", "s", "5"]), Reply::Set(m) if m.len() == 1));
+        assert_eq!(kv.call(&["EXISTS", "s"]), Integer(0), "{}: the last member took the key", kv.backend);
+        assert!(matches!(kv.call(&["SRANDMEMBER", "t", "-5"]), Reply::Array(m) if m.len() == 5));
+        let Reply::Array(scan) = kv.call(&["SSCAN", "t", "0", "COUNT", "100"]) else { panic!("SSCAN") };
+        assert!(matches!(&scan[1], Reply::Array(m) if m.len() == 2), "{scan:?}");
+    }
+}
+
+fn list(items: &[&str]) -> Reply {
+    Reply::Array(items.iter().map(|i| bulk(i)).collect())
+}
+
+#[test]
+fn lists_follow_redis() {
+    const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    expect_all(&[
+        (&["RPUSH", "l", "a", "b", "c"], Integer(3)),
+        (&["LPUSH", "l", "z", "y"], Integer(5)),
+        (&["LRANGE", "l", "0", "-1"], list(&["y", "z", "a", "b", "c"])),
+        (&["LRANGE", "l", "-2", "100"], list(&["b", "c"])),
+        (&["LRANGE", "l", "3", "1"], list(&[])),
+        (&["LLEN", "l"], Integer(5)),
+        (&["LINDEX", "l", "-1"], bulk("c")),
+        (&["LINDEX", "l", "9"], Null),
+        (&["LSET", "l", "1", "Z"], ok()),
+        (&["LSET", "l", "9", "Z"], err("ERR index out of range")),
+        (&["LSET", "nope", "0", "Z"], err("ERR no such key")),
+        (&["LPOP", "l"], bulk("y")),
+        (&["RPOP", "l", "2"], list(&["c", "b"])),
+        (&["LPOP", "l", "-1"], err("ERR value is out of range, must be positive")),
+        (&["RPUSH", "l", "a", "x", "a"], Integer(5)),
+        (&["LREM", "l", "-1", "a"], Integer(1)),
+        (&["LRANGE", "l", "0", "-1"], list(&["Z", "a", "a", "x"])),
+        (&["LREM", "l", "0", "a"], Integer(2)),
+        (&["LINSERT", "l", "BEFORE", "x", "w"], Integer(3)),
+        (&["LINSERT", "l", "AFTER", "nope", "w"], Integer(-1)),
+        (&["LINSERT", "l", "NEAR", "x", "w"], err("ERR syntax error")),
+        (&["LPOS", "l", "x"], Integer(2)),
+        (&["LPOS", "l", "q"], Null),
+        (&["LPOS", "l", "x", "COUNT", "0"], Reply::Array(vec![Integer(2)])),
+        (
+            &["LPOS", "l", "x", "RANK", "0"],
+            err(
+                "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
+            ),
+        ),
+        (&["LTRIM", "l", "1", "-1"], ok()),
+        (&["LRANGE", "l", "0", "-1"], list(&["w", "x"])),
+        (&["LMOVE", "l", "m", "LEFT", "RIGHT"], bulk("w")),
+        (&["RPOPLPUSH", "l", "m"], bulk("x")),
+        (&["EXISTS", "l"], Integer(0)),
+        (&["LRANGE", "m", "0", "-1"], list(&["x", "w"])),
+        (&["LMOVE", "m", "m", "LEFT", "RIGHT"], bulk("x")),
+        (&["LRANGE", "m", "0", "-1"], list(&["w", "x"])),
+        (&["LMOVE", "nope", "m", "LEFT", "LEFT"], Null),
+        (&["LPUSHX", "nope", "a"], Integer(0)),
+        (&["RPUSHX", "m", "y"], Integer(3)),
+        (&["LTRIM", "m", "5", "9"], ok()),
+        (&["EXISTS", "m"], Integer(0)),
+        (&["SET", "s", "v"], ok()),
+        (&["LPUSH", "s", "a"], err(WRONGTYPE)),
+        (&["RPUSH", "q", "a"], Integer(1)),
+        (&["GET", "q"], err(WRONGTYPE)),
+        (&["LMOVE", "q", "s", "LEFT", "LEFT"], err(WRONGTYPE)),
+        (&["TYPE", "q"], Reply::Simple("list".into())),
+    ]);
 }

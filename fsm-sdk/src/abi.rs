@@ -104,6 +104,8 @@ pub mod tag {
     pub const ARRAY: u8 = 6;
     /// `%n pairs`: key-value pairs in order (RESP3 map; RESP2 flat array).
     pub const MAP: u8 = 7;
+    /// `~n items`: an unordered collection without duplicates (RESP3 set; RESP2 array).
+    pub const SET: u8 = 8;
 }
 
 /// Flag bit of a command that changes state (goes through the Raft log).

@@ -162,7 +162,7 @@ pub fn encoded_reply_len(reply: &Reply) -> usize {
         Reply::Integer(_) => 9,
         Reply::Bulk(b) => 5 + b.len(),
         Reply::Null => 1,
-        Reply::Array(items) => 5 + items.iter().map(encoded_reply_len).sum::<usize>(),
+        Reply::Array(items) | Reply::Set(items) => 5 + items.iter().map(encoded_reply_len).sum::<usize>(),
         Reply::Map(pairs) => 5 + pairs.iter().map(|(k, v)| encoded_reply_len(k) + encoded_reply_len(v)).sum::<usize>(),
     }
 }
@@ -187,8 +187,8 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
             put_bytes(out, b);
         }
         Reply::Null => out.push(tag::NULL),
-        Reply::Array(items) => {
-            out.push(tag::ARRAY);
+        Reply::Array(items) | Reply::Set(items) => {
+            out.push(if matches!(reply, Reply::Set(_)) { tag::SET } else { tag::ARRAY });
             put_len(out, items.len());
             for item in items {
                 encode_reply(item, out);
@@ -227,7 +227,7 @@ fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
         tag::INTEGER => Reply::Integer(r.i64("integer truncated")?),
         tag::BULK => Reply::Bulk(r.bytes("bulk string truncated")?.to_vec()),
         tag::NULL => Reply::Null,
-        tag::ARRAY => {
+        aggregate @ (tag::ARRAY | tag::SET) => {
             if depth >= REPLY_DEPTH_MAX {
                 return Err(err("reply nested too deeply"));
             }
@@ -240,7 +240,7 @@ fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
             for _ in 0..count {
                 items.push(read_reply(r, depth + 1)?);
             }
-            Reply::Array(items)
+            if aggregate == tag::SET { Reply::Set(items) } else { Reply::Array(items) }
         }
         tag::MAP => {
             if depth >= REPLY_DEPTH_MAX {
@@ -403,6 +403,7 @@ mod tests {
             Reply::Null,
             Reply::Array(vec![]),
             Reply::Map(vec![(Reply::Bulk(b"f".to_vec()), Reply::Integer(1)), (Reply::Null, Reply::Array(vec![]))]),
+            Reply::Set(vec![Reply::Bulk(b"m".to_vec()), Reply::Integer(2)]),
         ]);
         let mut enc = Vec::new();
         encode_reply(&reply, &mut enc);

@@ -20,6 +20,8 @@ pub enum Reply {
     /// Key-value pairs, in order (`HGETALL`): a RESP3 map, or a flat array of keys and values in
     /// RESP2.
     Map(Vec<(Reply, Reply)>),
+    /// Members without duplicates (`SMEMBERS`): a RESP3 set, or an array in RESP2.
+    Set(Vec<Reply>),
 }
 
 impl Reply {

@@ -44,6 +44,18 @@ try:
 except redis.ResponseError as e:
     assert str(e).startswith("WRONGTYPE"), e
 
+# Tags in sets.
+assert r.sadd(k("tags:a"), "x", "y", "z") == 3 and r.sadd(k("tags:b"), "y", "z", "w") == 3
+assert r.smembers(k("tags:a")) == {"x", "y", "z"}
+assert r.sinter(k("tags:a"), k("tags:b")) == {"y", "z"}
+assert r.sismember(k("tags:a"), "x") and r.scard(k("tags:b")) == 3
+
+# A work queue on a list.
+assert r.rpush(k("queue"), "job1", "job2", "job3") == 3
+assert r.lpop(k("queue")) == "job1" and r.llen(k("queue")) == 2
+assert r.lrange(k("queue"), 0, -1) == ["job2", "job3"]
+assert r.lmove(k("queue"), k("working"), "LEFT", "RIGHT") == "job2"
+
 # redis-py's default pipeline is a MULTI/EXEC transaction.
 with r.pipeline() as pipe:
     pipe.set(k("counter"), 1).incrby(k("counter"), 41).get(k("counter"))

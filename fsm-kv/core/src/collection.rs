@@ -13,8 +13,10 @@
 //!
 //! A key is either a string (`k` + key) or a collection (`t` + key), never both.
 
+use crate::expiry::{self, expire_if_due, is_live};
 use crate::keyspace::key_hash;
-use fsm_sdk::{Tx, View};
+use crate::{key_created, key_removed, wrong_type};
+use fsm_sdk::{Reply, Tx, View};
 
 const HEADER_PREFIX: u8 = b't';
 const ELEMENT_PREFIX: u8 = b'f';
@@ -28,12 +30,18 @@ pub const GARBAGE_ELEMENTS_PER_TICK: u32 = 1024;
 pub enum Kind {
     /// A hash: field → value.
     Hash = 1,
+    /// A set: member → empty.
+    Set = 2,
+    /// A list: position → element.
+    List = 3,
 }
 
 impl Kind {
     fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(Kind::Hash),
+            2 => Some(Kind::Set),
+            3 => Some(Kind::List),
             _ => None,
         }
     }
@@ -42,6 +50,68 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Hash => "hash",
+            Kind::Set => "set",
+            Kind::List => "list",
+        }
+    }
+}
+
+/// The collection of `kind` at `key`: `Ok(None)` when absent or expired, `WRONGTYPE` when the key
+/// holds something else. In a write, call [`expire_if_due`] first.
+pub fn find(view: &View, key: &[u8], kind: Kind) -> Result<Option<Header>, Reply> {
+    if !is_live(view, key) {
+        return Ok(None);
+    }
+    match header(view, key) {
+        Some(header) if header.kind == kind => Ok(Some(header)),
+        _ => Err(wrong_type()),
+    }
+}
+
+/// The collection of `kind` at `key` for a write: the existing one, or a new empty one
+/// (`Ok((header, true))`, stored by [`save`]).
+pub fn find_or_create(tx: &mut Tx, key: &[u8], kind: Kind) -> Result<(Header, bool), Reply> {
+    expire_if_due(tx, key);
+    match find(tx, key, kind)? {
+        Some(header) => Ok((header, false)),
+        None => Ok((new_header(tx, kind), true)),
+    }
+}
+
+/// Stores the header after a change, or removes the key when no element is left.
+pub fn save(tx: &mut Tx, key: &[u8], mut header: Header, created: bool) {
+    if header.len == 0 {
+        if !created {
+            // Every element is gone: so is the key (nothing left for the tick).
+            drop_header(tx, key);
+            expiry::set_expiry(tx, key, None);
+            key_removed(tx, key);
+        }
+        return;
+    }
+    header.version += 1;
+    put_header(tx, key, &header);
+    if created {
+        key_created(tx, key);
+    }
+}
+
+/// Every `(element, value)` of collection `id`, in hash order. One command's fuel bounds how
+/// large a collection this can list.
+pub fn elements(view: &View, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut from = elements_prefix(id);
+    let end = elements_end(id);
+    loop {
+        let entries = view.scan(&from, Some(&end), 512);
+        let full = entries.len() == 512;
+        if let Some((last, _)) = entries.last() {
+            from = last.clone();
+            from.push(0);
+        }
+        out.extend(entries.into_iter().map(|(k, v)| (element_of(&k).to_vec(), v)));
+        if !full {
+            return out;
         }
     }
 }
@@ -57,21 +127,30 @@ pub struct Header {
     pub len: u64,
     /// Bumped by every change, so `WATCH` sees a change even when the count does not move.
     pub version: u64,
+    /// A list's first position (its elements are at `head .. head + len`); 0 for the others.
+    pub head: i64,
 }
 
 impl Header {
-    fn encode(&self) -> [u8; 25] {
-        let mut out = [0u8; 25];
+    fn encode(&self) -> [u8; 33] {
+        let mut out = [0u8; 33];
         out[0] = self.kind as u8;
         out[1..9].copy_from_slice(&self.id.to_le_bytes());
         out[9..17].copy_from_slice(&self.len.to_le_bytes());
         out[17..25].copy_from_slice(&self.version.to_le_bytes());
+        out[25..33].copy_from_slice(&self.head.to_le_bytes());
         out
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
         let word = |at: usize| bytes.get(at..at + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
-        Some(Header { kind: Kind::from_byte(*bytes.first()?)?, id: word(1)?, len: word(9)?, version: word(17)? })
+        Some(Header {
+            kind: Kind::from_byte(*bytes.first()?)?,
+            id: word(1)?,
+            len: word(9)?,
+            version: word(17)?,
+            head: word(25)? as i64,
+        })
     }
 }
 
@@ -97,7 +176,7 @@ pub fn put_header(tx: &mut Tx, key: &[u8], header: &Header) {
 pub fn new_header(tx: &mut Tx, kind: Kind) -> Header {
     let id = tx.get(NEXT_ID).and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map_or(1, u64::from_le_bytes);
     tx.put(NEXT_ID, &(id + 1).to_le_bytes());
-    Header { kind, id, len: 0, version: 0 }
+    Header { kind, id, len: 0, version: 0, head: 0 }
 }
 
 /// The store key prefix of collection `id`'s elements.
@@ -159,12 +238,16 @@ pub fn move_collection(tx: &mut Tx, source: &[u8], destination: &[u8], header: &
 pub fn copy_collection(tx: &mut Tx, destination: &[u8], header: &Header) {
     let mut copy = new_header(tx, header.kind);
     copy.len = header.len;
+    copy.head = header.head;
     let mut from = elements_prefix(header.id);
     let end = elements_end(header.id);
     loop {
         let entries = tx.scan(&from, Some(&end), 256);
         for (k, v) in &entries {
-            tx.put(&element_key(copy.id, element_of(k)), v);
+            // The element key after the id (hash and element, or a list position) is kept as is.
+            let mut copied = elements_prefix(copy.id);
+            copied.extend_from_slice(&k[9..]);
+            tx.put(&copied, v);
         }
         match entries.last() {
             Some((last, _)) if entries.len() == 256 => {

@@ -2,10 +2,10 @@
 //! errors. A hash is a collection (see [`crate::collection`]): a header and one store entry per
 //! field, so a field write costs the same in a hash of ten fields as in one of ten million.
 
-use crate::collection::{self, Header, Kind, element_key, element_of, elements_end, elements_prefix};
-use crate::expiry::{self, expire_if_due, is_live};
+use crate::collection::{self, Header, Kind, element_key, element_of, elements_prefix};
+use crate::expiry::expire_if_due;
 use crate::keyspace::{hash_page, key_hash, parse_scan_options};
-use crate::{format_float, key_created, key_removed, parse_float, parse_i64, wrong_type};
+use crate::{format_float, parse_float, parse_i64};
 use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View, glob::glob_match};
 
 /// The hash commands.
@@ -28,62 +28,16 @@ pub const HASHES: [Command; 16] = [
     Command::read("hscan", Arity::AtLeast(3), KeySpec::single(), hscan),
 ];
 
-/// The hash at `key`: `Ok(None)` when absent or expired, `WRONGTYPE` when it holds something
-/// else. In a write, call [`expire_if_due`] first.
 fn find(view: &View, key: &[u8]) -> Result<Option<Header>, Reply> {
-    if !is_live(view, key) {
-        return Ok(None);
-    }
-    match collection::header(view, key) {
-        Some(header) if header.kind == Kind::Hash => Ok(Some(header)),
-        _ => Err(wrong_type()),
-    }
+    collection::find(view, key, Kind::Hash)
 }
 
-/// The hash at `key` for a write: the existing one, or a new empty one (`Ok((header, true))`).
 fn find_or_create(tx: &mut Tx, key: &[u8]) -> Result<(Header, bool), Reply> {
-    expire_if_due(tx, key);
-    match find(tx, key)? {
-        Some(header) => Ok((header, false)),
-        None => Ok((collection::new_header(tx, Kind::Hash), true)),
-    }
+    collection::find_or_create(tx, key, Kind::Hash)
 }
 
-/// Stores the header after a change (or removes the key when no field is left).
-fn save(tx: &mut Tx, key: &[u8], mut header: Header, created: bool) {
-    if header.len == 0 {
-        if !created {
-            // Every field is gone: so is the key (no elements left for the tick).
-            collection::drop_header(tx, key);
-            expiry::set_expiry(tx, key, None);
-            key_removed(tx, key);
-        }
-        return;
-    }
-    header.version += 1;
-    collection::put_header(tx, key, &header);
-    if created {
-        key_created(tx, key);
-    }
-}
-
-/// Every `(field, value)` of hash `id`, in hash order.
 fn fields(view: &View, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut from = elements_prefix(id);
-    let end = elements_end(id);
-    loop {
-        let entries = view.scan(&from, Some(&end), 512);
-        let full = entries.len() == 512;
-        if let Some((last, _)) = entries.last() {
-            from = last.clone();
-            from.push(0);
-        }
-        out.extend(entries.into_iter().map(|(k, v)| (element_of(&k).to_vec(), v)));
-        if !full {
-            return out;
-        }
-    }
+    collection::elements(view, id)
 }
 
 fn set_fields(tx: &mut Tx, args: &[&[u8]], name: &str) -> Result<i64, Reply> {
@@ -99,7 +53,7 @@ fn set_fields(tx: &mut Tx, args: &[&[u8]], name: &str) -> Result<i64, Reply> {
             added += 1;
         }
     }
-    save(tx, key, header, created);
+    collection::save(tx, key, header, created);
     Ok(added)
 }
 
@@ -125,7 +79,7 @@ fn hsetnx(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     }
     tx.put(&field, args[3]);
     header.len += 1;
-    save(tx, args[1], header, created);
+    collection::save(tx, args[1], header, created);
     Reply::Integer(1)
 }
 
@@ -167,7 +121,7 @@ fn hdel(tx: &mut Tx, args: &[&[u8]]) -> Reply {
         }
     }
     if removed > 0 {
-        save(tx, args[1], header, false);
+        collection::save(tx, args[1], header, false);
     }
     Reply::Integer(removed)
 }
@@ -229,7 +183,7 @@ fn update_field(
     if !tx.put(&field, &stored) {
         header.len += 1;
     }
-    save(tx, args[1], header, created);
+    collection::save(tx, args[1], header, created);
     reply
 }
 

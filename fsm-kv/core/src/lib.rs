@@ -24,6 +24,8 @@ pub mod expiry;
 mod float;
 pub mod hash;
 pub mod keyspace;
+pub mod list;
+pub mod set;
 
 use expiry::{ExpiryUnit, expire_if_due, live_len, live_value, overwrite, remove};
 
@@ -79,9 +81,15 @@ pub const KEYSPACE: [Command; 11] = [
     Command::write("flushall", Arity::AtLeast(1), KeySpec::none(), keyspace::flushdb),
 ];
 
-/// fsm-kv's whole table: [`STRINGS`], [`EXPIRY`], [`KEYSPACE`] and [`hash::HASHES`].
-pub const KV_COMMANDS: [Command; 53] =
-    concat(concat::<26, 11, 37>(concat::<14, 12, 26>(STRINGS, EXPIRY), KEYSPACE), hash::HASHES);
+/// fsm-kv's whole table: [`STRINGS`], [`EXPIRY`], [`KEYSPACE`], [`hash::HASHES`],
+/// [`set::SETS`] and [`list::LISTS`].
+pub const KV_COMMANDS: [Command; 85] = concat(
+    concat::<53, 16, 69>(
+        concat::<37, 16, 53>(concat::<26, 11, 37>(concat::<14, 12, 26>(STRINGS, EXPIRY), KEYSPACE), hash::HASHES),
+        set::SETS,
+    ),
+    list::LISTS,
+);
 
 /// fsm-kv's housekeeping: whether expired keys wait for removal, removed collections for their
 /// elements to be deleted, or the keyspace index to be built ([`fsm_sdk::StateMachine::tick_due`]).

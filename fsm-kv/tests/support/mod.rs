@@ -187,7 +187,7 @@ pub fn random_command(rng: &mut Rng, dialect: Dialect) -> Vec<Vec<u8>> {
         };
     }
     let del = if dialect == Dialect::Redis || rng.below(2) == 0 { "DEL" } else { "DELETE" };
-    match rng.below(26) {
+    match rng.below(33) {
         0..=3 => {
             let mut cmd = vec![c("SET"), rng.key(), rng.value()];
             for option in ["NX", "XX", "GET", "BOGUS"] {
@@ -214,7 +214,86 @@ pub fn random_command(rng: &mut Rng, dialect: Dialect) -> Vec<Vec<u8>> {
         15 => vec![c("DBSIZE")],
         16..=19 => random_expiry_command(rng),
         20 | 21 => random_keyspace_command(rng),
-        _ => random_hash_command(rng),
+        22..=25 => random_hash_command(rng),
+        26..=28 => random_set_command(rng),
+        _ => random_list_command(rng),
+    }
+}
+
+/// A random list command, on the same keys as the other types.
+pub fn random_list_command(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let c = |s: &str| s.as_bytes().to_vec();
+    let element = |rng: &mut Rng| format!("e{}", rng.below(6)).into_bytes();
+    let index = |rng: &mut Rng| (rng.below(14) as i64 - 7).to_string().into_bytes();
+    let end = |rng: &mut Rng| c(if rng.below(2) == 0 { "LEFT" } else { "RIGHT" });
+    let key = rng.key();
+    match rng.below(22) {
+        0..=3 => {
+            let mut cmd = vec![c(["LPUSH", "RPUSH"][rng.below(2) as usize]), key];
+            for _ in 0..1 + rng.below(3) {
+                cmd.push(element(rng));
+            }
+            cmd
+        }
+        4 => vec![c(["LPUSHX", "RPUSHX"][rng.below(2) as usize]), key, element(rng)],
+        5 | 6 => {
+            let mut cmd = vec![c(["LPOP", "RPOP"][rng.below(2) as usize]), key];
+            if rng.below(3) == 0 {
+                cmd.push((rng.below(4) as i64 - 1).to_string().into_bytes());
+            }
+            cmd
+        }
+        7 => vec![c("LLEN"), key],
+        8 | 9 => vec![c("LRANGE"), key, index(rng), index(rng)],
+        10 => vec![c("LINDEX"), key, index(rng)],
+        11 => vec![c("LSET"), key, index(rng), element(rng)],
+        12 => vec![c("LREM"), key, index(rng), element(rng)],
+        13 => vec![c("LTRIM"), key, index(rng), index(rng)],
+        14 => {
+            vec![c("LINSERT"), key, c(["BEFORE", "AFTER", "NEAR"][rng.below(3) as usize]), element(rng), element(rng)]
+        }
+        15 => vec![c("LPOS"), key, element(rng)],
+        16 => {
+            let mut cmd = vec![c("LPOS"), key, element(rng)];
+            for option in ["RANK", "COUNT", "MAXLEN"] {
+                if rng.below(2) == 0 {
+                    cmd.push(c(option));
+                    cmd.push((rng.below(6) as i64 - 2).to_string().into_bytes());
+                }
+            }
+            cmd
+        }
+        17 | 18 => vec![c("LMOVE"), key, rng.key(), end(rng), end(rng)],
+        19 => vec![c("RPOPLPUSH"), key, rng.key()],
+        20 => vec![c("LRANGE"), key, c("0"), c("-1")],
+        _ => vec![c("TYPE"), key],
+    }
+}
+
+/// A random set command (not `SPOP`, `SRANDMEMBER` or `SSCAN`, whose picks or order differ from
+/// Redis's by design), on the same keys as the other types.
+pub fn random_set_command(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let c = |s: &str| s.as_bytes().to_vec();
+    let member = |rng: &mut Rng| format!("m{}", rng.below(10)).into_bytes();
+    let key = rng.key();
+    match rng.below(14) {
+        0..=3 => {
+            let mut cmd = vec![c("SADD"), key];
+            for _ in 0..1 + rng.below(3) {
+                cmd.push(member(rng));
+            }
+            cmd
+        }
+        4 => vec![c("SREM"), key, member(rng), member(rng)],
+        5 => vec![c("SMEMBERS"), key],
+        6 => vec![c("SISMEMBER"), key, member(rng)],
+        7 => vec![c("SMISMEMBER"), key, member(rng), member(rng)],
+        8 => vec![c("SCARD"), key],
+        9 => vec![c(["SINTER", "SUNION", "SDIFF"][rng.below(3) as usize]), key, rng.key()],
+        10 => vec![c(["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"][rng.below(3) as usize]), key, rng.key(), rng.key()],
+        11 => vec![c("SMOVE"), key, rng.key(), member(rng)],
+        12 => vec![c("SPOP"), key, c("0")],
+        _ => vec![c("TYPE"), key],
     }
 }
 
@@ -361,7 +440,12 @@ pub fn replies_agree(args: &[Vec<u8>], ours: &Reply, theirs: &Reply) -> bool {
             theirs.sort_by_key(|(k, _)| format!("{k:?}"));
             ours == theirs
         }
-        (Reply::Array(a), Reply::Array(b)) if name == b"HKEYS" || name == b"HVALS" => {
+        (Reply::Set(a) | Reply::Array(a), Reply::Array(b))
+            if matches!(
+                name.as_slice(),
+                b"HKEYS" | b"HVALS" | b"SMEMBERS" | b"SINTER" | b"SUNION" | b"SDIFF" | b"SPOP"
+            ) =>
+        {
             let (mut a, mut b) = (a.clone(), b.clone());
             a.sort_by_key(|r| format!("{r:?}"));
             b.sort_by_key(|r| format!("{r:?}"));

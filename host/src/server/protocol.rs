@@ -409,6 +409,7 @@ impl From<fsm_sdk::Reply> for Response {
             fsm_sdk::Reply::Bulk(bytes) => Response::Bulk(Bytes::from(bytes)),
             fsm_sdk::Reply::Null => Response::Null,
             fsm_sdk::Reply::Array(items) => Response::Array(items.into_iter().map(Response::from).collect()),
+            fsm_sdk::Reply::Set(items) => Response::Set(items.into_iter().map(Response::from).collect()),
             fsm_sdk::Reply::Map(pairs) => {
                 Response::Map(pairs.into_iter().map(|(k, v)| (Response::from(k), Response::from(v))).collect())
             }
