@@ -38,6 +38,12 @@ async function nodeRedis() {
   assert.deepEqual({ ...(await c.hGetAll(k('nr:sess'))) }, { user: 'alice', visits: '3' });
   assert.equal(await c.hDel(k('nr:sess'), 'user'), 1);
   await assert.rejects(c.get(k('nr:sess')), /WRONGTYPE/);
+  // Tags in sets, a queue on a list.
+  assert.equal(await c.sAdd(k('nr:tags'), ['x', 'y']), 2);
+  assert.deepEqual((await c.sMembers(k('nr:tags'))).sort(), ['x', 'y']);
+  assert.equal(await c.rPush(k('nr:queue'), ['j1', 'j2', 'j3']), 3);
+  assert.equal(await c.lPop(k('nr:queue')), 'j1');
+  assert.deepEqual(await c.lRange(k('nr:queue'), 0, -1), ['j2', 'j3']);
   // A transaction.
   const replies = await c.multi().set(k('nr:n'), '1').incrBy(k('nr:n'), 41).get(k('nr:n')).exec();
   assert.deepEqual(replies, ['OK', 42, '42']);
@@ -72,6 +78,10 @@ async function ioredis() {
   assert.equal(await r.hset(k('io:sess'), { user: 'bob', visits: '1' }), 2);
   assert.equal(await r.hincrby(k('io:sess'), 'visits', 4), 5);
   assert.deepEqual(await r.hgetall(k('io:sess')), { user: 'bob', visits: '5' });
+  assert.equal(await r.sadd(k('io:tags'), 'x', 'y', 'z'), 3);
+  assert.equal(await r.scard(k('io:tags')), 3);
+  assert.equal(await r.lpush(k('io:queue'), 'a', 'b'), 2);
+  assert.equal(await r.rpop(k('io:queue')), 'a');
   const replies = await r.multi().set(k('io:n'), '1').incrby(k('io:n'), 41).get(k('io:n')).exec();
   assert.deepEqual(replies, [[null, 'OK'], [null, 42], [null, '42']]);
   await r.watch(k('io:n'));
