@@ -235,7 +235,10 @@ fn the_command_table_is_what_redis_reports() {
     expect("lpush", -3, true);
     expect("lrange", 4, false);
     expect("lmove", 5, true);
-    assert_eq!(table.len(), 85);
+    expect("zadd", -4, true);
+    expect("zrange", -4, false);
+    expect("zscan", -3, false);
+    assert_eq!(table.len(), 102);
 }
 
 /// A time far enough ahead of the wall clock that reads (which run at the later of the wall
@@ -580,7 +583,7 @@ fn hscan_and_hrandfield() {
         assert!(matches!(kv.call(&["HRANDFIELD", "h", "5"]), Reply::Array(items) if items.len() == 5));
         assert!(matches!(kv.call(&["HRANDFIELD", "h", "500"]), Reply::Array(items) if items.len() == 200));
         assert!(
-            matches!(kv.call(&["HRANDFIELD", "h", "-300", "WITHVALUES"]), Reply::Array(items) if items.len() == 600)
+            matches!(kv.call(&["HRANDFIELD", "h", "-300", "WITHVALUES"]), Reply::Pairs(items) if items.len() == 300)
         );
         assert_eq!(kv.call(&["HRANDFIELD", "nope"]), Null);
         assert_eq!(kv.call(&["HRANDFIELD", "nope", "3"]), Reply::Array(vec![]));
@@ -713,4 +716,76 @@ fn lists_follow_redis() {
         (&["LMOVE", "q", "s", "LEFT", "LEFT"], err(WRONGTYPE)),
         (&["TYPE", "q"], Reply::Simple("list".into())),
     ]);
+}
+
+#[test]
+fn sorted_sets_follow_redis() {
+    const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    // Compared as a RESP2 client sees them: scores as text, pairs flat.
+    let script: &[(&[&str], Reply)] = &[
+        (&["ZADD", "board", "10", "alice", "20", "bob", "15", "carol"], Integer(3)),
+        (&["ZADD", "board", "XX", "CH", "25", "alice", "5", "dave"], Integer(1)),
+        (&["ZADD", "board", "NX", "1", "alice", "5", "dave"], Integer(1)),
+        (&["ZADD", "board", "GT", "CH", "1", "alice", "30", "bob"], Integer(1)),
+        (&["ZADD", "board", "INCR", "2.5", "carol"], bulk("17.5")),
+        (&["ZADD", "board", "NX", "XX", "1", "a"], err("ERR XX and NX options at the same time are not compatible")),
+        (
+            &["ZADD", "board", "GT", "LT", "1", "a"],
+            err("ERR GT, LT, and/or NX options at the same time are not compatible"),
+        ),
+        (
+            &["ZADD", "board", "INCR", "1", "a", "2", "b"],
+            err("ERR INCR option supports a single increment-element pair"),
+        ),
+        (&["ZADD", "board", "x", "a"], err("ERR value is not a valid float")),
+        (&["ZADD", "board", "NX", "1"], err("ERR syntax error")),
+        (&["ZSCORE", "board", "carol"], bulk("17.5")),
+        (&["ZMSCORE", "board", "bob", "nobody"], Reply::Array(vec![bulk("30"), Null])),
+        (&["ZCARD", "board"], Integer(4)),
+        (
+            &["ZRANGE", "board", "0", "-1", "WITHSCORES"],
+            list(&["dave", "5", "carol", "17.5", "alice", "25", "bob", "30"]),
+        ),
+        (&["ZREVRANGE", "board", "0", "1"], list(&["bob", "alice"])),
+        (&["ZRANGE", "board", "(5", "25", "BYSCORE"], list(&["carol", "alice"])),
+        (&["ZRANGE", "board", "+inf", "-inf", "BYSCORE", "REV", "LIMIT", "1", "2"], list(&["alice", "carol"])),
+        (&["ZRANGEBYSCORE", "board", "-inf", "(25", "WITHSCORES"], list(&["dave", "5", "carol", "17.5"])),
+        (&["ZCOUNT", "board", "(5", "+inf"], Integer(3)),
+        (&["ZCOUNT", "board", "x", "1"], err("ERR min or max is not a float")),
+        (&["ZRANK", "board", "alice"], Integer(2)),
+        (&["ZREVRANK", "board", "alice"], Integer(1)),
+        (&["ZRANK", "board", "nobody"], Null),
+        (&["ZINCRBY", "board", "-12.5", "carol"], bulk("5")),
+        (&["ZRANGE", "board", "0", "1"], list(&["carol", "dave"])),
+        (
+            &["ZRANGE", "board", "0", "1", "LIMIT", "0", "1"],
+            err("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"),
+        ),
+        (&["ZPOPMIN", "board"], list(&["carol", "5"])),
+        (&["ZPOPMAX", "board", "2"], list(&["bob", "30", "alice", "25"])),
+        (&["ZREM", "board", "dave", "nobody"], Integer(1)),
+        (&["EXISTS", "board"], Integer(0)),
+        (&["ZADD", "lex", "0", "b", "0", "a", "0", "d", "0", "c"], Integer(4)),
+        (&["ZRANGEBYLEX", "lex", "[b", "(d"], list(&["b", "c"])),
+        (&["ZRANGE", "lex", "-", "+", "BYLEX", "LIMIT", "1", "2"], list(&["b", "c"])),
+        (&["ZRANGEBYLEX", "lex", "b", "d"], err("ERR min or max not valid string range item")),
+        (&["ZADD", "neg", "-inf", "x", "inf", "y", "0", "z"], Integer(3)),
+        (&["ZRANGE", "neg", "0", "-1", "WITHSCORES"], list(&["x", "-inf", "z", "0", "y", "inf"])),
+        (&["ZINCRBY", "neg", "-inf", "y"], err("ERR resulting score is not a number (NaN)")),
+        (&["SET", "s", "v"], ok()),
+        (&["ZADD", "s", "1", "a"], err(WRONGTYPE)),
+        (&["TYPE", "lex"], Reply::Simple("zset".into())),
+    ];
+    for mut kv in backends() {
+        for (args, expected) in script {
+            assert_eq!(support::as_resp2(&kv.call(args)), *expected, "{} backend: {args:?}", kv.backend);
+        }
+        // In RESP3 terms: a score is a double, WITHSCORES gives pairs.
+        assert_eq!(kv.call(&["ZADD", "z", "1.5", "m"]), Integer(1));
+        assert_eq!(kv.call(&["ZSCORE", "z", "m"]), Reply::Double(1.5));
+        assert_eq!(
+            kv.call(&["ZRANGE", "z", "0", "-1", "WITHSCORES"]),
+            Reply::Pairs(vec![(bulk("m"), Reply::Double(1.5))])
+        );
+    }
 }

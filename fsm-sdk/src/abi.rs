@@ -106,6 +106,10 @@ pub mod tag {
     pub const MAP: u8 = 7;
     /// `~n items`: an unordered collection without duplicates (RESP3 set; RESP2 array).
     pub const SET: u8 = 8;
+    /// `,x`: a double (8 bytes, IEEE-754 little-endian).
+    pub const DOUBLE: u8 = 9;
+    /// `*n [a, b]`: pairs (RESP3 nested, RESP2 flat).
+    pub const PAIRS: u8 = 10;
 }
 
 /// Flag bit of a command that changes state (goes through the Raft log).

@@ -163,7 +163,10 @@ pub fn encoded_reply_len(reply: &Reply) -> usize {
         Reply::Bulk(b) => 5 + b.len(),
         Reply::Null => 1,
         Reply::Array(items) | Reply::Set(items) => 5 + items.iter().map(encoded_reply_len).sum::<usize>(),
-        Reply::Map(pairs) => 5 + pairs.iter().map(|(k, v)| encoded_reply_len(k) + encoded_reply_len(v)).sum::<usize>(),
+        Reply::Map(pairs) | Reply::Pairs(pairs) => {
+            5 + pairs.iter().map(|(k, v)| encoded_reply_len(k) + encoded_reply_len(v)).sum::<usize>()
+        }
+        Reply::Double(_) => 9,
     }
 }
 
@@ -194,8 +197,12 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
                 encode_reply(item, out);
             }
         }
-        Reply::Map(pairs) => {
-            out.push(tag::MAP);
+        Reply::Double(n) => {
+            out.push(tag::DOUBLE);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        Reply::Map(pairs) | Reply::Pairs(pairs) => {
+            out.push(if matches!(reply, Reply::Map(_)) { tag::MAP } else { tag::PAIRS });
             put_len(out, pairs.len());
             for (key, value) in pairs {
                 encode_reply(key, out);
@@ -242,7 +249,8 @@ fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
             }
             if aggregate == tag::SET { Reply::Set(items) } else { Reply::Array(items) }
         }
-        tag::MAP => {
+        tag::DOUBLE => Reply::Double(f64::from_bits(r.i64("double truncated")? as u64)),
+        aggregate @ (tag::MAP | tag::PAIRS) => {
             if depth >= REPLY_DEPTH_MAX {
                 return Err(err("reply nested too deeply"));
             }
@@ -255,7 +263,7 @@ fn read_reply(r: &mut Reader<'_>, depth: usize) -> Result<Reply, DecodeError> {
                 let key = read_reply(r, depth + 1)?;
                 pairs.push((key, read_reply(r, depth + 1)?));
             }
-            Reply::Map(pairs)
+            if aggregate == tag::MAP { Reply::Map(pairs) } else { Reply::Pairs(pairs) }
         }
         _ => return Err(err("unknown reply tag")),
     })
@@ -404,6 +412,8 @@ mod tests {
             Reply::Array(vec![]),
             Reply::Map(vec![(Reply::Bulk(b"f".to_vec()), Reply::Integer(1)), (Reply::Null, Reply::Array(vec![]))]),
             Reply::Set(vec![Reply::Bulk(b"m".to_vec()), Reply::Integer(2)]),
+            Reply::Double(-2.5),
+            Reply::Pairs(vec![(Reply::Bulk(b"m".to_vec()), Reply::Double(1.0))]),
         ]);
         let mut enc = Vec::new();
         encode_reply(&reply, &mut enc);

@@ -2,7 +2,7 @@
 //! the module, plus Redis's exact texts for the errors most commands need.
 
 /// A command's reply. The variants are the RESP types every Redis client understands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// A status line (`+OK`). CR and LF become spaces on the way to the host.
     Simple(String),
@@ -22,6 +22,12 @@ pub enum Reply {
     Map(Vec<(Reply, Reply)>),
     /// Members without duplicates (`SMEMBERS`): a RESP3 set, or an array in RESP2.
     Set(Vec<Reply>),
+    /// A floating-point number (a sorted set's score): a RESP3 double, or its shortest text as a
+    /// bulk string in RESP2.
+    Double(f64),
+    /// Pairs (`ZRANGE … WITHSCORES`): an array of two-element arrays in RESP3, a flat array of
+    /// both in RESP2, as Redis 7 answers them.
+    Pairs(Vec<(Reply, Reply)>),
 }
 
 impl Reply {

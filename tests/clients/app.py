@@ -56,6 +56,14 @@ assert r.lpop(k("queue")) == "job1" and r.llen(k("queue")) == 2
 assert r.lrange(k("queue"), 0, -1) == ["job2", "job3"]
 assert r.lmove(k("queue"), k("working"), "LEFT", "RIGHT") == "job2"
 
+# A leaderboard on a sorted set.
+assert r.zadd(k("board"), {"alice": 10, "bob": 20, "carol": 15}) == 3
+assert r.zincrby(k("board"), 12.5, "alice") == 22.5
+assert r.zrevrange(k("board"), 0, 1, withscores=True) == [("alice", 22.5), ("bob", 20.0)]
+assert r.zrank(k("board"), "carol") == 0 and r.zscore(k("board"), "bob") == 20.0
+assert r.zrangebyscore(k("board"), 15, "+inf") == ["carol", "bob", "alice"]
+assert r.zpopmin(k("board")) == [("carol", 15.0)]
+
 # redis-py's default pipeline is a MULTI/EXEC transaction.
 with r.pipeline() as pipe:
     pipe.set(k("counter"), 1).incrby(k("counter"), 41).get(k("counter"))

@@ -21,6 +21,7 @@ use fsm_sdk::{Reply, Tx, View};
 const HEADER_PREFIX: u8 = b't';
 const ELEMENT_PREFIX: u8 = b'f';
 const GARBAGE_PREFIX: u8 = b'g';
+const ORDER_PREFIX: u8 = b'z';
 const NEXT_ID: &[u8] = b"m:next_id";
 /// Elements of removed collections one tick deletes.
 pub const GARBAGE_ELEMENTS_PER_TICK: u32 = 1024;
@@ -34,6 +35,8 @@ pub enum Kind {
     Set = 2,
     /// A list: position → element.
     List = 3,
+    /// A sorted set: member → score, and an order entry per member (see [`crate::zset`]).
+    ZSet = 4,
 }
 
 impl Kind {
@@ -42,6 +45,7 @@ impl Kind {
             1 => Some(Kind::Hash),
             2 => Some(Kind::Set),
             3 => Some(Kind::List),
+            4 => Some(Kind::ZSet),
             _ => None,
         }
     }
@@ -52,6 +56,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::List => "list",
+            Kind::ZSet => "zset",
         }
     }
 }
@@ -195,6 +200,22 @@ pub fn elements_end(id: u64) -> Vec<u8> {
     }
 }
 
+/// Where collection `id`'s order entries start (`z` + id: a sorted set's members by score).
+pub fn order_prefix(id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(ORDER_PREFIX);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The first key past collection `id`'s order entries.
+pub fn order_end(id: u64) -> Vec<u8> {
+    match id.checked_add(1) {
+        Some(next) => order_prefix(next),
+        None => vec![ORDER_PREFIX + 1],
+    }
+}
+
 /// The store key of `element` in collection `id`.
 pub fn element_key(id: u64, element: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(element.len() + 17);
@@ -239,22 +260,26 @@ pub fn copy_collection(tx: &mut Tx, destination: &[u8], header: &Header) {
     let mut copy = new_header(tx, header.kind);
     copy.len = header.len;
     copy.head = header.head;
-    let mut from = elements_prefix(header.id);
-    let end = elements_end(header.id);
-    loop {
-        let entries = tx.scan(&from, Some(&end), 256);
-        for (k, v) in &entries {
-            // The element key after the id (hash and element, or a list position) is kept as is.
-            let mut copied = elements_prefix(copy.id);
-            copied.extend_from_slice(&k[9..]);
-            tx.put(&copied, v);
-        }
-        match entries.last() {
-            Some((last, _)) if entries.len() == 256 => {
-                from = last.clone();
-                from.push(0);
+    for (start, end, copied_prefix) in [
+        (elements_prefix(header.id), elements_end(header.id), elements_prefix(copy.id)),
+        (order_prefix(header.id), order_end(header.id), order_prefix(copy.id)),
+    ] {
+        let mut from = start;
+        loop {
+            let entries = tx.scan(&from, Some(&end), 256);
+            for (k, v) in &entries {
+                // What follows the id (hash and element, a list position, a score) is kept as is.
+                let mut copied = copied_prefix.clone();
+                copied.extend_from_slice(&k[9..]);
+                tx.put(&copied, v);
             }
-            _ => break,
+            match entries.last() {
+                Some((last, _)) if entries.len() == 256 => {
+                    from = last.clone();
+                    from.push(0);
+                }
+                _ => break,
+            }
         }
     }
     put_header(tx, destination, &copy);
@@ -275,7 +300,11 @@ pub fn collect_garbage(tx: &mut Tx) -> i64 {
             tx.delete(&garbage);
             continue;
         };
-        let elements = tx.scan(&elements_prefix(id), Some(&elements_end(id)), budget);
+        let mut elements = tx.scan(&elements_prefix(id), Some(&elements_end(id)), budget);
+        if (elements.len() as u32) < budget {
+            // A sorted set's order entries go too.
+            elements.extend(tx.scan(&order_prefix(id), Some(&order_end(id)), budget - elements.len() as u32));
+        }
         for (k, _) in &elements {
             tx.delete(k);
         }

@@ -220,8 +220,8 @@ fn hincrbyfloat(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 /// `HRANDFIELD key [count [WITHVALUES]]`. Random by the command's time: fields are taken in hash
 /// order from a point picked by the time and the key (so the same on every node at the same
 /// time). A positive count gives distinct fields (at most the hash's size), a negative one
-/// exactly that many, possibly repeated. Difference: `WITHVALUES` answers a flat array of fields
-/// and values in RESP3 too (Redis 7 nests pairs there).
+/// exactly that many, possibly repeated. `WITHVALUES` answers pairs (nested in RESP3, flat in
+/// RESP2), as Redis 7 does.
 fn hrandfield(view: &View, args: &[&[u8]]) -> Reply {
     let count = match args.get(2) {
         None => None,
@@ -257,13 +257,12 @@ fn hrandfield(view: &View, args: &[&[u8]]) -> Reply {
         Some(n) if n >= 0 => (0..(n as usize).min(all.len())).map(|i| (start + i) % all.len()).collect(),
         Some(n) => (0..n.unsigned_abs().min(1 << 24)).map(|_| (next() % all.len() as u64) as usize).collect(),
     };
-    let reply_of = |i: usize| -> Vec<Reply> {
-        let (f, v) = &all[i];
-        if with_values { vec![Reply::Bulk(f.clone()), Reply::Bulk(v.clone())] } else { vec![Reply::Bulk(f.clone())] }
-    };
     match count {
         None => Reply::Bulk(all[start].0.clone()),
-        Some(_) => Reply::Array(picks.into_iter().flat_map(reply_of).collect()),
+        Some(_) if with_values => Reply::Pairs(
+            picks.into_iter().map(|i| (Reply::Bulk(all[i].0.clone()), Reply::Bulk(all[i].1.clone()))).collect(),
+        ),
+        Some(_) => Reply::Array(picks.into_iter().map(|i| Reply::Bulk(all[i].0.clone())).collect()),
     }
 }
 

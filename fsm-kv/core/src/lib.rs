@@ -26,6 +26,7 @@ pub mod hash;
 pub mod keyspace;
 pub mod list;
 pub mod set;
+pub mod zset;
 
 use expiry::{ExpiryUnit, expire_if_due, live_len, live_value, overwrite, remove};
 
@@ -82,13 +83,16 @@ pub const KEYSPACE: [Command; 11] = [
 ];
 
 /// fsm-kv's whole table: [`STRINGS`], [`EXPIRY`], [`KEYSPACE`], [`hash::HASHES`],
-/// [`set::SETS`] and [`list::LISTS`].
-pub const KV_COMMANDS: [Command; 85] = concat(
-    concat::<53, 16, 69>(
-        concat::<37, 16, 53>(concat::<26, 11, 37>(concat::<14, 12, 26>(STRINGS, EXPIRY), KEYSPACE), hash::HASHES),
-        set::SETS,
+/// [`set::SETS`], [`list::LISTS`] and [`zset::ZSETS`].
+pub const KV_COMMANDS: [Command; 102] = concat(
+    concat::<69, 16, 85>(
+        concat::<53, 16, 69>(
+            concat::<37, 16, 53>(concat::<26, 11, 37>(concat::<14, 12, 26>(STRINGS, EXPIRY), KEYSPACE), hash::HASHES),
+            set::SETS,
+        ),
+        list::LISTS,
     ),
-    list::LISTS,
+    zset::ZSETS,
 );
 
 /// fsm-kv's housekeeping: whether expired keys wait for removal, removed collections for their

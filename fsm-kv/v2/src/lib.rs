@@ -29,7 +29,7 @@ const ADDED: [Command; 3] = [
     Command::write("incrbyfloat", Arity::Exact(3), KeySpec::single(), incrbyfloat),
 ];
 
-const COMMANDS: [Command; 88] = fsm_kv_core::concat(fsm_kv_core::KV_COMMANDS, ADDED);
+const COMMANDS: [Command; 105] = fsm_kv_core::concat(fsm_kv_core::KV_COMMANDS, ADDED);
 
 impl StateMachine for KeyValueV2 {
     const COMMANDS: &'static [Command] = &COMMANDS;

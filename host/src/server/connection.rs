@@ -57,11 +57,15 @@ impl Session {
     /// The connection to the leader at `redis_addr` this session forwards writes over, opened
     /// (or re-opened) when needed.
     pub fn upstream_to(&mut self, redis_addr: &str, timeout: std::time::Duration) -> &Upstream {
-        let reuse = self.upstream.as_ref().is_some_and(|u| u.addr() == redis_addr && !u.is_closed());
+        let protocol = self.protocol;
+        let reuse = self
+            .upstream
+            .as_ref()
+            .is_some_and(|u| u.addr() == redis_addr && u.protocol() == protocol && !u.is_closed());
         if !reuse {
-            self.upstream = Some(Upstream::start(redis_addr, timeout));
+            self.upstream = Some(Upstream::start_with(redis_addr, timeout, protocol));
         }
-        self.upstream.get_or_insert_with(|| Upstream::start(redis_addr, timeout))
+        self.upstream.get_or_insert_with(|| Upstream::start_with(redis_addr, timeout, protocol))
     }
 }
 

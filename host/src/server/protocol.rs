@@ -380,6 +380,8 @@ pub enum Response {
     },
     /// RESP3 set; RESP2 array.
     Set(Vec<Response>),
+    /// Pairs: RESP3 an array of two-element arrays, RESP2 one flat array (`ZRANGE … WITHSCORES`).
+    Pairs(Vec<(Response, Response)>),
 }
 
 impl Response {
@@ -410,6 +412,10 @@ impl From<fsm_sdk::Reply> for Response {
             fsm_sdk::Reply::Null => Response::Null,
             fsm_sdk::Reply::Array(items) => Response::Array(items.into_iter().map(Response::from).collect()),
             fsm_sdk::Reply::Set(items) => Response::Set(items.into_iter().map(Response::from).collect()),
+            fsm_sdk::Reply::Double(value) => Response::Double(value),
+            fsm_sdk::Reply::Pairs(pairs) => {
+                Response::Pairs(pairs.into_iter().map(|(a, b)| (Response::from(a), Response::from(b))).collect())
+            }
             fsm_sdk::Reply::Map(pairs) => {
                 Response::Map(pairs.into_iter().map(|(k, v)| (Response::from(k), Response::from(v))).collect())
             }
@@ -461,7 +467,7 @@ fn encode_resp2(reply: &Response, out: &mut BytesMut) {
             items.iter().for_each(|item| encode_resp2(item, out));
             return;
         }
-        Response::Map(pairs) => {
+        Response::Map(pairs) | Response::Pairs(pairs) => {
             aggregate_header(out, b'*', pairs.len().saturating_mul(2));
             for (key, value) in pairs {
                 encode_resp2(key, out);
@@ -512,6 +518,15 @@ fn encode_resp3(reply: &Response, out: &mut BytesMut) {
             for (key, value) in pairs {
                 encode_resp3(key, out);
                 encode_resp3(value, out);
+            }
+            return;
+        }
+        Response::Pairs(pairs) => {
+            aggregate_header(out, b'*', pairs.len());
+            for (first, second) in pairs {
+                aggregate_header(out, b'*', 2);
+                encode_resp3(first, out);
+                encode_resp3(second, out);
             }
             return;
         }

@@ -9,7 +9,7 @@
 //! nothing was sent, and the writes are answered `-CLUSTERDOWN`: known not applied. The queue is bounded
 //! ([`UPSTREAM_QUEUE_MAX`]), so a slow leader pushes back on the client.
 
-use super::protocol::Response;
+use super::protocol::{Protocol, Response};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -29,9 +29,11 @@ struct Job {
     reply: oneshot::Sender<Response>,
 }
 
-/// One client connection's ordered pipe to the leader.
+/// One client connection's ordered pipe to the leader, speaking the client's protocol (so a
+/// RESP3 client gets the leader's doubles, sets and pairs as such).
 pub struct Upstream {
     addr: String,
+    protocol: Protocol,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -60,14 +62,25 @@ impl Upstream {
     /// failures surface as error replies to the writes). A reply that takes longer than
     /// `reply_timeout` fails every write in flight with "outcome unknown".
     pub fn start(addr: &str, reply_timeout: Duration) -> Self {
+        Self::start_with(addr, reply_timeout, Protocol::Resp2)
+    }
+
+    /// [`Upstream::start`] in `protocol`: with RESP3 the connection says `HELLO 3` first, and
+    /// replies keep their RESP3 types (doubles, sets, maps, pairs) on their way to the client.
+    pub fn start_with(addr: &str, reply_timeout: Duration, protocol: Protocol) -> Self {
         let (jobs, rx) = mpsc::channel(UPSTREAM_QUEUE_MAX);
-        tokio::spawn(run(addr.to_owned(), rx, reply_timeout));
-        Upstream { addr: addr.to_owned(), jobs }
+        tokio::spawn(run(addr.to_owned(), rx, reply_timeout, protocol));
+        Upstream { addr: addr.to_owned(), protocol, jobs }
     }
 
     /// The leader address this upstream goes to.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The protocol this upstream speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// Whether the upstream has failed (a new one is needed for the next write).
@@ -87,7 +100,7 @@ impl Upstream {
 
 /// The writer half: sends queued writes in order; the reader half (its own task, so writing never
 /// waits for reading or the other way round) matches replies to them in the same order.
-async fn run(addr: String, mut jobs: mpsc::Receiver<Job>, reply_timeout: Duration) {
+async fn run(addr: String, mut jobs: mpsc::Receiver<Job>, reply_timeout: Duration, protocol: Protocol) {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return refuse_all(&mut jobs, &format!("cannot reach the leader at {addr}: {e}")),
@@ -96,12 +109,18 @@ async fn run(addr: String, mut jobs: mpsc::Receiver<Job>, reply_timeout: Duratio
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
     let (order, order_rx) = mpsc::unbounded_channel::<oneshot::Sender<Response>>();
-    tokio::spawn(read_replies(rd, order_rx, reply_timeout));
+    tokio::spawn(read_replies(rd, order_rx, reply_timeout, protocol));
     let mut out = Vec::with_capacity(16 * 1024);
     append_command(&mut out, &[Bytes::from_static(FORWARDED_MARKER.as_bytes())]);
     // The marker's +OK is consumed like a reply nobody waits for.
     let (marker, _) = oneshot::channel();
     let _ = order.send(marker);
+    if protocol == Protocol::Resp3 {
+        // So is HELLO's map.
+        append_command(&mut out, &[Bytes::from_static(b"HELLO"), Bytes::from_static(b"3")]);
+        let (hello, _) = oneshot::channel();
+        let _ = order.send(hello);
+    }
     // Once the reader has failed (or a write stalls), nothing more is sent: every write sent so
     // far is answered by the reader, every write still queued gets the same careful error.
     loop {
@@ -143,6 +162,7 @@ async fn read_replies(
     mut rd: tokio::net::tcp::OwnedReadHalf,
     mut order: mpsc::UnboundedReceiver<oneshot::Sender<Response>>,
     reply_timeout: Duration,
+    protocol: Protocol,
 ) {
     let mut pending: VecDeque<oneshot::Sender<Response>> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -186,8 +206,15 @@ async fn read_replies(
             Ok(Ok(_)) => {}
         }
         loop {
-            match redis_protocol::resp2::decode::decode_bytes_mut(&mut buf) {
-                Ok(Some((frame, _, _))) => {
+            let decoded = match protocol {
+                Protocol::Resp2 => {
+                    redis_protocol::resp2::decode::decode_bytes_mut(&mut buf).map(|d| d.map(|(f, ..)| from_frame(f)))
+                }
+                Protocol::Resp3 => redis_protocol::resp3::decode::complete::decode_bytes_mut(&mut buf)
+                    .map(|d| d.map(|(f, ..)| from_frame3(f))),
+            };
+            match decoded {
+                Ok(Some(frame)) => {
                     if pending.is_empty()
                         && let Ok(reply) = order.try_recv()
                     {
@@ -195,7 +222,7 @@ async fn read_replies(
                     }
                     match pending.pop_front() {
                         Some(reply) => {
-                            let _ = reply.send(from_frame(frame));
+                            let _ = reply.send(frame);
                         }
                         None => return fail(pending, &mut order, "the leader sent an unexpected reply"),
                     }
@@ -227,6 +254,35 @@ fn fail_all(jobs: &mut mpsc::Receiver<Job>, inflight: VecDeque<oneshot::Sender<R
         // Never sent, but behind writes whose fate is unknown: answered as carefully, so that a
         // client never re-sends a later write while an earlier one may still be on its way.
         let _ = job.reply.send(unknown(why));
+    }
+}
+
+/// A RESP3 reply as a [`Response`]. Maps and sets come back in the decoder's (hash) order: the
+/// forwarded replies that carry them are rare (`EXEC` of reads), and their order is Redis's
+/// unspecified one anyway.
+fn from_frame3(frame: redis_protocol::resp3::types::BytesFrame) -> Response {
+    use redis_protocol::resp3::types::BytesFrame as F;
+    use redis_protocol::resp3::types::VerbatimStringFormat;
+    match frame {
+        F::SimpleString { data, .. } => Response::Simple(String::from_utf8_lossy(&data).into_owned()),
+        F::SimpleError { data, .. } => Response::Error(data.to_string()),
+        F::BlobError { data, .. } => Response::Error(String::from_utf8_lossy(&data).into_owned()),
+        F::Number { data, .. } => Response::Integer(data),
+        F::BlobString { data, .. } | F::BigNumber { data, .. } => Response::Bulk(data),
+        F::Double { data, .. } => Response::Double(data),
+        F::Boolean { data, .. } => Response::Boolean(data),
+        F::Null => Response::Null,
+        F::VerbatimString { data, format, .. } => Response::Verbatim {
+            format: match format {
+                VerbatimStringFormat::Markdown => super::protocol::VerbatimFormat::Markdown,
+                _ => super::protocol::VerbatimFormat::Text,
+            },
+            text: data,
+        },
+        F::Array { data, .. } | F::Push { data, .. } => Response::Array(data.into_iter().map(from_frame3).collect()),
+        F::Map { data, .. } => Response::Map(data.into_iter().map(|(k, v)| (from_frame3(k), from_frame3(v))).collect()),
+        F::Set { data, .. } => Response::Set(data.into_iter().map(from_frame3).collect()),
+        other => Response::Error(format!("ERR unexpected reply from the leader: {other:?}")),
     }
 }
 
