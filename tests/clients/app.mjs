@@ -44,6 +44,11 @@ async function nodeRedis() {
   assert.equal(await c.rPush(k('nr:queue'), ['j1', 'j2', 'j3']), 3);
   assert.equal(await c.lPop(k('nr:queue')), 'j1');
   assert.deepEqual(await c.lRange(k('nr:queue'), 0, -1), ['j2', 'j3']);
+  // A leaderboard on a sorted set.
+  assert.equal(await c.zAdd(k('nr:board'), [{ score: 10, value: 'alice' }, { score: 20, value: 'bob' }]), 2);
+  assert.equal(await c.zIncrBy(k('nr:board'), 12.5, 'alice'), 22.5);
+  assert.deepEqual(await c.zRange(k('nr:board'), 0, -1, { REV: true }), ['alice', 'bob']);
+  assert.equal(await c.zRank(k('nr:board'), 'bob'), 0);
   // A transaction.
   const replies = await c.multi().set(k('nr:n'), '1').incrBy(k('nr:n'), 41).get(k('nr:n')).exec();
   assert.deepEqual(replies, ['OK', 42, '42']);
@@ -82,6 +87,9 @@ async function ioredis() {
   assert.equal(await r.scard(k('io:tags')), 3);
   assert.equal(await r.lpush(k('io:queue'), 'a', 'b'), 2);
   assert.equal(await r.rpop(k('io:queue')), 'a');
+  assert.equal(await r.zadd(k('io:board'), 10, 'alice', 20, 'bob'), 2);
+  assert.equal(await r.zincrby(k('io:board'), 12.5, 'alice'), '22.5');
+  assert.deepEqual(await r.zrevrange(k('io:board'), 0, -1, 'WITHSCORES'), ['alice', '22.5', 'bob', '20']);
   const replies = await r.multi().set(k('io:n'), '1').incrby(k('io:n'), 41).get(k('io:n')).exec();
   assert.deepEqual(replies, [[null, 'OK'], [null, 42], [null, '42']]);
   await r.watch(k('io:n'));
