@@ -23,7 +23,7 @@
 #![deny(unsafe_code)]
 
 pub use fsm_kv_core::parse_i64;
-use fsm_sdk::{Command, Reply, StateMachine, Tx, View};
+use fsm_sdk::{Command, Reply, StateMachine, Tx};
 
 /// The key-value state machine.
 pub struct KeyValue;
@@ -35,17 +35,7 @@ impl StateMachine for KeyValue {
         fsm_kv_core::migrate(tx)
     }
 
-    fn tick_due(view: &View) -> bool {
-        fsm_kv_core::tick_due(view)
-    }
-
-    fn tick(tx: &mut Tx) -> Reply {
-        fsm_kv_core::tick(tx)
-    }
-
-    fn watch_token(view: &View, key: &[u8]) -> Option<Vec<u8>> {
-        Some(fsm_kv_core::watch_token(view, key))
-    }
+    fsm_kv_core::kv_hooks!();
 }
 
 fsm_sdk::export_state_machine!(KeyValue);

@@ -101,24 +101,34 @@ pub fn save(tx: &mut Tx, key: &[u8], mut header: Header, created: bool) {
     }
 }
 
-/// Every `(element, value)` of collection `id`, in hash order. One command's fuel bounds how
-/// large a collection this can list.
-pub fn elements(view: &View, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// Up to `limit` store entries with `from <= key < end`, in key order, read a page at a time.
+/// One command's fuel bounds how many a command can read.
+pub fn scan_range(view: &View, from: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    const PAGE: usize = 512;
     let mut out = Vec::new();
-    let mut from = elements_prefix(id);
-    let end = elements_end(id);
-    loop {
-        let entries = view.scan(&from, Some(&end), 512);
-        let full = entries.len() == 512;
+    let mut from = from.to_vec();
+    while out.len() < limit {
+        let want = (limit - out.len()).min(PAGE);
+        let entries = view.scan(&from, Some(end), want as u32);
+        let full = entries.len() == want;
         if let Some((last, _)) = entries.last() {
             from = last.clone();
             from.push(0);
         }
-        out.extend(entries.into_iter().map(|(k, v)| (element_of(&k).to_vec(), v)));
+        out.extend(entries);
         if !full {
-            return out;
+            break;
         }
     }
+    out
+}
+
+/// Every `(element, value)` of collection `id`, in hash order.
+pub fn elements(view: &View, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    scan_range(view, &elements_prefix(id), &elements_end(id), usize::MAX)
+        .into_iter()
+        .map(|(k, v)| (element_of(&k).to_vec(), v))
+        .collect()
 }
 
 /// A collection's header, at `t` + key.
@@ -318,6 +328,57 @@ pub fn collect_garbage(tx: &mut Tx) -> i64 {
         }
     }
     deleted
+}
+
+/// The `StateMachine` hooks every fsm-kv module shares: housekeeping ([`crate::tick_due`],
+/// [`crate::tick`]) and `WATCH` tokens ([`crate::watch_token`]). Use it inside the module's
+/// `impl StateMachine`.
+#[macro_export]
+macro_rules! kv_hooks {
+    () => {
+        fn tick_due(view: &fsm_sdk::View) -> bool {
+            $crate::tick_due(view)
+        }
+
+        fn tick(tx: &mut fsm_sdk::Tx) -> fsm_sdk::Reply {
+            $crate::tick(tx)
+        }
+
+        fn watch_token(view: &fsm_sdk::View, key: &[u8]) -> Option<Vec<u8>> {
+            Some($crate::watch_token(view, key))
+        }
+    };
+}
+
+/// `HSCAN`, `SSCAN` and `ZSCAN`: `key cursor [MATCH pattern] [COUNT count]` over the collection
+/// of `kind` at `args[1]`, in the elements' hash order (cursors as stable as `SCAN`'s). Each
+/// matching element goes into the reply through `render` (the element, then its value if the
+/// command shows it). `NOVALUES` is accepted when `allow_no_values` (`HSCAN`).
+pub fn scan_elements(
+    view: &View,
+    args: &[&[u8]],
+    kind: Kind,
+    allow_no_values: bool,
+    render: impl Fn(&[u8], &[u8], bool, &mut Vec<Reply>),
+) -> Reply {
+    let options = match crate::keyspace::parse_scan_options(args, 2, false) {
+        Ok(options) if allow_no_values || !options.no_values => options,
+        Ok(_) => return Reply::syntax_error(),
+        Err(reply) => return reply,
+    };
+    let (entries, next) = match find(view, args[1], kind) {
+        Ok(Some(h)) => crate::keyspace::hash_page(view, &elements_prefix(h.id), options.cursor, options.count),
+        Ok(None) => (Vec::new(), 0),
+        Err(reply) => return reply,
+    };
+    let mut items = Vec::new();
+    for (k, v) in &entries {
+        let element = element_of(k);
+        if options.pattern.is_none_or(|p| fsm_sdk::glob::glob_match(p, element)) {
+            render(element, v, !options.no_values, &mut items);
+        }
+    }
+    Reply::Array(vec![Reply::Bulk(next.to_string().into_bytes()), Reply::Array(items)])
 }
 
 /// Collection keys from `start` (a header key), in key order, at most `limit` looked at; with

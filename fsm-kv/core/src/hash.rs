@@ -2,11 +2,11 @@
 //! errors. A hash is a collection (see [`crate::collection`]): a header and one store entry per
 //! field, so a field write costs the same in a hash of ten fields as in one of ten million.
 
-use crate::collection::{self, Header, Kind, element_key, element_of, elements_prefix};
+use crate::collection::{self, Header, Kind, element_key};
 use crate::expiry::expire_if_due;
-use crate::keyspace::{hash_page, key_hash, parse_scan_options};
+use crate::keyspace::key_hash;
 use crate::{format_float, parse_float, parse_i64};
-use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View, glob::glob_match};
+use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View};
 
 /// The hash commands.
 pub const HASHES: [Command; 16] = [
@@ -269,23 +269,10 @@ fn hrandfield(view: &View, args: &[&[u8]]) -> Reply {
 /// `HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]`: the cursor is a position in the
 /// hash order of the fields, as `SCAN`'s is in the keys'.
 fn hscan(view: &View, args: &[&[u8]]) -> Reply {
-    let options = match parse_scan_options(args, 2, false) {
-        Ok(options) => options,
-        Err(reply) => return reply,
-    };
-    let empty = Reply::Array(vec![Reply::Bulk(b"0".to_vec()), Reply::Array(Vec::new())]);
-    with_hash(view, args, empty, |h| {
-        let (entries, next) = hash_page(view, &elements_prefix(h.id), options.cursor, options.count);
-        let mut items = Vec::new();
-        for (k, v) in entries {
-            let field = element_of(&k);
-            if options.pattern.is_none_or(|p| glob_match(p, field)) {
-                items.push(Reply::Bulk(field.to_vec()));
-                if !options.no_values {
-                    items.push(Reply::Bulk(v));
-                }
-            }
+    collection::scan_elements(view, args, Kind::Hash, true, |field, value, with_values, out| {
+        out.push(Reply::Bulk(field.to_vec()));
+        if with_values {
+            out.push(Reply::Bulk(value.to_vec()));
         }
-        Reply::Array(vec![Reply::Bulk(next.to_string().into_bytes()), Reply::Array(items)])
     })
 }

@@ -51,21 +51,9 @@ fn range(start: i64, stop: i64, len: i64) -> Option<(i64, i64)> {
 
 /// The elements at indexes `start ..= stop` of list `header`.
 fn elements(view: &View, header: &Header, start: i64, stop: i64) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut from = position_key(header.id, header.head + start);
+    let from = position_key(header.id, header.head + start);
     let end = position_key(header.id, header.head + stop + 1);
-    loop {
-        let entries = view.scan(&from, Some(&end), 512);
-        let full = entries.len() == 512;
-        if let Some((last, _)) = entries.last() {
-            from = last.clone();
-            from.push(0);
-        }
-        out.extend(entries.into_iter().map(|(_, v)| v));
-        if !full {
-            return out;
-        }
-    }
+    collection::scan_range(view, &from, &end, usize::MAX).into_iter().map(|(_, v)| v).collect()
 }
 
 /// Replaces list `header`'s elements with `values` (positions from 0), saving or removing the key.

@@ -2,11 +2,11 @@
 //! and errors. A set is a collection (see [`crate::collection`]): a header and one store entry
 //! per member (with an empty value).
 
-use crate::collection::{self, Header, Kind, element_key, element_of, elements_prefix};
+use crate::collection::{self, Header, Kind, element_key};
 use crate::expiry::{expire_if_due, remove};
-use crate::keyspace::{hash_page, key_hash, parse_scan_options};
+use crate::keyspace::key_hash;
 use crate::parse_i64;
-use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View, glob::glob_match};
+use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View};
 use std::collections::BTreeSet;
 
 /// The set commands.
@@ -317,23 +317,5 @@ fn smove(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`: cursors are positions in the members' hash
 /// order, as `SCAN`'s are in the keys'.
 fn sscan(view: &View, args: &[&[u8]]) -> Reply {
-    let options = match parse_scan_options(args, 2, false) {
-        Ok(options) if !options.no_values => options,
-        Ok(_) => return Reply::syntax_error(),
-        Err(reply) => return reply,
-    };
-    match find(view, args[1]) {
-        Ok(Some(h)) => {
-            let (entries, next) = hash_page(view, &elements_prefix(h.id), options.cursor, options.count);
-            let items = entries
-                .iter()
-                .map(|(k, _)| element_of(k))
-                .filter(|m| options.pattern.is_none_or(|p| glob_match(p, m)))
-                .map(|m| Reply::Bulk(m.to_vec()))
-                .collect();
-            Reply::Array(vec![Reply::Bulk(next.to_string().into_bytes()), Reply::Array(items)])
-        }
-        Ok(None) => Reply::Array(vec![Reply::Bulk(b"0".to_vec()), Reply::Array(Vec::new())]),
-        Err(reply) => reply,
-    }
+    collection::scan_elements(view, args, Kind::Set, false, |member, _, _, out| out.push(Reply::Bulk(member.to_vec())))
 }

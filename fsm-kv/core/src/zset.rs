@@ -7,11 +7,10 @@
 //! Redis 7.2 prints them; Redis 7.0 prints 17 digits, `0.10000000000000001`). `WITHSCORES`
 //! replies are pairs (nested in RESP3, flat in RESP2), as in Redis 7.
 
-use crate::collection::{self, Header, Kind, element_key, element_of, elements_prefix, order_end, order_prefix};
+use crate::collection::{self, Header, Kind, element_key, order_end, order_prefix};
 use crate::expiry::expire_if_due;
-use crate::keyspace::{hash_page, parse_scan_options};
 use crate::{parse_float, parse_i64};
-use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View, glob::glob_match};
+use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View};
 
 /// The sorted-set commands.
 pub const ZSETS: [Command; 17] = [
@@ -80,22 +79,10 @@ fn delete_member(tx: &mut Tx, id: u64, member: &[u8], score: f64) {
 
 /// Every `(score, member)` of sorted set `id` with `from <= order key < to`, in order.
 fn ordered(view: &View, from: &[u8], to: &[u8], limit: usize) -> Vec<(f64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut from = from.to_vec();
-    while out.len() < limit {
-        let want = (limit - out.len()).min(512) as u32;
-        let entries = view.scan(&from, Some(to), want);
-        let full = entries.len() == want as usize;
-        if let Some((last, _)) = entries.last() {
-            from = last.clone();
-            from.push(0);
-        }
-        out.extend(entries.into_iter().map(|(k, _)| (unsortable(&k[9..17]), k[17..].to_vec())));
-        if !full {
-            break;
-        }
-    }
-    out
+    collection::scan_range(view, from, to, limit)
+        .into_iter()
+        .map(|(k, _)| (unsortable(&k[9..17]), k[17..].to_vec()))
+        .collect()
 }
 
 fn all_ordered(view: &View, id: u64) -> Vec<(f64, Vec<u8>)> {
@@ -604,26 +591,9 @@ fn zpopmax(tx: &mut Tx, args: &[&[u8]]) -> Reply {
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]`: `[cursor, [member, score, ...]]`, cursors
 /// stable as `SCAN`'s (positions in the members' hash order).
 fn zscan(view: &View, args: &[&[u8]]) -> Reply {
-    let options = match parse_scan_options(args, 2, false) {
-        Ok(options) if !options.no_values => options,
-        Ok(_) => return Reply::syntax_error(),
-        Err(reply) => return reply,
-    };
-    match find(view, args[1]) {
-        Ok(Some(h)) => {
-            let (entries, next) = hash_page(view, &elements_prefix(h.id), options.cursor, options.count);
-            let mut items = Vec::new();
-            for (k, v) in &entries {
-                let member = element_of(k);
-                if options.pattern.is_none_or(|p| glob_match(p, member)) {
-                    let score = <[u8; 8]>::try_from(v.as_slice()).map_or(0.0, f64::from_le_bytes);
-                    items.push(Reply::Bulk(member.to_vec()));
-                    items.push(Reply::Double(score));
-                }
-            }
-            Reply::Array(vec![Reply::Bulk(next.to_string().into_bytes()), Reply::Array(items)])
-        }
-        Ok(None) => Reply::Array(vec![Reply::Bulk(b"0".to_vec()), Reply::Array(Vec::new())]),
-        Err(reply) => reply,
-    }
+    collection::scan_elements(view, args, Kind::ZSet, false, |member, value, _, out| {
+        let score = <[u8; 8]>::try_from(value).map_or(0.0, f64::from_le_bytes);
+        out.push(Reply::Bulk(member.to_vec()));
+        out.push(Reply::Double(score));
+    })
 }

@@ -17,7 +17,7 @@
 #![deny(unsafe_code)]
 
 use fsm_kv_core::{data_key, expiry::expire_if_due, getdel, key_created, setnx};
-use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, Tx, View};
+use fsm_sdk::{Arity, Command, KeySpec, Reply, StateMachine, Tx};
 
 /// The key-value state machine, version 2.
 pub struct KeyValueV2;
@@ -34,17 +34,7 @@ const COMMANDS: [Command; 105] = fsm_kv_core::concat(fsm_kv_core::KV_COMMANDS, A
 impl StateMachine for KeyValueV2 {
     const COMMANDS: &'static [Command] = &COMMANDS;
 
-    fn tick_due(view: &View) -> bool {
-        fsm_kv_core::tick_due(view)
-    }
-
-    fn tick(tx: &mut Tx) -> Reply {
-        fsm_kv_core::tick(tx)
-    }
-
-    fn watch_token(view: &View, key: &[u8]) -> Option<Vec<u8>> {
-        Some(fsm_kv_core::watch_token(view, key))
-    }
+    fsm_kv_core::kv_hooks!();
 
     fn migrate(tx: &mut Tx) -> Reply {
         match tx.get(SCHEMA_KEY).as_deref() {
