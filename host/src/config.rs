@@ -89,6 +89,98 @@ pub struct Config {
     /// default.
     #[serde(default)]
     pub limits: Limits,
+    /// Client authentication: the default user's password and the users with their permissions.
+    /// Absent (the default): every client may run every command, as with Redis's default
+    /// `nopass` user. Must be the same on every node.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// A file holding the secret every node of the cluster shares (at least 32 bytes; `openssl
+    /// rand -hex 32 > cluster.secret`). With it, peers prove they hold it on every Raft
+    /// connection, and a peer that cannot is refused. Absent (the default): any process that
+    /// reaches the Raft port and knows the cluster id is taken for a peer. A relative path is
+    /// resolved against the config file's directory.
+    #[serde(default)]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+/// The `auth` section: who may connect, and what each user may do (see [`crate::acl`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Redis's `requirepass`: the SHA-256 (64 hex digits) of the default user's password, who
+    /// may then run everything. `printf %s 'password' | sha256sum` prints it.
+    pub requirepass_sha256: Option<String>,
+    /// Users by name. A user named `default` replaces `requirepass`. With users listed and no
+    /// password for the default user, a connection must `AUTH` before anything else.
+    pub users: Vec<UserSettings>,
+}
+
+/// One user of [`AuthSettings::users`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSettings {
+    /// The name clients give to `AUTH`. *Required*.
+    pub name: String,
+    /// A disabled user cannot authenticate. Default `true`.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Accept any password (Redis's `nopass`). Default `false`.
+    #[serde(default)]
+    pub nopass: bool,
+    /// SHA-256 digests of the user's passwords (64 hex digits each). Several let a password be
+    /// rotated without a moment when clients are refused.
+    #[serde(default)]
+    pub password_sha256: Vec<String>,
+    /// Command rules, applied in order as `ACL SETUSER` does: `+@read`, `-@dangerous`, `+get`,
+    /// `-flushdb`, `+acl|whoami`, `allcommands`, `nocommands`. Default: no commands.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// Key patterns the user may touch (`app:*`), or `*` for every key. Default: none.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl AuthSettings {
+    /// The node's users, parsed. [`Config::validate`] has checked they parse.
+    pub fn acl(&self) -> Result<crate::acl::Acl, InvalidSetting> {
+        let requirepass = match &self.requirepass_sha256 {
+            None => None,
+            Some(hex) => Some(crate::acl::parse_sha256(hex).ok_or_else(|| {
+                InvalidSetting::new(
+                    "auth.requirepass_sha256",
+                    "must be 64 hex digits, the SHA-256 of the password (`printf %s 'password' | sha256sum`)",
+                )
+            })?),
+        };
+        let mut users = Vec::with_capacity(self.users.len());
+        for (i, user) in self.users.iter().enumerate() {
+            if self.users[..i].iter().any(|u| u.name == user.name) {
+                return Err(InvalidSetting::new("auth.users", format!("user '{}' is defined twice", user.name)));
+            }
+            if user.name == "default" && requirepass.is_some() {
+                return Err(InvalidSetting::new(
+                    "auth.users",
+                    "user 'default' and auth.requirepass_sha256 both set the default user: keep one",
+                ));
+            }
+            let spec = crate::acl::UserSpec {
+                name: user.name.clone(),
+                enabled: user.enabled,
+                nopass: user.nopass,
+                password_sha256: user.password_sha256.clone(),
+                commands: user.commands.clone(),
+                keys: user.keys.clone(),
+            };
+            users.push(
+                crate::acl::User::from_spec(&spec).map_err(|e| InvalidSetting::new("auth.users", e.to_string()))?,
+            );
+        }
+        Ok(crate::acl::Acl::new(requirepass, users))
+    }
 }
 
 /// What a follower does with a write command (`follower_writes`).
@@ -386,7 +478,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
         let mut config = Config::parse(&text, path)?;
         overrides.apply_to(&mut config);
-        config.validate().map_err(|setting| {
+        config.validate().and_then(|()| config.cluster_secret().map(drop)).map_err(|setting| {
             let flags = if setting.involved.is_empty() { &[setting.key][..] } else { setting.involved };
             let flags = flags.iter().filter_map(|key| overrides.flag_for(key)).collect();
             ConfigError::Invalid { path: path.to_owned(), setting, flags }
@@ -413,6 +505,7 @@ impl Config {
         let base = Base::of(origin);
         config.data_dir = base.resolve(&config.data_dir);
         config.fsm_module = base.resolve(&config.fsm_module);
+        config.cluster_secret_file = config.cluster_secret_file.map(|p| base.resolve(&p));
         Ok(config)
     }
 
@@ -449,7 +542,26 @@ impl Config {
         }
         self.raft.validate()?;
         self.snapshot.validate()?;
-        self.limits.validate()
+        self.limits.validate()?;
+        self.auth.acl()?;
+        if self.cluster_secret_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(InvalidSetting::new(
+                "cluster_secret_file",
+                "must not be empty: name a file, or leave the key out",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the cluster secret `cluster_secret_file` names, if any. The error names the key and
+    /// the file.
+    pub fn cluster_secret(&self) -> Result<Option<crate::raft::peer_auth::ClusterSecret>, InvalidSetting> {
+        let Some(path) = &self.cluster_secret_file else { return Ok(None) };
+        let bytes = std::fs::read(path)
+            .map_err(|e| InvalidSetting::new("cluster_secret_file", format!("cannot read {}: {e}", path.display())))?;
+        crate::raft::peer_auth::ClusterSecret::new(&bytes)
+            .map(Some)
+            .map_err(|why| InvalidSetting::new("cluster_secret_file", format!("{}: {why}", path.display())))
     }
 }
 
@@ -824,8 +936,34 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                     read_timeout_ms: 5000,
                     write_timeout_ms: 10_000,
                 },
+                auth: AuthSettings { requirepass_sha256: None, users: Vec::new() },
+                cluster_secret_file: None,
             }
         );
+    }
+
+    #[test]
+    fn users_parse_and_bad_ones_are_refused_naming_the_key() {
+        let digest = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+        let users = format!(
+            "auth:\n  requirepass_sha256: {digest}\n  users:\n    - name: app\n      password_sha256: [{digest}]\n      \
+             commands: [+@read, +@write, -@dangerous]\n      keys: ['app:*']\n"
+        );
+        let config = parse(&format!("{REQUIRED}{users}")).unwrap();
+        let acl = config.auth.acl().unwrap();
+        assert!(acl.authenticate(b"app", b"password").is_some());
+        assert!(acl.authenticate(b"default", b"password").is_some());
+        assert!(acl.initial_user().is_none(), "a password means connections must AUTH");
+
+        let unknown = users.replace("-@dangerous", "-@dangrous");
+        let message = invalid(&unknown, "auth.users");
+        assert!(message.contains("user 'app'") && message.contains("'@dangrous'"), "{message}");
+        let short = "auth:\n  requirepass_sha256: abc\n";
+        invalid(short, "auth.requirepass_sha256");
+        let twice = "auth:\n  users: [{name: a, nopass: true}, {name: a, nopass: true}]\n";
+        assert!(invalid(twice, "auth.users").contains("defined twice"));
+        let misspelt = format!("{REQUIRED}auth:\n  users: [{{name: a, pasword_sha256: []}}]\n");
+        assert!(parse(&misspelt).unwrap_err().to_string().contains("pasword_sha256"));
     }
 
     #[test]
@@ -1215,6 +1353,8 @@ limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_
                 raft: RaftSettings::default(),
                 snapshot: SnapshotPolicy::default(),
                 limits: Limits::default(),
+                auth: AuthSettings::default(),
+                cluster_secret_file: None,
             };
             assert_eq!(config, defaults, "{name}");
             let text = std::fs::read_to_string(&path).unwrap();

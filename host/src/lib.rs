@@ -13,6 +13,7 @@
 //! [`config`] reads a node's settings (a YAML file and command-line overrides); [`run`] starts a
 //! node from them. `docs/DESIGN.md` shows the request paths.
 
+pub mod acl;
 pub mod config;
 pub mod raft;
 pub mod runtime;
@@ -52,7 +53,13 @@ pub async fn run(
         }
     }
     tracing::info!(id = config.id, redis = %config.redis_addr, raft = %config.raft_addr, "node ready");
-    let shared = Arc::new(server::Shared::new(node.clone(), &config));
+    let shared = match server::Shared::new(node.clone(), &config) {
+        Ok(shared) => Arc::new(shared),
+        Err(e) => {
+            node.shutdown().await;
+            return Err(RunError::Start(e.to_string()));
+        }
+    };
     let server = tokio::spawn(server::serve(listener, shared));
     let outcome = tokio::select! {
         () = shutdown => Ok(()),

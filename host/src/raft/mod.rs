@@ -21,6 +21,7 @@ pub mod log_store;
 pub mod modules;
 pub mod network;
 pub mod node;
+pub mod peer_auth;
 pub mod state_machine;
 pub mod wal;
 

@@ -28,6 +28,7 @@
 //! membership changes consult before they can cost the cluster its quorum.
 
 use super::log_store::LogStore;
+use super::peer_auth::{ClusterSecret, PeerAuth};
 use super::{Member, NodeId, TypeConfig};
 use openraft::Raft;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -145,7 +146,7 @@ enum Answer {
     Probe(ProbeAnswer),
 }
 
-async fn write_frame<W: AsyncWrite + Unpin>(stream: &mut W, body: &[u8]) -> Result<(), TransportError> {
+pub(super) async fn write_frame<W: AsyncWrite + Unpin>(stream: &mut W, body: &[u8]) -> Result<(), TransportError> {
     let len = u32::try_from(body.len()).ok().filter(|l| *l <= FRAME_BYTES_MAX);
     let len = len.ok_or_else(|| TransportError::Malformed(format!("frame of {} bytes is too big", body.len())))?;
     let mut head = [0u8; 8];
@@ -164,6 +165,23 @@ async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Option<Vec<u
     let mut body = Vec::new();
     read_body(stream, len, &mut body).await?;
     Ok(Some(body))
+}
+
+/// Reads one frame of at most `max` bytes (the cluster-secret exchange's): a longer one is
+/// refused before its body is read.
+pub(super) async fn read_small_frame<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    max: u32,
+) -> Result<Vec<u8>, TransportError> {
+    let len = read_frame_len(stream)
+        .await?
+        .ok_or_else(|| TransportError::Malformed("connection closed before a frame".into()))?;
+    if len > max {
+        return Err(TransportError::Refused(format!("a frame of {len} bytes where at most {max} were expected")));
+    }
+    let mut body = Vec::new();
+    read_body(stream, len, &mut body).await?;
+    Ok(body)
 }
 
 /// Reads a request frame, screening its header with `screen` once the first
@@ -220,13 +238,20 @@ pub struct Identity {
     pub node_id: NodeId,
     cluster_id: RwLock<Option<String>>,
     log: LogStore,
+    /// The cluster-secret exchange every connection starts with (when there is a secret).
+    pub auth: PeerAuth,
 }
 
 impl Identity {
     /// Loads the cluster id recorded in `log`, if any.
-    pub fn new(node_id: NodeId, log: LogStore) -> Result<Arc<Self>, openraft::StorageError<NodeId>> {
+    /// With `secret`, peers must prove they hold it on every connection ([`PeerAuth`]).
+    pub fn new(
+        node_id: NodeId,
+        log: LogStore,
+        secret: Option<ClusterSecret>,
+    ) -> Result<Arc<Self>, openraft::StorageError<NodeId>> {
         let cluster_id = log.cluster_id()?;
-        Ok(Arc::new(Identity { node_id, cluster_id: RwLock::new(cluster_id), log }))
+        Ok(Arc::new(Identity { node_id, cluster_id: RwLock::new(cluster_id), log, auth: PeerAuth::new(secret) }))
     }
 
     /// The cluster id, if this node belongs to a cluster.
@@ -314,6 +339,11 @@ impl PeerNetwork {
         contact.get(&peer).is_some_and(|at| at.elapsed() <= window)
     }
 
+    /// Connections refused since start because the peer failed the cluster-secret exchange.
+    pub fn peers_refused(&self) -> u64 {
+        self.identity.auth.refused()
+    }
+
     /// How long ago `peer` last answered an RPC of ours, if ever.
     pub fn last_heard(&self, peer: NodeId) -> Option<Duration> {
         self.contact.lock().unwrap_or_else(|p| p.into_inner()).get(&peer).map(Instant::elapsed)
@@ -388,10 +418,11 @@ impl PeerClient {
         let mut stream = match stream {
             Some(stream) => stream,
             None => {
-                let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
                     .await
                     .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))??;
                 stream.set_nodelay(true)?;
+                self.identity.auth.connect(&mut stream).await?;
                 stream
             }
         };
@@ -551,6 +582,10 @@ async fn serve_connection(
     contract: Arc<[u8]>,
 ) -> Result<(), TransportError> {
     stream.set_nodelay(true)?;
+    if let Err(e) = identity.auth.accept(&mut stream).await {
+        tracing::warn!(peer = %stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(), "refused a peer: {e}");
+        return Ok(());
+    }
     let probe = probe_body();
     loop {
         let screen = |header: &Header| {

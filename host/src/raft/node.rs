@@ -282,7 +282,8 @@ impl Node {
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let identity = Identity::new(config.id, log.clone())
+        let secret = config.cluster_secret().map_err(|e| StartError::Io(e.to_string()))?;
+        let identity = Identity::new(config.id, log.clone(), secret)
             .map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
         let network = PeerNetwork::new(identity.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
         let listener = TcpListener::bind(config.raft_addr)
@@ -923,6 +924,11 @@ impl Node {
             let digest = storage::state_digest(&*view).map_err(|e| ClusterError::Fatal(e.to_string()))?;
             Ok(storage::hex(&digest))
         })
+    }
+
+    /// Peer connections refused for failing the cluster-secret exchange (`INFO raft`).
+    pub fn peers_refused(&self) -> u64 {
+        self.network.peers_refused()
     }
 
     /// The write-path counters since start (`INFO raft`), by name.

@@ -134,6 +134,11 @@ const DOCS: &[(&str, &str, &str, &str)] = &[
     ("watch", "Monitors changes to keys to determine the execution of a transaction.", "2.2.0", "transactions"),
 ];
 
+/// The group of the Redis command `name` (lower-case), if Redis has it.
+pub fn group(name: &str) -> Option<&'static str> {
+    DOCS.binary_search_by(|(n, ..)| n.cmp(&name)).ok().map(|i| DOCS[i].3)
+}
+
 /// The `COMMAND DOCS` entry of `name` (lower-case): Redis's summary, or one saying the command is
 /// the state-machine module's own (or the node's: the cluster commands).
 pub fn entry(name: &str, from_module: bool) -> Response {

@@ -7,8 +7,9 @@
 //! 7.0.15), and the original Redraft for the cluster commands.
 
 use super::Shared;
-use super::connection::{Session, cluster_error};
+use super::connection::cluster_error;
 use super::protocol::{Protocol, Response, VerbatimFormat};
+use super::session::Session;
 use super::upstream::Upstream;
 use crate::raft::node::{ClusterError, Reload};
 use bytes::Bytes;
@@ -43,6 +44,8 @@ pub enum Outcome {
 /// Commands answered here, for `COMMAND`: name, arity, flags.
 const LOCAL_COMMANDS: &[(&str, i64, &[&str])] = &[
     ("ping", -1, &["fast", "stale"]),
+    ("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"]),
+    ("acl", -2, &["stale"]),
     ("echo", 2, &["fast", "stale"]),
     ("hello", -1, &["noscript", "loading", "stale", "fast"]),
     ("quit", -1, &["fast", "stale"]),
@@ -71,6 +74,11 @@ const LOCAL_COMMANDS: &[(&str, i64, &[&str])] = &[
 /// Whether the server answers `name` (lower-case) itself rather than the module.
 pub fn is_local(name: &str) -> bool {
     LOCAL_COMMANDS.iter().any(|(n, _, _)| *n == name)
+}
+
+/// The names of the commands the server answers itself.
+pub fn local_names() -> impl Iterator<Item = &'static str> {
+    LOCAL_COMMANDS.iter().map(|(n, _, _)| *n)
 }
 
 fn is(arg: &[u8], name: &str) -> bool {
@@ -117,6 +125,8 @@ pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outc
             Err(_) => Response::error("ERR value is not an integer or out of range"),
         },
         "hello" => hello(shared, session, args),
+        "auth" => super::auth::auth(shared, session, args),
+        "acl" => super::auth::acl(shared, session, args),
         "client" => client(session, args),
         "command" => command(shared, args),
         "info" => info(shared, session, args),
@@ -149,27 +159,44 @@ pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outc
     Outcome::Reply(reply)
 }
 
+/// `HELLO [protover [AUTH user password] [SETNAME name]]`: options are all checked before any
+/// takes effect, and a failed `AUTH` changes nothing (as in Redis).
 fn hello(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
     let mut i = 1;
+    let mut protocol = session.protocol;
     if args.len() > 1 {
         match text(&args[1]).parse::<i64>() {
-            Ok(2) => session.protocol = Protocol::Resp2,
-            Ok(3) => session.protocol = Protocol::Resp3,
+            Ok(2) => protocol = Protocol::Resp2,
+            Ok(3) => protocol = Protocol::Resp3,
             Ok(_) => return Response::error("NOPROTO unsupported protocol version"),
             Err(_) => return Response::error("ERR Protocol version is not an integer or out of range"),
         }
         i = 2;
     }
+    let (mut credentials, mut name) = (None, None);
     while i < args.len() {
         if is(&args[i], "AUTH") && i + 2 < args.len() {
-            // No users or passwords: like Redis's default `nopass` user, any credentials pass.
+            credentials = Some((args[i + 1].clone(), args[i + 2].clone()));
             i += 3;
         } else if is(&args[i], "SETNAME") && i + 1 < args.len() {
-            session.name = Some(args[i + 1].clone());
+            name = Some(args[i + 1].clone());
             i += 2;
         } else {
             return Response::error(format!("ERR Syntax error in HELLO option '{}'", text(&args[i])));
         }
+    }
+    match credentials {
+        Some((user, password)) => {
+            if let Err(refused) = super::auth::authenticate(shared, session, &user, &password) {
+                return refused;
+            }
+        }
+        None if session.user.is_none() => return Response::error(super::auth::NOAUTH_HELLO),
+        None => {}
+    }
+    session.protocol = protocol;
+    if name.is_some() {
+        session.name = name;
     }
     let role = if shared.node.leader().is_some_and(|(l, _)| l == shared.node.id()) { "master" } else { "replica" };
     Response::Map(vec![
@@ -212,10 +239,11 @@ fn client(session: &mut Session, args: &[Bytes]) -> Response {
         Response::ok()
     } else if is(sub, "INFO") || is(sub, "LIST") {
         let line = format!(
-            "id={} addr={} name={} db=0 resp={} lib-name={} lib-ver={}\n",
+            "id={} addr={} name={} db=0 user={} resp={} lib-name={} lib-ver={}\n",
             session.id,
             session.peer,
             session.name.as_deref().map(text).unwrap_or_default(),
+            session.user_name(),
             if session.protocol == Protocol::Resp3 { 3 } else { 2 },
             session.lib.0.as_deref().map(text).unwrap_or_default(),
             session.lib.1.as_deref().map(text).unwrap_or_default(),
@@ -456,6 +484,16 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
             shared.connections_max
         );
     }
+    if want("stats") {
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# Stats\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\r\n",
+            count(&shared.denied.auth),
+            count(&shared.denied.command),
+            count(&shared.denied.key),
+        );
+    }
     if want("replication") {
         let role = if metrics.current_leader == Some(node.id()) { "master" } else { "slave" };
         let _ = write!(out, "# Replication\r\nrole:{role}\r\n\r\n");
@@ -468,7 +506,7 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
             "# Raft\r\nraft_node_id:{}\r\nraft_cluster_id:{}\r\nraft_role:{}\r\nraft_leader_id:{leader}\r\nraft_term:{}\r\n\
              raft_last_log_index:{}\r\nraft_last_applied_index:{}\r\n\
              raft_snapshot_index:{}\r\nraft_purged_index:{}\r\nraft_voters:{}\r\nraft_read_mode:{}\r\n\
-             raft_peers_last_heard_ms:{}\r\n",
+             raft_peers_last_heard_ms:{}\r\nraft_peers_refused:{}\r\n",
             node.id(),
             node.cluster_id().unwrap_or_default(),
             role_name(metrics.state),
@@ -484,6 +522,7 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
                 .map(|(id, heard)| format!("{id}={}", heard.map_or("never".to_owned(), |d| d.as_millis().to_string())))
                 .collect::<Vec<_>>()
                 .join(","),
+            node.peers_refused(),
         );
         for (name, value) in node.write_counters() {
             let _ = write!(out, "{name}:{value}\r\n");
@@ -511,8 +550,15 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
 
 /// Passes a cluster command on to the leader and returns its answer; `check` names the command
 /// that tells whether it took effect when the leader does not answer in `timeout`.
-async fn to_leader(redis_addr: &str, args: &[Bytes], timeout: std::time::Duration, check: &str) -> Response {
-    let upstream = Upstream::start(redis_addr, timeout);
+/// It goes under the session's user, whom the leader checks again.
+async fn to_leader(
+    session: &Session,
+    redis_addr: &str,
+    args: &[Bytes],
+    timeout: std::time::Duration,
+    check: &str,
+) -> Response {
+    let upstream = Upstream::start(redis_addr, timeout, session.credentials.clone());
     upstream
         .submit(args.to_vec())
         .await
@@ -564,7 +610,7 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
                 Ok(Reload::Forward { redis_addr, bytes }) if !session.forwarded => {
                     let forward = [Bytes::from_static(PROPOSE_MODULE.as_bytes()), Bytes::from(bytes)];
                     // Compiling and switching takes a moment on every replica.
-                    to_leader(&redis_addr, &forward, std::time::Duration::from_secs(60), "MODULE INFO").await
+                    to_leader(session, &redis_addr, &forward, std::time::Duration::from_secs(60), "MODULE INFO").await
                 }
                 Ok(Reload::Forward { .. }) => cluster_error(&ClusterError::NoLeader),
                 Err(e) => cluster_error(&e),
@@ -594,7 +640,7 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
             match node.route_to_leader() {
                 Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
                     // JOIN waits for the new node to catch up (up to two minutes).
-                    return to_leader(&redis_addr, args, std::time::Duration::from_secs(150), "NODES").await;
+                    return to_leader(session, &redis_addr, args, std::time::Duration::from_secs(150), "NODES").await;
                 }
                 Err(e) => Err(e),
                 Ok(()) if name == "join" => {

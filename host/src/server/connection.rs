@@ -14,8 +14,9 @@
 use super::Shared;
 use super::commands::{self, Outcome};
 use super::protocol::{self, Protocol, Response};
-use super::transaction::{self, Step, Transaction};
-use super::upstream::{FORWARDED_MARKER, Upstream};
+use super::session::Session;
+use super::transaction::{self, Step};
+use super::upstream::FORWARDED_MARKER;
 use crate::config::FollowerWrites;
 use crate::raft::node::ClusterError;
 use bytes::{Bytes, BytesMut};
@@ -29,45 +30,6 @@ use tokio::sync::oneshot;
 const PENDING_MAX: usize = 16 * 1024;
 /// Output buffered before it is written even if more replies are coming.
 const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
-
-/// Per-connection state that commands can change.
-pub struct Session {
-    /// The connection's id (`CLIENT ID`).
-    pub id: u64,
-    /// RESP2 until `HELLO 3`.
-    pub protocol: Protocol,
-    /// `CLIENT SETNAME`.
-    pub name: Option<Bytes>,
-    /// `CLIENT SETINFO LIB-NAME` / `LIB-VER`.
-    pub lib: (Option<Bytes>, Option<Bytes>),
-    /// `READONLY`: reads are served from local state without a read index.
-    pub stale_reads: bool,
-    /// The connection is another node forwarding writes: never forward them again.
-    pub forwarded: bool,
-    /// The peer's address, for `CLIENT LIST` / `INFO`.
-    pub peer: String,
-    upstream: Option<Upstream>,
-    /// The transaction being queued since `MULTI`, if any.
-    pub transaction: Option<Transaction>,
-    /// Keys `WATCH`ed, with the token each had when watched.
-    pub watched: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl Session {
-    /// The connection to the leader at `redis_addr` this session forwards writes over, opened
-    /// (or re-opened) when needed.
-    pub fn upstream_to(&mut self, redis_addr: &str, timeout: std::time::Duration) -> &Upstream {
-        let protocol = self.protocol;
-        let reuse = self
-            .upstream
-            .as_ref()
-            .is_some_and(|u| u.addr() == redis_addr && u.protocol() == protocol && !u.is_closed());
-        if !reuse {
-            self.upstream = Some(Upstream::start_with(redis_addr, timeout, protocol));
-        }
-        self.upstream.get_or_insert_with(|| Upstream::start_with(redis_addr, timeout, protocol))
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -144,18 +106,7 @@ pub async fn serve(mut stream: TcpStream, shared: std::sync::Arc<Shared>, id: u6
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.split();
-    let mut session = Session {
-        id,
-        protocol: Protocol::Resp2,
-        name: None,
-        lib: (None, None),
-        stale_reads: shared.stale_reads_default,
-        forwarded: false,
-        peer,
-        upstream: None,
-        transaction: None,
-        watched: Vec::new(),
-    };
+    let mut session = Session::new(id, peer, shared.stale_reads_default, shared.acl.initial_user());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut pipeline = Pipeline::default();
@@ -232,6 +183,26 @@ async fn dispatch(
 ) -> Flow {
     let node = &shared.node;
     let name = &args[0];
+    if let Err(refusal) = super::auth::gate(shared, session, &args) {
+        let response = match session.transaction.take() {
+            // A refused EXEC ends the transaction, as in Redis.
+            Some(_) if name.eq_ignore_ascii_case(b"EXEC") => {
+                session.watched.clear();
+                match refusal {
+                    Response::Error(text) => {
+                        Response::error(format!("EXECABORT Transaction discarded because of: {text}"))
+                    }
+                    other => other,
+                }
+            }
+            transaction => {
+                session.transaction = transaction;
+                transaction::doom(session, refusal)
+            }
+        };
+        pipeline.pending.push_back(Pending::Ready(response));
+        return Flow::Continue;
+    }
     if name.eq_ignore_ascii_case(FORWARDED_MARKER.as_bytes()) {
         session.forwarded = true;
         pipeline.pending.push_back(Pending::Ready(Response::ok()));

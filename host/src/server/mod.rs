@@ -5,6 +5,8 @@
 //!   RESP2 or RESP3;
 //! * [`connection`] runs one client: dispatch, pipelining with replies in order, the session's
 //!   modes;
+//! * [`session`] is one connection's state; [`auth`] authenticates it and checks each command
+//!   against its user's permissions before dispatch;
 //! * [`commands`] answers what the server knows itself (handshake, introspection, cluster
 //!   commands);
 //! * [`transaction`] queues `MULTI` … `EXEC` at the connection and submits it as one log item,
@@ -15,12 +17,14 @@
 //! Connections are capped (`limits.connections_max`); past the cap a client gets Redis's
 //! `-ERR max number of clients reached` and is closed.
 
+pub mod auth;
 mod command_docs;
 pub mod commands;
 pub mod connection;
 pub mod glob;
 mod modules;
 pub mod protocol;
+pub mod session;
 pub mod transaction;
 pub mod upstream;
 
@@ -50,15 +54,21 @@ pub struct Shared {
     pub forward_timeout: std::time::Duration,
     /// Process start, for `INFO`.
     pub started: Instant,
+    /// The users clients authenticate as (`auth` in the config).
+    pub acl: crate::acl::Acl,
+    /// Refused authentications and commands, for `INFO stats`.
+    pub denied: auth::DeniedCounts,
     slots: Arc<Semaphore>,
     next_id: AtomicU64,
 }
 
 impl Shared {
-    /// Settings from the config.
-    pub fn new(node: Arc<Node>, config: &Config) -> Self {
+    /// Settings from the config, which [`Config::validate`] has checked.
+    pub fn new(node: Arc<Node>, config: &Config) -> Result<Self, crate::config::InvalidSetting> {
         let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        Shared {
+        Ok(Shared {
+            acl: config.auth.acl()?,
+            denied: auth::DeniedCounts::default(),
             node,
             protocol_limits: protocol::ProtocolLimits {
                 inline_bytes_max: size(config.limits.inline_bytes_max),
@@ -73,13 +83,19 @@ impl Shared {
             started: Instant::now(),
             slots: Arc::new(Semaphore::new(config.limits.connections_max)),
             next_id: AtomicU64::new(1),
-        }
+        })
     }
 
     /// Connected clients right now.
     pub fn connections(&self) -> usize {
         self.connections_max - self.slots.available_permits()
     }
+}
+
+/// The group Redis files the command `name` (lower-case) under (`string`, `hash`, `generic`,
+/// ...), if Redis has it: the type categories of a module's commands come from it.
+pub fn command_group(name: &str) -> Option<&'static str> {
+    command_docs::group(name)
 }
 
 /// Accepts clients on `listener` forever, one task per connection.

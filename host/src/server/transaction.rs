@@ -17,8 +17,9 @@
 
 use super::Shared;
 use super::commands;
-use super::connection::{Session, cluster_error};
+use super::connection::cluster_error;
 use super::protocol::Response;
+use super::session::Session;
 use crate::raft::node::ClusterError;
 use bytes::Bytes;
 use fsm_sdk::{Reply, codec};
@@ -125,7 +126,7 @@ pub fn step(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Step {
 }
 
 /// Marks the open transaction (if any) as doomed and passes `response` on.
-fn doom(session: &mut Session, response: Response) -> Response {
+pub(super) fn doom(session: &mut Session, response: Response) -> Response {
     if let Some(transaction) = session.transaction.as_mut() {
         transaction.doomed = true;
     }

@@ -24,6 +24,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The command that marks a connection as carrying forwarded writes.
 pub const FORWARDED_MARKER: &str = "REDRAFT.FORWARDED";
 
+/// A user and password, as a client gave them to `AUTH`: an upstream presents them to the
+/// leader first, so forwarded commands run there under the client's user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user's name.
+    pub user: Bytes,
+    /// The password.
+    pub password: Bytes,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ..)", String::from_utf8_lossy(&self.user))
+    }
+}
+
 struct Job {
     args: Vec<Bytes>,
     reply: oneshot::Sender<Response>,
@@ -34,6 +50,7 @@ struct Job {
 pub struct Upstream {
     addr: String,
     protocol: Protocol,
+    credentials: Option<Credentials>,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -61,16 +78,27 @@ impl Upstream {
     /// Starts an upstream to the leader at `addr` (the connection is made in the background;
     /// failures surface as error replies to the writes). A reply that takes longer than
     /// `reply_timeout` fails every write in flight with "outcome unknown".
-    pub fn start(addr: &str, reply_timeout: Duration) -> Self {
-        Self::start_with(addr, reply_timeout, Protocol::Resp2)
+    pub fn start(addr: &str, reply_timeout: Duration, credentials: Option<Credentials>) -> Self {
+        Self::start_with(addr, reply_timeout, Protocol::Resp2, credentials)
     }
 
     /// [`Upstream::start`] in `protocol`: with RESP3 the connection says `HELLO 3` first, and
     /// replies keep their RESP3 types (doubles, sets, maps, pairs) on their way to the client.
-    pub fn start_with(addr: &str, reply_timeout: Duration, protocol: Protocol) -> Self {
+    /// With `credentials`, it authenticates with them before anything else.
+    pub fn start_with(
+        addr: &str,
+        reply_timeout: Duration,
+        protocol: Protocol,
+        credentials: Option<Credentials>,
+    ) -> Self {
         let (jobs, rx) = mpsc::channel(UPSTREAM_QUEUE_MAX);
-        tokio::spawn(run(addr.to_owned(), rx, reply_timeout, protocol));
-        Upstream { addr: addr.to_owned(), protocol, jobs }
+        tokio::spawn(run(addr.to_owned(), rx, reply_timeout, protocol, credentials.clone()));
+        Upstream { addr: addr.to_owned(), protocol, credentials, jobs }
+    }
+
+    /// The credentials this upstream authenticated with.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
     }
 
     /// The leader address this upstream goes to.
@@ -100,7 +128,13 @@ impl Upstream {
 
 /// The writer half: sends queued writes in order; the reader half (its own task, so writing never
 /// waits for reading or the other way round) matches replies to them in the same order.
-async fn run(addr: String, mut jobs: mpsc::Receiver<Job>, reply_timeout: Duration, protocol: Protocol) {
+async fn run(
+    addr: String,
+    mut jobs: mpsc::Receiver<Job>,
+    reply_timeout: Duration,
+    protocol: Protocol,
+    credentials: Option<Credentials>,
+) {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return refuse_all(&mut jobs, &format!("cannot reach the leader at {addr}: {e}")),
@@ -111,6 +145,25 @@ async fn run(addr: String, mut jobs: mpsc::Receiver<Job>, reply_timeout: Duratio
     let (order, order_rx) = mpsc::unbounded_channel::<oneshot::Sender<Response>>();
     tokio::spawn(read_replies(rd, order_rx, reply_timeout, protocol));
     let mut out = Vec::with_capacity(16 * 1024);
+    if let Some(credentials) = credentials {
+        // Before the marker, which needs a user. A refusal (users differ between nodes) is
+        // logged; the writes then get the leader's NOAUTH or NOPERM, as the client should.
+        append_command(
+            &mut out,
+            &[Bytes::from_static(b"AUTH"), credentials.user.clone(), credentials.password.clone()],
+        );
+        let (auth, answer) = oneshot::channel();
+        let _ = order.send(auth);
+        let leader = addr.clone();
+        tokio::spawn(async move {
+            if let Ok(Response::Error(e)) = answer.await {
+                tracing::warn!(
+                    user = %String::from_utf8_lossy(&credentials.user),
+                    "write forwarding: the leader at {leader} refused the client's user ({e}): are the users the same on every node?"
+                );
+            }
+        });
+    }
     append_command(&mut out, &[Bytes::from_static(FORWARDED_MARKER.as_bytes())]);
     // The marker's +OK is consumed like a reply nobody waits for.
     let (marker, _) = oneshot::channel();
