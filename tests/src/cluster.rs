@@ -386,6 +386,7 @@ pub struct TestCluster {
     scratch: AtomicU32,
     start_deadline: Duration,
     lab: Option<NetLab>,
+    credentials: Option<(String, String)>,
     _slot: ClusterSlot,
 }
 
@@ -407,6 +408,7 @@ impl TestCluster {
             scratch: AtomicU32::new(0),
             start_deadline: START_DEADLINE,
             lab: None,
+            credentials: None,
             _slot: slot,
         }
     }
@@ -424,6 +426,18 @@ impl TestCluster {
     pub fn in_lab(mut self, lab: NetLab) -> Self {
         self.lab = Some(lab);
         self
+    }
+
+    /// Makes the harness's own connections ([`TestCluster::client`], [`TestCluster::try_call`],
+    /// `JOIN`, `INFO`, ...) authenticate as `user` with `password`: for nodes whose config
+    /// requires it.
+    pub fn with_credentials(mut self, user: &str, password: &str) -> Self {
+        self.credentials = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    fn credentials(&self) -> Option<(&str, &str)> {
+        self.credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
     }
 
     /// The lab the nodes run in, if any.
@@ -731,22 +745,39 @@ impl TestCluster {
 
     /// One command on a fresh connection to node `via` that may take up to [`JOIN_TIMEOUT`].
     fn call_slow(&self, via: u64, args: &[String]) -> Result<Value, String> {
-        let mut con =
-            resp::connect_with_timeout(self.node(via).redis_addr, ProtocolVersion::RESP2, false, JOIN_TIMEOUT)
-                .map_err(|e| format!("connect to node {via}: {e}"))?;
+        let mut con = resp::connect_as(
+            self.node(via).redis_addr,
+            ProtocolVersion::RESP2,
+            false,
+            JOIN_TIMEOUT,
+            self.credentials(),
+        )
+        .map_err(|e| format!("connect to node {via}: {e}"))?;
         resp::try_call(&mut con, args).map_err(|e| format!("node {via}: {}: {e}", resp::show_args(args)))
     }
 
     /// A RESP2 connection to node `id` (read and write timeouts [`resp::CLIENT_TIMEOUT`]).
     pub fn client(&self, id: u64) -> redis::Connection {
-        resp::connect(self.node(id).redis_addr, ProtocolVersion::RESP2, true)
-            .unwrap_or_else(|e| panic!("connect to node {id}: {e}"))
+        resp::connect_as(
+            self.node(id).redis_addr,
+            ProtocolVersion::RESP2,
+            true,
+            resp::CLIENT_TIMEOUT,
+            self.credentials(),
+        )
+        .unwrap_or_else(|e| panic!("connect to node {id}: {e}"))
     }
 
     /// A RESP3 connection to node `id` (the client sends `HELLO 3` first).
     pub fn client_resp3(&self, id: u64) -> redis::Connection {
-        resp::connect(self.node(id).redis_addr, ProtocolVersion::RESP3, true)
-            .unwrap_or_else(|e| panic!("connect to node {id} with RESP3: {e}"))
+        resp::connect_as(
+            self.node(id).redis_addr,
+            ProtocolVersion::RESP3,
+            true,
+            resp::CLIENT_TIMEOUT,
+            self.credentials(),
+        )
+        .unwrap_or_else(|e| panic!("connect to node {id} with RESP3: {e}"))
     }
 
     /// A raw TCP connection to node `id`'s Redis port.
@@ -757,8 +788,14 @@ impl TestCluster {
     /// One command on a fresh connection to node `id`; error replies are values, connection
     /// failures `Err`.
     pub fn try_call<A: AsRef<[u8]>>(&self, id: u64, args: &[A]) -> Result<Value, String> {
-        let mut con = resp::connect(self.node(id).redis_addr, ProtocolVersion::RESP2, false)
-            .map_err(|e| format!("connect to node {id}: {e}"))?;
+        let mut con = resp::connect_as(
+            self.node(id).redis_addr,
+            ProtocolVersion::RESP2,
+            false,
+            resp::CLIENT_TIMEOUT,
+            self.credentials(),
+        )
+        .map_err(|e| format!("connect to node {id}: {e}"))?;
         resp::try_call(&mut con, args).map_err(|e| format!("node {id}: {}: {e}", resp::show_args(args)))
     }
 
@@ -1107,7 +1144,8 @@ impl Drop for TestCluster {
     }
 }
 
-/// Whether `addr` answers `PING` with `+PONG` (short timeouts).
+/// Whether `addr` answers `PING` with `+PONG`, or with `-NOAUTH` when the node requires
+/// authentication (short timeouts).
 pub fn ping(addr: SocketAddr) -> bool {
     let attempt = || -> io::Result<bool> {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
@@ -1116,7 +1154,7 @@ pub fn ping(addr: SocketAddr) -> bool {
         stream.write_all(b"*1\r\n$4\r\nPING\r\n")?;
         let mut reply = [0; 7];
         stream.read_exact(&mut reply)?;
-        Ok(&reply == b"+PONG\r\n")
+        Ok(&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
     };
     attempt().unwrap_or(false)
 }

@@ -28,7 +28,22 @@ pub fn connect_with_timeout(
     set_lib_name: bool,
     timeout: Duration,
 ) -> redis::RedisResult<redis::Connection> {
+    connect_as(addr, protocol, set_lib_name, timeout, None)
+}
+
+/// [`connect_with_timeout`] authenticated as `(user, password)`: the client sends `AUTH user
+/// password` (RESP2) or `HELLO 3 AUTH user password` (RESP3) first.
+pub fn connect_as(
+    addr: SocketAddr,
+    protocol: ProtocolVersion,
+    set_lib_name: bool,
+    timeout: Duration,
+    credentials: Option<(&str, &str)>,
+) -> redis::RedisResult<redis::Connection> {
     let mut settings = RedisConnectionInfo::default().set_protocol(protocol);
+    if let Some((user, password)) = credentials {
+        settings = settings.set_username(user).set_password(password);
+    }
     if !set_lib_name {
         settings = settings.set_skip_set_lib_name();
     }
