@@ -68,7 +68,10 @@ fn t12_join_under_another_id_or_from_another_cluster_is_refused() {
     let node2 = cluster.node(2).raft_addr.to_string();
     // The node at that address is node 2, not node 5.
     let reply = slow_call(&cluster, 1, &["JOIN", "5", &node2]);
-    assert!(reply.starts_with("-ERR cannot reach node 5") && reply.contains("this is node 2"), "{reply}");
+    assert!(
+        reply.starts_with("-ERR node 5 at") && reply.contains("refused us") && reply.contains("this is node 2"),
+        "{reply}"
+    );
     // A node of another cluster (here: one that bootstrapped itself) is refused.
     cluster.start(3, NodeOptions { bootstrap: true, ..NodeOptions::default() });
     let node3 = cluster.node(3).raft_addr.to_string();

@@ -583,7 +583,11 @@ async fn serve_connection(
 ) -> Result<(), TransportError> {
     stream.set_nodelay(true)?;
     if let Err(e) = identity.auth.accept(&mut stream).await {
-        tracing::warn!(peer = %stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(), "refused a peer: {e}");
+        let why = match e {
+            TransportError::Refused(why) => why,
+            other => other.to_string(),
+        };
+        tracing::warn!(peer = %stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(), "refused a peer: {why}");
         return Ok(());
     }
     let probe = probe_body();

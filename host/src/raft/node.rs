@@ -21,7 +21,7 @@
 
 use super::log_store::LogStore;
 use super::modules::{Configured, ModuleConfig};
-use super::network::{Identity, PeerNetwork, ReadIndexError};
+use super::network::{Identity, PeerNetwork, ReadIndexError, TransportError};
 use super::state_machine::{ActiveModule, SharedState, StateMachine};
 use super::{Member, ModuleChange, NodeId, Request, Response, TimedCommands, TypeConfig, WriteCounters, lock};
 use crate::config::{Config, ConfigSource};
@@ -751,11 +751,15 @@ impl Node {
     /// limits (it would stop at the cluster's first module entry, and once promoted count towards
     /// quorums it can never serve). Its module may differ: it runs the cluster's.
     async fn probe_joining(&self, id: NodeId, member: &Member) -> Result<(), ClusterError> {
-        let answer = self.network.client(id, member).probe(JOIN_PROBE_TIMEOUT).await.map_err(|e| {
-            ClusterError::Refused(format!(
+        let answer = self.network.client(id, member).probe(JOIN_PROBE_TIMEOUT).await.map_err(|e| match e {
+            TransportError::Refused(why) => ClusterError::Refused(format!(
+                "ERR node {id} at {} refused us: {why}. Nothing was changed",
+                member.raft_addr
+            )),
+            e => ClusterError::Refused(format!(
                 "ERR cannot reach node {id} at {}: {e}; is it running? Nothing was changed",
                 member.raft_addr
-            ))
+            )),
         })?;
         if let Some(theirs) = &answer.cluster_id
             && Some(theirs) != self.cluster_id().as_ref()

@@ -149,7 +149,11 @@ impl PeerAuth {
                 .map_err(|_| refused("the peer does not hold this cluster's secret"))
         };
         let outcome = match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
-            Ok(outcome) => outcome,
+            Ok(Err(TransportError::Refused(why))) => Err(TransportError::Refused(why)),
+            Ok(Err(e)) => Err(refused(&format!(
+                "the peer broke off the cluster-secret challenge ({e}): it holds another secret, or none"
+            ))),
+            Ok(Ok(())) => Ok(()),
             Err(_) => Err(refused("the peer did not finish the cluster-secret challenge in time")),
         };
         if outcome.is_err() {
