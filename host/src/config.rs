@@ -101,6 +101,98 @@ pub struct Config {
     /// resolved against the config file's directory.
     #[serde(default)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// TLS on the client port. Absent (the default): plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Mutual TLS on the peer port. Absent (the default): plain TCP.
+    #[serde(default)]
+    pub peer_tls: Option<PeerTlsSettings>,
+}
+
+/// The `tls` section: TLS on the client port (`redis-cli --tls`, redis-py `ssl=True`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The node's certificate chain, PEM. *Required*.
+    pub cert_file: PathBuf,
+    /// Its private key, PEM. *Required*.
+    pub key_file: PathBuf,
+    /// The CA that signed the nodes' client-port certificates, PEM. *Required*: a follower
+    /// forwarding writes connects to the leader's client port and checks its certificate
+    /// against it.
+    pub ca_file: PathBuf,
+    /// With it, clients must present a certificate this CA signed (mutual TLS); a follower
+    /// forwarding writes presents its own `cert_file`. Default: no client certificates.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The `peer_tls` section: mutual TLS between nodes. Every node presents `cert_file`, signed by
+/// the cluster's CA `ca_file`, and accepts only peers whose certificate that CA signed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerTlsSettings {
+    /// This node's certificate chain, PEM. *Required*.
+    pub cert_file: PathBuf,
+    /// Its private key, PEM. *Required*.
+    pub key_file: PathBuf,
+    /// The cluster's CA, PEM. *Required*. Keep it for nodes alone: any certificate it signed is
+    /// taken for a node.
+    pub ca_file: PathBuf,
+}
+
+/// TLS for the client port, ready to use: what the listener presents and what a forwarding
+/// follower connects to the leader with.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// The listener's side.
+    pub server: std::sync::Arc<rustls::ServerConfig>,
+    /// A follower's side when it forwards to the leader.
+    pub upstream: std::sync::Arc<rustls::ClientConfig>,
+}
+
+/// Mutual TLS for the peer port, ready to use.
+#[derive(Clone)]
+pub struct PeerTls {
+    /// Accepting peers.
+    pub server: std::sync::Arc<rustls::ServerConfig>,
+    /// Connecting to peers.
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientTls(..)")
+    }
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PeerTls(..)")
+    }
+}
+
+/// Checks each file of a TLS section on its own, so the error names its key.
+fn check_tls_files(
+    section: &'static [(&'static str, fn(&Path) -> Result<(), crate::tls::TlsError>)],
+    paths: &[&Path],
+) -> Result<(), InvalidSetting> {
+    for ((key, check), path) in section.iter().zip(paths) {
+        check(path).map_err(|e| InvalidSetting::new(key, e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn cert_ok(path: &Path) -> Result<(), crate::tls::TlsError> {
+    crate::tls::certificates(path).map(drop)
+}
+
+fn key_ok(path: &Path) -> Result<(), crate::tls::TlsError> {
+    crate::tls::private_key(path).map(drop)
+}
+
+fn ca_ok(path: &Path) -> Result<(), crate::tls::TlsError> {
+    crate::tls::roots(path).map(drop)
 }
 
 /// The `auth` section: who may connect, and what each user may do (see [`crate::acl`]).
@@ -478,7 +570,13 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
         let mut config = Config::parse(&text, path)?;
         overrides.apply_to(&mut config);
-        config.validate().and_then(|()| config.cluster_secret().map(drop)).map_err(|setting| {
+        let files = |config: &Config| -> Result<(), InvalidSetting> {
+            config.cluster_secret()?;
+            config.client_tls()?;
+            config.peer_tls()?;
+            Ok(())
+        };
+        config.validate().and_then(|()| files(&config)).map_err(|setting| {
             let flags = if setting.involved.is_empty() { &[setting.key][..] } else { setting.involved };
             let flags = flags.iter().filter_map(|key| overrides.flag_for(key)).collect();
             ConfigError::Invalid { path: path.to_owned(), setting, flags }
@@ -506,6 +604,17 @@ impl Config {
         config.data_dir = base.resolve(&config.data_dir);
         config.fsm_module = base.resolve(&config.fsm_module);
         config.cluster_secret_file = config.cluster_secret_file.map(|p| base.resolve(&p));
+        if let Some(tls) = &mut config.tls {
+            tls.cert_file = base.resolve(&tls.cert_file);
+            tls.key_file = base.resolve(&tls.key_file);
+            tls.ca_file = base.resolve(&tls.ca_file);
+            tls.client_ca_file = tls.client_ca_file.as_ref().map(|p| base.resolve(p));
+        }
+        if let Some(tls) = &mut config.peer_tls {
+            tls.cert_file = base.resolve(&tls.cert_file);
+            tls.key_file = base.resolve(&tls.key_file);
+            tls.ca_file = base.resolve(&tls.ca_file);
+        }
         Ok(config)
     }
 
@@ -551,6 +660,39 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Loads the client port's TLS (`tls`), if any: every file checked, the error naming its key
+    /// and the file.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, InvalidSetting> {
+        let Some(tls) = &self.tls else { return Ok(None) };
+        check_tls_files(
+            &[("tls.cert_file", cert_ok), ("tls.key_file", key_ok), ("tls.ca_file", ca_ok)],
+            &[&tls.cert_file, &tls.key_file, &tls.ca_file],
+        )?;
+        if let Some(client_ca) = &tls.client_ca_file {
+            check_tls_files(&[("tls.client_ca_file", ca_ok)], &[client_ca])?;
+        }
+        let server = crate::tls::server_config(&tls.cert_file, &tls.key_file, tls.client_ca_file.as_deref())
+            .map_err(|e| InvalidSetting::new("tls.key_file", e.to_string()))?;
+        let identity = tls.client_ca_file.as_ref().map(|_| (tls.cert_file.as_path(), tls.key_file.as_path()));
+        let upstream = crate::tls::node_client_config(&tls.ca_file, identity)
+            .map_err(|e| InvalidSetting::new("tls.ca_file", e.to_string()))?;
+        Ok(Some(ClientTls { server, upstream }))
+    }
+
+    /// Loads the peer port's mutual TLS (`peer_tls`), if any, like [`Config::client_tls`].
+    pub fn peer_tls(&self) -> Result<Option<PeerTls>, InvalidSetting> {
+        let Some(tls) = &self.peer_tls else { return Ok(None) };
+        check_tls_files(
+            &[("peer_tls.cert_file", cert_ok), ("peer_tls.key_file", key_ok), ("peer_tls.ca_file", ca_ok)],
+            &[&tls.cert_file, &tls.key_file, &tls.ca_file],
+        )?;
+        let server = crate::tls::server_config(&tls.cert_file, &tls.key_file, Some(&tls.ca_file))
+            .map_err(|e| InvalidSetting::new("peer_tls.key_file", e.to_string()))?;
+        let client = crate::tls::node_client_config(&tls.ca_file, Some((&tls.cert_file, &tls.key_file)))
+            .map_err(|e| InvalidSetting::new("peer_tls.key_file", e.to_string()))?;
+        Ok(Some(PeerTls { server, client }))
     }
 
     /// Reads the cluster secret `cluster_secret_file` names, if any. The error names the key and
@@ -938,6 +1080,8 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                 },
                 auth: AuthSettings { requirepass_sha256: None, users: Vec::new() },
                 cluster_secret_file: None,
+                tls: None,
+                peer_tls: None,
             }
         );
     }
@@ -1355,6 +1499,8 @@ limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_
                 limits: Limits::default(),
                 auth: AuthSettings::default(),
                 cluster_secret_file: None,
+                tls: None,
+                peer_tls: None,
             };
             assert_eq!(config, defaults, "{name}");
             let text = std::fs::read_to_string(&path).unwrap();

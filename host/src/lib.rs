@@ -19,6 +19,7 @@ pub mod raft;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

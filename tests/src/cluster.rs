@@ -59,6 +59,10 @@ pub struct NodeOptions {
     pub extra_yaml: String,
     /// `fsm_module`: the state machine's `.wasm`.
     pub fsm_module: PathBuf,
+    /// The client port speaks TLS (`tls` in `extra_yaml`): the harness cannot `PING` it, so a
+    /// start waits for the node's `node ready` log line instead, and the test talks to it with
+    /// TLS clients (`redis-cli --tls`).
+    pub client_tls: bool,
 }
 
 impl Default for NodeOptions {
@@ -70,6 +74,7 @@ impl Default for NodeOptions {
             snapshot_logs_since_last: 0,
             extra_yaml: String::new(),
             fsm_module: PathBuf::from(crate::FSM_KV_WASM),
+            client_tls: false,
         }
     }
 }
@@ -1061,7 +1066,12 @@ impl TestCluster {
             if let Ok(Some(status)) = child.try_wait() {
                 return Ok(Err(status));
             }
-            if ping(node.redis_addr) {
+            let ready = if node.options.client_tls {
+                read_from(&node.log_path, offset).contains("node ready")
+            } else {
+                ping(node.redis_addr)
+            };
+            if ready {
                 // Whoever answered, our node must still be alive (not lost the port to another).
                 return match child.try_wait() {
                     Ok(Some(status)) => Ok(Err(status)),

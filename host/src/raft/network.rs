@@ -240,18 +240,22 @@ pub struct Identity {
     log: LogStore,
     /// The cluster-secret exchange every connection starts with (when there is a secret).
     pub auth: PeerAuth,
+    /// Mutual TLS on every peer connection (`peer_tls`), if configured.
+    pub tls: Option<crate::config::PeerTls>,
 }
 
 impl Identity {
     /// Loads the cluster id recorded in `log`, if any.
-    /// With `secret`, peers must prove they hold it on every connection ([`PeerAuth`]).
+    /// With `secret`, peers must prove they hold it on every connection ([`PeerAuth`]); with
+    /// `tls`, every connection is mutual TLS first.
     pub fn new(
         node_id: NodeId,
         log: LogStore,
         secret: Option<ClusterSecret>,
+        tls: Option<crate::config::PeerTls>,
     ) -> Result<Arc<Self>, openraft::StorageError<NodeId>> {
         let cluster_id = log.cluster_id()?;
-        Ok(Arc::new(Identity { node_id, cluster_id: RwLock::new(cluster_id), log, auth: PeerAuth::new(secret) }))
+        Ok(Arc::new(Identity { node_id, cluster_id: RwLock::new(cluster_id), log, auth: PeerAuth::new(secret), tls }))
     }
 
     /// The cluster id, if this node belongs to a cluster.
@@ -307,7 +311,77 @@ fn mismatch(ours: &str, theirs: &str) -> String {
 /// Pooled connections to one peer address.
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<Vec<TcpStream>>,
+    idle: Mutex<Vec<PeerStream>>,
+}
+
+/// A connection to a peer: plain TCP, or TLS when the cluster runs `peer_tls`.
+enum PeerStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            PeerStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            PeerStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            PeerStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            PeerStream::Plain(s) => s.is_write_vectored(),
+            PeerStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            PeerStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            PeerStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// When each peer last answered an RPC of ours.
@@ -414,14 +488,26 @@ impl PeerClient {
     }
 
     /// One request and its answer, on `stream` or a new connection.
-    async fn exchange(&self, stream: Option<TcpStream>, body: &[u8]) -> Result<(TcpStream, Answer), TransportError> {
+    async fn exchange(&self, stream: Option<PeerStream>, body: &[u8]) -> Result<(PeerStream, Answer), TransportError> {
         let mut stream = match stream {
             Some(stream) => stream,
             None => {
-                let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
                     .await
                     .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))??;
-                stream.set_nodelay(true)?;
+                tcp.set_nodelay(true)?;
+                let mut stream = match &self.identity.tls {
+                    None => PeerStream::Plain(tcp),
+                    Some(tls) => {
+                        let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+                        let handshake = connector.connect(crate::tls::node_server_name(), tcp);
+                        let tls = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+                            .await
+                            .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))?
+                            .map_err(|e| TransportError::Refused(format!("TLS with the peer failed: {e}")))?;
+                        PeerStream::Tls(Box::new(tls))
+                    }
+                };
                 self.identity.auth.connect(&mut stream).await?;
                 stream
             }
@@ -534,7 +620,29 @@ pub async fn serve(
         let contract = contract.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = serve_connection(stream, raft, identity, read_timeout, read_floor, contract).await {
+            let _ = stream.set_nodelay(true);
+            let served = match identity.tls.clone() {
+                None => serve_connection(stream, peer, raft, identity, read_timeout, read_floor, contract).await,
+                Some(tls) => {
+                    let handshake = tokio_rustls::TlsAcceptor::from(tls.server).accept(stream);
+                    match tokio::time::timeout(super::peer_auth::HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, raft, identity, read_timeout, read_floor, contract).await
+                        }
+                        Ok(Err(e)) => {
+                            identity.auth.count_refusal();
+                            tracing::warn!(%peer, "refused a peer: TLS handshake failed: {e}");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            identity.auth.count_refusal();
+                            tracing::warn!(%peer, "refused a peer: TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::warn!(%peer, "raft connection closed: {e}");
             }
         });
@@ -573,21 +681,21 @@ fn answer_probe(raft: &Raft<TypeConfig>, identity: &Identity, to: NodeId, contra
     })
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: std::net::SocketAddr,
     raft: Raft<TypeConfig>,
     identity: Arc<Identity>,
     read_timeout: Duration,
     read_floor: u64,
     contract: Arc<[u8]>,
 ) -> Result<(), TransportError> {
-    stream.set_nodelay(true)?;
     if let Err(e) = identity.auth.accept(&mut stream).await {
         let why = match e {
             TransportError::Refused(why) => why,
             other => other.to_string(),
         };
-        tracing::warn!(peer = %stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(), "refused a peer: {why}");
+        tracing::warn!(%peer, "refused a peer: {why}");
         return Ok(());
     }
     let probe = probe_body();

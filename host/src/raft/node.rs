@@ -283,7 +283,8 @@ impl Node {
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let secret = config.cluster_secret().map_err(|e| StartError::Io(e.to_string()))?;
-        let identity = Identity::new(config.id, log.clone(), secret)
+        let peer_tls = config.peer_tls().map_err(|e| StartError::Io(e.to_string()))?;
+        let identity = Identity::new(config.id, log.clone(), secret, peer_tls)
             .map_err(|e| StartError::Io(format!("cannot read the raft log: {e}")))?;
         let network = PeerNetwork::new(identity.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
         let listener = TcpListener::bind(config.raft_addr)

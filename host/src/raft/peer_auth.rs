@@ -93,6 +93,11 @@ impl PeerAuth {
         PeerAuth { secret, refused: AtomicU64::new(0) }
     }
 
+    /// Counts a peer refused for another reason (a failed TLS handshake).
+    pub fn count_refusal(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Peers refused since start (`INFO raft`'s `raft_peers_refused`).
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)

@@ -553,12 +553,13 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
 /// It goes under the session's user, whom the leader checks again.
 async fn to_leader(
     session: &Session,
+    tls: Option<super::upstream::Tls>,
     redis_addr: &str,
     args: &[Bytes],
     timeout: std::time::Duration,
     check: &str,
 ) -> Response {
-    let upstream = Upstream::start(redis_addr, timeout, session.credentials.clone());
+    let upstream = Upstream::start(redis_addr, timeout, session.credentials.clone(), tls);
     upstream
         .submit(args.to_vec())
         .await
@@ -610,7 +611,15 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
                 Ok(Reload::Forward { redis_addr, bytes }) if !session.forwarded => {
                     let forward = [Bytes::from_static(PROPOSE_MODULE.as_bytes()), Bytes::from(bytes)];
                     // Compiling and switching takes a moment on every replica.
-                    to_leader(session, &redis_addr, &forward, std::time::Duration::from_secs(60), "MODULE INFO").await
+                    to_leader(
+                        session,
+                        shared.upstream_tls.clone(),
+                        &redis_addr,
+                        &forward,
+                        std::time::Duration::from_secs(60),
+                        "MODULE INFO",
+                    )
+                    .await
                 }
                 Ok(Reload::Forward { .. }) => cluster_error(&ClusterError::NoLeader),
                 Err(e) => cluster_error(&e),
@@ -640,7 +649,15 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
             match node.route_to_leader() {
                 Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
                     // JOIN waits for the new node to catch up (up to two minutes).
-                    return to_leader(session, &redis_addr, args, std::time::Duration::from_secs(150), "NODES").await;
+                    return to_leader(
+                        session,
+                        shared.upstream_tls.clone(),
+                        &redis_addr,
+                        args,
+                        std::time::Duration::from_secs(150),
+                        "NODES",
+                    )
+                    .await;
                 }
                 Err(e) => Err(e),
                 Ok(()) if name == "join" => {

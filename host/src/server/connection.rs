@@ -23,7 +23,6 @@ use bytes::{Bytes, BytesMut};
 use fsm_sdk::Reply;
 use std::collections::VecDeque;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 /// Replies pending before the connection drains them anyway (bounds memory per connection).
@@ -102,10 +101,12 @@ pub fn cluster_error(error: &ClusterError) -> Response {
 }
 
 /// Serves one client until it quits, breaks the protocol, or disconnects.
-pub async fn serve(mut stream: TcpStream, shared: std::sync::Arc<Shared>, id: u64) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.split();
+/// `rd` and `wr` are the connection's halves (plain TCP or TLS); `peer` its address.
+pub async fn serve<R, W>(mut rd: R, mut wr: W, peer: String, shared: std::sync::Arc<Shared>, id: u64)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let mut session = Session::new(id, peer, shared.stale_reads_default, shared.acl.initial_user());
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -349,9 +350,9 @@ async fn write(shared: &Shared, session: &mut Session, route: Route, args: Vec<B
             fsm_sdk::codec::encode_args(&args, &mut encoded);
             Pending::Node(shared.node.submit_write(encoded).await)
         }
-        Route::Forward(redis_addr) => {
-            Pending::Forwarded(session.upstream_to(&redis_addr, shared.forward_timeout).submit(args).await)
-        }
+        Route::Forward(redis_addr) => Pending::Forwarded(
+            session.upstream_to(&redis_addr, shared.forward_timeout, shared.upstream_tls.clone()).submit(args).await,
+        ),
         Route::Reply(response) => Pending::Ready(response),
     }
 }

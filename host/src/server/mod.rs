@@ -37,6 +37,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// A client has this long to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What every connection shares.
 pub struct Shared {
     /// The node the commands run on.
@@ -58,6 +61,10 @@ pub struct Shared {
     pub acl: crate::acl::Acl,
     /// Refused authentications and commands, for `INFO stats`.
     pub denied: auth::DeniedCounts,
+    /// TLS for connections to the leader's client port (forwarded writes), when it speaks TLS.
+    pub upstream_tls: Option<upstream::Tls>,
+    /// TLS for clients' connections (`tls` in the config).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     slots: Arc<Semaphore>,
     next_id: AtomicU64,
 }
@@ -66,7 +73,10 @@ impl Shared {
     /// Settings from the config, which [`Config::validate`] has checked.
     pub fn new(node: Arc<Node>, config: &Config) -> Result<Self, crate::config::InvalidSetting> {
         let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let tls = config.client_tls()?;
         Ok(Shared {
+            upstream_tls: tls.as_ref().map(|t| t.upstream.clone()),
+            tls: tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server)),
             acl: config.auth.acl()?,
             denied: auth::DeniedCounts::default(),
             node,
@@ -118,7 +128,22 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         tokio::spawn(async move {
-            connection::serve(stream, shared, id).await;
+            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            let _ = stream.set_nodelay(true);
+            match shared.tls.clone() {
+                None => {
+                    let (rd, wr) = stream.split();
+                    connection::serve(rd, wr, peer, shared, id).await;
+                }
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let (rd, wr) = tokio::io::split(tls);
+                        connection::serve(rd, wr, peer, shared, id).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            }
             drop(slot);
         });
     }

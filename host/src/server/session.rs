@@ -3,7 +3,7 @@
 
 use super::protocol::Protocol;
 use super::transaction::Transaction;
-use super::upstream::{Credentials, Upstream};
+use super::upstream::{Credentials, Tls, Upstream};
 use crate::acl::User;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ impl Session {
 
     /// The connection to the leader at `redis_addr` this session forwards writes over, opened
     /// (or re-opened) when needed, authenticated as this session's user.
-    pub fn upstream_to(&mut self, redis_addr: &str, timeout: std::time::Duration) -> &Upstream {
+    pub fn upstream_to(&mut self, redis_addr: &str, timeout: std::time::Duration, tls: Option<Tls>) -> &Upstream {
         let protocol = self.protocol;
         let credentials = self.credentials.clone();
         let reuse = self.upstream.as_ref().is_some_and(|u| {
@@ -69,7 +69,7 @@ impl Session {
         if !reuse {
             self.upstream = None;
         }
-        self.upstream.get_or_insert_with(|| Upstream::start_with(redis_addr, timeout, protocol, credentials))
+        self.upstream.get_or_insert_with(|| Upstream::start_with(redis_addr, timeout, protocol, credentials, tls))
     }
 
     /// The user's name, for `ACL WHOAMI` and logs.

@@ -78,21 +78,23 @@ impl Upstream {
     /// Starts an upstream to the leader at `addr` (the connection is made in the background;
     /// failures surface as error replies to the writes). A reply that takes longer than
     /// `reply_timeout` fails every write in flight with "outcome unknown".
-    pub fn start(addr: &str, reply_timeout: Duration, credentials: Option<Credentials>) -> Self {
-        Self::start_with(addr, reply_timeout, Protocol::Resp2, credentials)
+    pub fn start(addr: &str, reply_timeout: Duration, credentials: Option<Credentials>, tls: Option<Tls>) -> Self {
+        Self::start_with(addr, reply_timeout, Protocol::Resp2, credentials, tls)
     }
 
     /// [`Upstream::start`] in `protocol`: with RESP3 the connection says `HELLO 3` first, and
     /// replies keep their RESP3 types (doubles, sets, maps, pairs) on their way to the client.
-    /// With `credentials`, it authenticates with them before anything else.
+    /// With `credentials`, it authenticates with them before anything else; with `tls`, it
+    /// speaks TLS (the leader's client port does).
     pub fn start_with(
         addr: &str,
         reply_timeout: Duration,
         protocol: Protocol,
         credentials: Option<Credentials>,
+        tls: Option<Tls>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(UPSTREAM_QUEUE_MAX);
-        tokio::spawn(run(addr.to_owned(), rx, reply_timeout, protocol, credentials.clone()));
+        tokio::spawn(run(addr.to_owned(), rx, reply_timeout, protocol, credentials.clone(), tls));
         Upstream { addr: addr.to_owned(), protocol, credentials, jobs }
     }
 
@@ -134,14 +136,13 @@ async fn run(
     reply_timeout: Duration,
     protocol: Protocol,
     credentials: Option<Credentials>,
+    tls: Option<Tls>,
 ) {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
-        Ok(Ok(stream)) => stream,
+    let (rd, mut wr) = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&addr, tls)).await {
+        Ok(Ok(halves)) => halves,
         Ok(Err(e)) => return refuse_all(&mut jobs, &format!("cannot reach the leader at {addr}: {e}")),
         Err(_) => return refuse_all(&mut jobs, &format!("cannot reach the leader at {addr}: timeout")),
     };
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
     let (order, order_rx) = mpsc::unbounded_channel::<oneshot::Sender<Response>>();
     tokio::spawn(read_replies(rd, order_rx, reply_timeout, protocol));
     let mut out = Vec::with_capacity(16 * 1024);
@@ -211,8 +212,31 @@ async fn run(
     }
 }
 
+/// TLS for an upstream: how the leader's client port is reached when it speaks TLS.
+pub type Tls = std::sync::Arc<rustls::ClientConfig>;
+
+type ReadHalf = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type WriteHalf = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// Connects to the leader at `addr`, over TLS with `tls`.
+async fn connect(addr: &str, tls: Option<Tls>) -> std::io::Result<(ReadHalf, WriteHalf)> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    match tls {
+        None => {
+            let (rd, wr) = stream.into_split();
+            Ok((Box::new(rd), Box::new(wr)))
+        }
+        Some(config) => {
+            let tls = tokio_rustls::TlsConnector::from(config).connect(crate::tls::node_server_name(), stream).await?;
+            let (rd, wr) = tokio::io::split(tls);
+            Ok((Box::new(rd), Box::new(wr)))
+        }
+    }
+}
+
 async fn read_replies(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rd: ReadHalf,
     mut order: mpsc::UnboundedReceiver<oneshot::Sender<Response>>,
     reply_timeout: Duration,
     protocol: Protocol,
