@@ -172,9 +172,12 @@ impl std::fmt::Debug for PeerTls {
     }
 }
 
+/// Checks one TLS file: that it holds what its key says (a certificate, a key, a CA).
+type FileCheck = fn(&Path) -> Result<(), crate::tls::TlsError>;
+
 /// Checks each file of a TLS section on its own, so the error names its key.
 fn check_tls_files(
-    section: &'static [(&'static str, fn(&Path) -> Result<(), crate::tls::TlsError>)],
+    section: &'static [(&'static str, FileCheck)],
     paths: &[&Path],
 ) -> Result<(), InvalidSetting> {
     for ((key, check), path) in section.iter().zip(paths) {
