@@ -140,8 +140,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                         let (rd, wr) = tokio::io::split(tls);
                         connection::serve(rd, wr, peer, shared, id).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    Ok(Err(e)) => tracing::info!(%peer, "client TLS handshake failed: {e}"),
+                    Err(_) => tracing::info!(%peer, "client TLS handshake timed out"),
                 },
             }
             drop(slot);
