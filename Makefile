@@ -60,7 +60,7 @@ client-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing python3-venv, nodejs and npm (the client tests use them)"; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv nodejs npm >/dev/null; }
-	@[ -x tests/clients/.venv/bin/python ] && tests/clients/.venv/bin/python -c 'import redis' 2>/dev/null || { \
+	@[ -x tests/clients/.venv/bin/python ] && tests/clients/.venv/bin/python -c 'import redis, prometheus_client' 2>/dev/null || { \
 	  python3 -m venv tests/clients/.venv && tests/clients/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt; }
 	@[ -d tests/clients/node_modules/redis ] && [ -d tests/clients/node_modules/ioredis ] || \
 	  npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error

@@ -101,6 +101,11 @@ pub struct Config {
     /// resolved against the config file's directory.
     #[serde(default)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// `ip:port` of the Prometheus metrics endpoint (`GET /metrics`, plain HTTP). Absent (the
+    /// default): no endpoint. It reveals counts and timings, never data: bind it where only your
+    /// monitoring reaches.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
     /// TLS on the client port. Absent (the default): plain TCP.
     #[serde(default)]
     pub tls: Option<TlsSettings>,
@@ -176,10 +181,7 @@ impl std::fmt::Debug for PeerTls {
 type FileCheck = fn(&Path) -> Result<(), crate::tls::TlsError>;
 
 /// Checks each file of a TLS section on its own, so the error names its key.
-fn check_tls_files(
-    section: &'static [(&'static str, FileCheck)],
-    paths: &[&Path],
-) -> Result<(), InvalidSetting> {
+fn check_tls_files(section: &'static [(&'static str, FileCheck)], paths: &[&Path]) -> Result<(), InvalidSetting> {
     for ((key, check), path) in section.iter().zip(paths) {
         check(path).map_err(|e| InvalidSetting::new(key, e.to_string()))?;
     }
@@ -656,6 +658,15 @@ impl Config {
         self.snapshot.validate()?;
         self.limits.validate()?;
         self.auth.acl()?;
+        if let Some(metrics) = self.metrics_addr
+            && (addresses_clash(metrics, self.redis_addr) || addresses_clash(metrics, self.raft_addr))
+        {
+            return Err(InvalidSetting::new(
+                "metrics_addr",
+                format!("{metrics} clashes with redis_addr or raft_addr: the metrics endpoint needs its own port"),
+            )
+            .involving(&["metrics_addr", "redis_addr", "raft_addr"]));
+        }
         if self.cluster_secret_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(InvalidSetting::new(
                 "cluster_secret_file",
@@ -1083,6 +1094,7 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                 },
                 auth: AuthSettings { requirepass_sha256: None, users: Vec::new() },
                 cluster_secret_file: None,
+                metrics_addr: None,
                 tls: None,
                 peer_tls: None,
             }
@@ -1502,6 +1514,7 @@ limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_
                 limits: Limits::default(),
                 auth: AuthSettings::default(),
                 cluster_secret_file: None,
+                metrics_addr: None,
                 tls: None,
                 peer_tls: None,
             };

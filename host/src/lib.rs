@@ -15,9 +15,11 @@
 
 pub mod acl;
 pub mod config;
+pub mod metrics;
 pub mod raft;
 pub mod runtime;
 pub mod server;
+pub mod stats;
 pub mod storage;
 pub mod tls;
 
@@ -61,12 +63,25 @@ pub async fn run(
             return Err(RunError::Start(e.to_string()));
         }
     };
+    let metrics = match config.metrics_addr {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(tokio::spawn(metrics::serve(listener, shared.clone()))),
+            Err(e) => {
+                node.shutdown().await;
+                return Err(RunError::Start(format!("cannot listen on metrics_addr {addr}: {e}")));
+            }
+        },
+    };
     let server = tokio::spawn(server::serve(listener, shared));
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
         reason = node.stopped() => Err(RunError::Stopped(reason)),
     };
     server.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     node.shutdown().await;
     outcome
 }

@@ -330,9 +330,11 @@ fn log_writer(
     while let Ok(job) = jobs.recv() {
         let last = job.entries.last().map(|e| e.log_id.index);
         let count = job.entries.len() as u64;
+        let started = std::time::Instant::now();
         let written = lock(wal).append(job.entries, job.committed);
         match written.and_then(|unsynced| unsynced.map_or(Ok(0), |u| u.sync())) {
             Ok(bytes) => {
+                counters.append_latency.observe(started.elapsed());
                 WriteCounters::add(&counters.log_appends, 1);
                 WriteCounters::add(&counters.log_entries_appended, count);
                 WriteCounters::add(&counters.log_bytes_appended, bytes);

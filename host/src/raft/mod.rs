@@ -52,6 +52,8 @@ pub struct WriteCounters {
     pub entries_applied: AtomicU64,
     /// See `applies`.
     pub commands_applied: AtomicU64,
+    /// How long each log append took, its write and fsync together.
+    pub append_latency: crate::stats::Histogram,
 }
 
 impl WriteCounters {

@@ -936,6 +936,11 @@ impl Node {
         self.network.peers_refused()
     }
 
+    /// The write path's counters and the log's append latency, for the metrics endpoint.
+    pub fn write_stats(&self) -> Arc<super::WriteCounters> {
+        self.log.counters()
+    }
+
     /// The write-path counters since start (`INFO raft`), by name.
     pub fn write_counters(&self) -> [(&'static str, u64); 8] {
         self.log.counters().snapshot()

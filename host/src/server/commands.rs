@@ -458,8 +458,11 @@ fn nodes(shared: &Shared) -> Response {
 
 fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
     let wanted: Vec<String> = args[1..].iter().map(|a| text(a).to_ascii_lowercase()).collect();
-    let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
-    let want = |section: &str| all || wanted.iter().any(|w| w == section);
+    let everything = wanted.iter().any(|w| w == "all" || w == "everything");
+    let default = everything || wanted.is_empty() || wanted.iter().any(|w| w == "default");
+    // As in Redis, the per-command sections are not in the default set.
+    let per_command = |section: &str| matches!(section, "commandstats" | "latencystats");
+    let want = |section: &str| (default && !per_command(section)) || everything || wanted.iter().any(|w| w == section);
     let node = &shared.node;
     let metrics = node.metrics();
     let mut out = String::new();
@@ -484,15 +487,66 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
             shared.connections_max
         );
     }
-    if want("stats") {
-        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    if want("memory") {
+        let rss = resident_bytes();
         let _ = write!(
             out,
-            "# Stats\r\nacl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\r\n",
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\r\n",
+            human_bytes(rss)
+        );
+    }
+    if want("stats") {
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let rows = shared.commands.all();
+        let total = |outcome: super::command_stats::Outcome| rows.iter().map(|r| r.count(outcome)).sum::<u64>();
+        use super::command_stats::Outcome as O;
+        let _ = write!(
+            out,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nblocked_clients:0\r\n\
+             total_error_replies:{}\r\nunexpected_error_replies:0\r\nrejected_calls:{}\r\nfailed_calls:{}\r\n\
+             acl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\r\n",
+            count(&shared.connections_received),
+            O::ALL.iter().map(|o| total(*o)).sum::<u64>(),
+            total(O::Error) + total(O::Rejected) + total(O::Unknown) + total(O::Moved),
+            total(O::Rejected),
+            total(O::Error) + total(O::Unknown) + total(O::Moved),
             count(&shared.denied.auth),
             count(&shared.denied.command),
             count(&shared.denied.key),
         );
+    }
+    if want("commandstats") {
+        use super::command_stats::Outcome as O;
+        out.push_str("# Commandstats\r\n");
+        for row in shared.commands.all() {
+            // As in Redis, `calls` counts the calls that ran: not the rejected ones.
+            let calls: u64 = O::ALL.iter().filter(|o| **o != O::Rejected).map(|o| row.count(*o)).sum();
+            let usec = row.latency().sum_micros();
+            let _ = write!(
+                out,
+                "cmdstat_{}:calls={calls},usec={usec},usec_per_call={:.2},rejected_calls={},failed_calls={}\r\n",
+                row.name(),
+                if calls == 0 { 0.0 } else { usec as f64 / calls as f64 },
+                row.count(O::Rejected),
+                row.count(O::Error) + row.count(O::Unknown) + row.count(O::Moved),
+            );
+        }
+        out.push_str("\r\n");
+    }
+    if want("latencystats") {
+        out.push_str("# Latencystats\r\n");
+        for row in shared.commands.all() {
+            let h = row.latency();
+            let _ = write!(
+                out,
+                "latency_percentiles_usec_{}:p50={:.3},p99={:.3},p99.9={:.3}\r\n",
+                row.name(),
+                h.quantile_micros(0.5) as f64,
+                h.quantile_micros(0.99) as f64,
+                h.quantile_micros(0.999) as f64,
+            );
+        }
+        out.push_str("\r\n");
     }
     if want("replication") {
         let role = if metrics.current_leader == Some(node.id()) { "master" } else { "slave" };
@@ -546,6 +600,26 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
         out.push_str("\r\n");
     }
     Response::Verbatim { format: VerbatimFormat::Text, text: Bytes::from(out) }
+}
+
+/// This process's resident memory, in bytes (`/proc/self/statm`; 0 where there is none): what
+/// `INFO memory` reports as `used_memory`, for `redis-cli --stat` and dashboards.
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
 }
 
 /// Passes a cluster command on to the leader and returns its answer; `check` names the command

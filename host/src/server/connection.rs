@@ -12,6 +12,7 @@
 //! to the requests before it).
 
 use super::Shared;
+use super::command_stats::Meter;
 use super::commands::{self, Outcome};
 use super::protocol::{self, Protocol, Response};
 use super::session::Session;
@@ -50,7 +51,7 @@ enum Pending {
 /// The replies owed to the client, in request order.
 #[derive(Default)]
 struct Pipeline {
-    pending: VecDeque<Pending>,
+    pending: VecDeque<(Pending, Option<Meter>)>,
     kind: Option<Kind>,
     /// Where the pending writes went: `Some("")` for this node, `Some(addr)` for the leader at
     /// `addr` through the upstream. Writes to another destination wait for these, so a leader
@@ -60,7 +61,7 @@ struct Pipeline {
 
 impl Pipeline {
     async fn drain(&mut self, protocol: Protocol, out: &mut BytesMut) {
-        while let Some(item) = self.pending.pop_front() {
+        while let Some((item, meter)) = self.pending.pop_front() {
             let response = match item {
                 Pending::Ready(response) => response,
                 Pending::Node(rx) => match rx.await {
@@ -76,11 +77,31 @@ impl Pipeline {
                     )
                 }),
             };
+            if let Some(meter) = meter {
+                meter.finish(&response);
+            }
             protocol::encode(&response, protocol, out);
         }
         self.kind = None;
         self.write_destination = None;
     }
+}
+
+impl Pipeline {
+    /// Queues a reply owed to the client, measured by `meter` when it is a known command.
+    fn owe(&mut self, meter: Option<Meter>, reply: Pending) {
+        self.pending.push_back((reply, meter));
+    }
+}
+
+/// The stats row of a command the server answers itself (`None` for anything else: unknown
+/// names get no row).
+fn local_slot(shared: &Shared, name: &[u8]) -> Option<std::sync::Arc<super::command_stats::CommandSlot>> {
+    if name.len() > 16 {
+        return None;
+    }
+    let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+    commands::is_local(&lower).then(|| shared.commands.slot(&lower))
 }
 
 /// The one place a cluster condition becomes a Redis error reply.
@@ -184,6 +205,12 @@ async fn dispatch(
 ) -> Flow {
     let node = &shared.node;
     let name = &args[0];
+    let module = node.module();
+    let module_index = module.command_index(name);
+    let mut meter = match module_index {
+        Some(index) => Some(Meter::start(session.module_slots.slot(&shared.commands, &module, index))),
+        None => local_slot(shared, name).map(Meter::start),
+    };
     if let Err(refusal) = super::auth::gate(shared, session, &args) {
         let response = match session.transaction.take() {
             // A refused EXEC ends the transaction, as in Redis.
@@ -201,12 +228,12 @@ async fn dispatch(
                 transaction::doom(session, refusal)
             }
         };
-        pipeline.pending.push_back(Pending::Ready(response));
+        pipeline.owe(meter.take(), Pending::Ready(response));
         return Flow::Continue;
     }
     if name.eq_ignore_ascii_case(FORWARDED_MARKER.as_bytes()) {
         session.forwarded = true;
-        pipeline.pending.push_back(Pending::Ready(Response::ok()));
+        pipeline.owe(meter.take(), Pending::Ready(Response::ok()));
         return Flow::Continue;
     }
     if name.eq_ignore_ascii_case(commands::PROPOSE_MODULE.as_bytes()) {
@@ -214,14 +241,14 @@ async fn dispatch(
         // cluster commands.
         pipeline.drain(session.protocol, out).await;
         let response = commands::propose_module(shared, &args).await;
-        pipeline.pending.push_back(Pending::Ready(response));
+        pipeline.owe(meter.take(), Pending::Ready(response));
         return Flow::Continue;
     }
     if name.eq_ignore_ascii_case(transaction::FORWARDED_EXEC.as_bytes()) {
         // Internal: a follower's EXEC. Waits for everything before it, like a cluster command.
         pipeline.drain(session.protocol, out).await;
         let response = transaction::forwarded_exec(shared, &args).await;
-        pipeline.pending.push_back(Pending::Ready(response));
+        pipeline.owe(meter.take(), Pending::Ready(response));
         return Flow::Continue;
     }
     if session.transaction.is_some() || is_transaction_command(name) {
@@ -238,17 +265,16 @@ async fn dispatch(
             }
         };
         if let Some(response) = response {
-            pipeline.pending.push_back(Pending::Ready(response));
+            pipeline.owe(meter.take(), Pending::Ready(response));
             return Flow::Continue;
         }
     }
     // The module's commands first: they are the hot path.
-    let module = node.module();
-    if let Some(index) = module.command_index(name) {
+    if let Some(index) = module_index {
         let info = &module.commands()[index];
         if !info.arity.accepts(args.len()) {
             let text = format!("ERR wrong number of arguments for '{}' command", info.name.to_ascii_lowercase());
-            pipeline.pending.push_back(Pending::Ready(Response::error(text)));
+            pipeline.owe(meter.take(), Pending::Ready(Response::error(text)));
             return Flow::Continue;
         }
         let kind = if info.write { Kind::Write } else { Kind::Read };
@@ -274,7 +300,7 @@ async fn dispatch(
             }
             Kind::Read => read(shared, session, &args).await,
         };
-        pipeline.pending.push_back(item);
+        pipeline.owe(meter.take(), item);
         return Flow::Continue;
     }
     // HELLO changes how replies are encoded: the ones owed so far keep the old protocol.
@@ -288,25 +314,25 @@ async fn dispatch(
     };
     match outcome {
         Outcome::Reply(response) => {
-            pipeline.pending.push_back(Pending::Ready(response));
+            pipeline.owe(meter.take(), Pending::Ready(response));
             Flow::Continue
         }
         Outcome::Close(response) => {
-            pipeline.pending.push_back(Pending::Ready(response));
+            pipeline.owe(meter.take(), Pending::Ready(response));
             Flow::Close
         }
         Outcome::Cluster => {
             // Membership and snapshot commands wait for everything before them.
             pipeline.drain(session.protocol, out).await;
             let response = commands::run_cluster(shared, session, &args).await;
-            pipeline.pending.push_back(Pending::Ready(response));
+            pipeline.owe(meter.take(), Pending::Ready(response));
             Flow::Continue
         }
         Outcome::Unknown => {
             let mut encoded = Vec::with_capacity(fsm_sdk::codec::encoded_args_len(&args));
             fsm_sdk::codec::encode_args(&args, &mut encoded);
             let reply = crate::runtime::unknown_command(&encoded);
-            pipeline.pending.push_back(Pending::Ready(reply.into()));
+            pipeline.owe(meter.take(), Pending::Ready(reply.into()));
             Flow::Continue
         }
     }

@@ -19,6 +19,7 @@
 
 pub mod auth;
 mod command_docs;
+pub mod command_stats;
 pub mod commands;
 pub mod connection;
 pub mod glob;
@@ -65,6 +66,10 @@ pub struct Shared {
     pub upstream_tls: Option<upstream::Tls>,
     /// TLS for clients' connections (`tls` in the config).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Calls and latencies by command (`INFO commandstats`, the metrics endpoint).
+    pub commands: command_stats::CommandStats,
+    /// Connections accepted since start (`INFO stats`).
+    pub connections_received: AtomicU64,
     slots: Arc<Semaphore>,
     next_id: AtomicU64,
 }
@@ -78,6 +83,8 @@ impl Shared {
             upstream_tls: tls.as_ref().map(|t| t.upstream.clone()),
             tls: tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server)),
             acl: config.auth.acl()?,
+            commands: command_stats::CommandStats::default(),
+            connections_received: AtomicU64::new(0),
             denied: auth::DeniedCounts::default(),
             node,
             protocol_limits: protocol::ProtocolLimits {
@@ -126,6 +133,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        shared.connections_received.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         tokio::spawn(async move {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();

@@ -34,6 +34,8 @@ pub struct Session {
     pub transaction: Option<Transaction>,
     /// Keys `WATCH`ed, with the token each had when watched.
     pub watched: Vec<(Vec<u8>, Vec<u8>)>,
+    /// This connection's shortcut to the module commands' stats rows.
+    pub module_slots: super::command_stats::ModuleSlots,
 }
 
 impl Session {
@@ -52,6 +54,7 @@ impl Session {
             upstream: None,
             transaction: None,
             watched: Vec::new(),
+            module_slots: Default::default(),
         }
     }
 

@@ -1,0 +1,115 @@
+//! Latency histograms that cost a few relaxed atomic adds to record, so the hot path can afford
+//! them: `INFO latencystats` and the metrics endpoint read them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the histogram's buckets, in microseconds (the last one catches the rest):
+/// from a pipelined read served locally (tens of µs) to a write waiting out an election (s).
+pub const BUCKET_BOUNDS_MICROS: [u64; 18] = [
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    u64::MAX,
+];
+
+/// Durations by bucket, plus their count and sum.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKET_BOUNDS_MICROS.len()],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket =
+            BUCKET_BOUNDS_MICROS.iter().position(|&bound| micros <= bound).unwrap_or(BUCKET_BOUNDS_MICROS.len() - 1);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Durations recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Their sum, in microseconds.
+    pub fn sum_micros(&self) -> u64 {
+        self.sum_micros.load(Ordering::Relaxed)
+    }
+
+    /// `(upper bound in seconds, count in that bucket)`, the last bound `f64::MAX`, which
+    /// `prometheus-client`'s encoder writes as `+Inf` (it accumulates the counts).
+    pub fn buckets_seconds(&self) -> Vec<(f64, u64)> {
+        BUCKET_BOUNDS_MICROS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, count)| {
+                let upper = if bound == u64::MAX { f64::MAX } else { bound as f64 / 1e6 };
+                (upper, count.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    /// The `q` quantile (0..=1) in microseconds, as the upper bound of the bucket it falls in
+    /// (what a bucketed histogram can tell; the last bucket reports its lower bound).
+    pub fn quantile_micros(&self, q: f64) -> u64 {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return if BUCKET_BOUNDS_MICROS[i] == u64::MAX {
+                    BUCKET_BOUNDS_MICROS[i - 1]
+                } else {
+                    BUCKET_BOUNDS_MICROS[i]
+                };
+            }
+        }
+        BUCKET_BOUNDS_MICROS[BUCKET_BOUNDS_MICROS.len() - 2]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_land_in_their_bucket_and_quantiles_read_back() {
+        let h = Histogram::default();
+        for _ in 0..98 {
+            h.observe(Duration::from_micros(80));
+        }
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60));
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.quantile_micros(0.5), 100);
+        assert_eq!(h.quantile_micros(0.99), 5_000);
+        assert_eq!(h.quantile_micros(1.0), 10_000_000);
+        let buckets = h.buckets_seconds();
+        assert_eq!(buckets[1], (0.0001, 98));
+        assert!(buckets.last().is_some_and(|(b, n)| *b == f64::MAX && *n == 1));
+        assert_eq!(h.sum_micros(), 98 * 80 + 3_000 + 60_000_000);
+    }
+}
