@@ -37,7 +37,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Why a client request could not be served. Each becomes one Redis error reply in the server.
+/// Why a client request could not be served. Each becomes one Redis error reply in one place,
+/// the server's `cluster_error`, which adds the error code (`UNKNOWN`, `TIMEOUT`, `CLUSTERDOWN`,
+/// `ERR`, `MOVED`): the texts here carry none.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClusterError {
@@ -400,7 +402,7 @@ impl Node {
     /// proposes the switch and returns the outcome once applied; a follower returns what the
     /// leader must be sent ([`Reload::Forward`]).
     pub async fn reload_module(&self) -> Result<Reload, ClusterError> {
-        let configured = self.reread_config().map_err(|e| ClusterError::Refused(format!("ERR {e}")))?;
+        let configured = self.reread_config().map_err(|e| ClusterError::Refused(format!("{e}")))?;
         // An explicit reload replaces whatever this node asked for before.
         self.modules.settle(None);
         match self.route_to_leader() {
@@ -422,13 +424,13 @@ impl Node {
         // Not `-MOVED`: a client following it would reload the new leader's own config.
         self.route_to_leader().map_err(|e| match e {
             ClusterError::NotLeader { .. } => {
-                ClusterError::Refused("ERR leadership moved while the module was sent; run MODULE RELOAD again".into())
+                ClusterError::Refused("leadership moved while the module was sent; run MODULE RELOAD again".into())
             }
             other => other,
         })?;
         let engine = self.shared.configured().engine().clone();
         let module = tokio::task::block_in_place(|| FsmModule::load(&engine, bytes))
-            .map_err(|e| ClusterError::Refused(format!("ERR the module does not load: {e}")))?;
+            .map_err(|e| ClusterError::Refused(format!("the module does not load: {e}")))?;
         self.switch_to(Arc::new(module), None).await
     }
 
@@ -588,7 +590,7 @@ impl Node {
             Some(module) => {
                 reader.use_module(module.clone());
                 queries(&mut |command| {
-                    reader.query(command).map_err(|e| ClusterError::Fatal(format!("ERR read failed: {e}")))
+                    reader.query(command).map_err(|e| ClusterError::Fatal(format!("read failed: {e}")))
                 })
             }
             None => queries(&mut |_| Ok(Reply::error(super::state_machine::NO_MODULE))),
@@ -605,7 +607,7 @@ impl Node {
             return Ok(false);
         }
         reader.use_module(module);
-        reader.tick_due(now_ms).map_err(|e| ClusterError::Fatal(format!("ERR housekeeping check failed: {e}")))
+        reader.tick_due(now_ms).map_err(|e| ClusterError::Fatal(format!("housekeeping check failed: {e}")))
     }
 
     /// Waits until a read started now may run locally and be linearizable: obtains a read index
@@ -624,16 +626,16 @@ impl Node {
                 Ok(Err(RaftError::APIError(_))) => return Err(ClusterError::NoLeader),
                 Ok(Err(RaftError::Fatal(e))) => return Err(ClusterError::Fatal(e.to_string())),
                 Err(_) => {
-                    return Err(ClusterError::Timeout(format!("TIMEOUT leadership not confirmed within {timeout:?}")));
+                    return Err(ClusterError::Timeout(format!("leadership not confirmed within {timeout:?}")));
                 }
             }
         } else {
             self.network.client(leader, &member).read_index(timeout).await.map_err(|e| match e {
-                ReadIndexError::Unreachable(why) => ClusterError::Unreachable(format!(
-                    "CLUSTERDOWN the leader (node {leader}) cannot be reached: {why}"
-                )),
+                ReadIndexError::Unreachable(why) => {
+                    ClusterError::Unreachable(format!("the leader (node {leader}) cannot be reached: {why}"))
+                }
                 ReadIndexError::Failed(why) => {
-                    ClusterError::Timeout(format!("TIMEOUT could not get a read index from the leader: {why}"))
+                    ClusterError::Timeout(format!("could not get a read index from the leader: {why}"))
                 }
             })?
         };
@@ -642,33 +644,33 @@ impl Node {
             .applied_index_at_least(Some(index), "linearizable read")
             .await
             .map(|_| ())
-            .map_err(|e| ClusterError::Timeout(format!("TIMEOUT not caught up with the leader's read index: {e}")))
+            .map_err(|e| ClusterError::Timeout(format!("not caught up with the leader's read index: {e}")))
     }
 
     /// `BOOTSTRAP`: makes this fresh node a one-node cluster whose first entry installs this
     /// node's configured module.
     pub async fn bootstrap(&self, id: NodeId, raft_addr: &str) -> Result<(), ClusterError> {
         if id != self.id {
-            return Err(ClusterError::Refused(format!("ERR this is node {}, not node {id}", self.id)));
+            return Err(ClusterError::Refused(format!("this is node {}, not node {id}", self.id)));
         }
         let pristine = self.log.is_pristine().map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let initialized = self.raft.is_initialized().await.map_err(|e| ClusterError::Fatal(e.to_string()))?;
         // A cluster id without a log means an earlier BOOTSTRAP stopped before initialising:
         // starting over is safe, so only a log or a membership refuses.
         if initialized || !pristine {
-            return Err(ClusterError::Refused("ERR this node is already part of a cluster".into()));
+            return Err(ClusterError::Refused("this node is already part of a cluster".into()));
         }
         self.identity.set_cluster_id(&new_cluster_id()).map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let member = Member { raft_addr: raft_addr.to_owned(), redis_addr: self.member.redis_addr.clone() };
         self.raft
             .initialize(BTreeMap::from([(self.id, member)]))
             .await
-            .map_err(|e| ClusterError::Refused(format!("ERR bootstrap failed: {e}")))?;
+            .map_err(|e| ClusterError::Refused(format!("bootstrap failed: {e}")))?;
         self.raft
             .wait(Some(self.tuning.election_timeout * 10))
             .state(ServerState::Leader, "bootstrap")
             .await
-            .map_err(|e| ClusterError::Timeout(format!("TIMEOUT the new cluster elected no leader: {e}")))?;
+            .map_err(|e| ClusterError::Timeout(format!("the new cluster elected no leader: {e}")))?;
         self.propose(Request::Module(ModuleChange::of(&self.modules.current().module))).await?;
         tracing::info!(id = self.id, cluster = ?self.cluster_id(), "bootstrapped a one-node cluster");
         Ok(())
@@ -680,7 +682,7 @@ impl Node {
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(ClusterError::NoLeader),
             // Raft stopped after taking the entry: it may still commit.
             Ok(Err(RaftError::Fatal(e))) => Err(ClusterError::Unknown(unknown(&e.to_string()))),
-            Ok(Err(e)) => Err(ClusterError::Refused(format!("ERR {e}"))),
+            Ok(Err(e)) => Err(ClusterError::Refused(format!("{e}"))),
             Err(_) => Err(ClusterError::Unknown(unknown("no commit within the write timeout"))),
         }
     }
@@ -701,11 +703,11 @@ impl Node {
         let membership = metrics.membership_config.membership();
         let already_learner = match membership.get_node(&id) {
             Some(_) if membership.voter_ids().any(|v| v == id) => {
-                return Err(ClusterError::Refused(format!("ERR node {id} is already a member")));
+                return Err(ClusterError::Refused(format!("node {id} is already a member")));
             }
             Some(existing) if existing.raft_addr != raft_addr => {
                 return Err(ClusterError::Refused(format!(
-                    "ERR node {id} is a learner at {}: REMOVE {id} first to give it another address",
+                    "node {id} is a learner at {}: REMOVE {id} first to give it another address",
                     existing.raft_addr
                 )));
             }
@@ -713,15 +715,13 @@ impl Node {
             None => false,
         };
         if self.shared.retired.read().unwrap_or_else(|p| p.into_inner()).contains(&id) {
-            return Err(ClusterError::Refused(format!(
-                "ERR node id {id} was removed and is never reused: pick a new id"
-            )));
+            return Err(ClusterError::Refused(format!("node id {id} was removed and is never reused: pick a new id")));
         }
         if raft_addr == self.member.raft_addr {
-            return Err(ClusterError::Refused(format!("ERR {raft_addr} is this node's own raft address")));
+            return Err(ClusterError::Refused(format!("{raft_addr} is this node's own raft address")));
         }
         if let Some((other, _)) = membership.nodes().find(|(n, m)| **n != id && m.raft_addr == raft_addr) {
-            return Err(ClusterError::Refused(format!("ERR {raft_addr} is the raft address of node {other}")));
+            return Err(ClusterError::Refused(format!("{raft_addr} is the raft address of node {other}")));
         }
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let member = Member { raft_addr: raft_addr.to_owned(), redis_addr: redis_addr.to_owned() };
@@ -735,7 +735,7 @@ impl Node {
         promoted.insert(id);
         self.live_quorum(&promoted).map_err(|why| {
             ClusterError::Refused(format!(
-                "ERR node {id} caught up but was not promoted: the voters would have no live quorum ({why}); it \
+                "node {id} caught up but was not promoted: the voters would have no live quorum ({why}); it \
                  stays a learner: run JOIN again once the voters are back, or REMOVE {id}"
             ))
         })?;
@@ -754,11 +754,11 @@ impl Node {
     async fn probe_joining(&self, id: NodeId, member: &Member) -> Result<(), ClusterError> {
         let answer = self.network.client(id, member).probe(JOIN_PROBE_TIMEOUT).await.map_err(|e| match e {
             TransportError::Refused(why) => ClusterError::Refused(format!(
-                "ERR node {id} at {} refused us: {why}. Nothing was changed",
+                "node {id} at {} refused us: {why}. Nothing was changed",
                 member.raft_addr
             )),
             e => ClusterError::Refused(format!(
-                "ERR cannot reach node {id} at {}: {e}; is it running? Nothing was changed",
+                "cannot reach node {id} at {}: {e}; is it running? Nothing was changed",
                 member.raft_addr
             )),
         })?;
@@ -766,7 +766,7 @@ impl Node {
             && Some(theirs) != self.cluster_id().as_ref()
         {
             return Err(ClusterError::Refused(format!(
-                "ERR node {id} belongs to another cluster ({theirs}): only a node with an empty data_dir can join"
+                "node {id} belongs to another cluster ({theirs}): only a node with an empty data_dir can join"
             )));
         }
         let ours = self.modules.current().module.contract();
@@ -778,7 +778,7 @@ impl Node {
             return Ok(());
         }
         Err(ClusterError::Refused(format!(
-            "ERR node {id} runs another ABI, engine or limits ({differences}; cluster vs node {id}): refusing to JOIN it"
+            "node {id} runs another ABI, engine or limits ({differences}; cluster vs node {id}): refusing to JOIN it"
         )))
     }
 
@@ -799,7 +799,7 @@ impl Node {
                 let m = metrics.borrow_and_update();
                 if m.state != ServerState::Leader {
                     return Err(ClusterError::Refused(format!(
-                        "ERR leadership moved while node {id} was catching up; {stays}"
+                        "leadership moved while node {id} was catching up; {stays}"
                     )));
                 }
                 let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index);
@@ -810,13 +810,13 @@ impl Node {
             let silence = self.network.last_heard(id).unwrap_or(Duration::MAX);
             if silence > self.tuning.join_silence {
                 return Err(ClusterError::Timeout(format!(
-                    "TIMEOUT node {id} stopped answering while catching up (nothing heard for {:?}); {stays}",
+                    "node {id} stopped answering while catching up (nothing heard for {:?}); {stays}",
                     self.tuning.join_silence
                 )));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClusterError::Timeout(format!(
-                    "TIMEOUT node {id} did not catch up to index {target} within {JOIN_CATCH_UP_SECS} s; {stays}"
+                    "node {id} did not catch up to index {target} within {JOIN_CATCH_UP_SECS} s; {stays}"
                 )));
             }
             tokio::select! {
@@ -857,7 +857,7 @@ impl Node {
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClusterError::Timeout(format!(
-                    "TIMEOUT node {id} is a voter but has not applied index {target} within {JOIN_SERVING_TIMEOUT:?}; \
+                    "node {id} is a voter but has not applied index {target} within {JOIN_SERVING_TIMEOUT:?}; \
                      check its log"
                 )));
             }
@@ -874,18 +874,18 @@ impl Node {
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
         if membership.get_node(&id).is_none() {
-            return Err(ClusterError::Refused(format!("ERR node {id} is not a member")));
+            return Err(ClusterError::Refused(format!("node {id} is not a member")));
         }
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         if voters.len() == 1 && voters.contains(&id) {
-            return Err(ClusterError::Refused("ERR cannot remove the last voter".into()));
+            return Err(ClusterError::Refused("cannot remove the last voter".into()));
         }
         if voters.contains(&id) && !force {
             let mut remaining = voters.clone();
             remaining.remove(&id);
             self.live_quorum(&remaining).map_err(|why| {
                 ClusterError::Refused(format!(
-                    "ERR removing node {id} would leave no live quorum ({why}); bring the silent voters back, or \
+                    "removing node {id} would leave no live quorum ({why}); bring the silent voters back, or \
                      REMOVE {id} FORCE"
                 ))
             })?;
@@ -918,7 +918,7 @@ impl Node {
             .wait(Some(Duration::from_secs(600)))
             .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied), "snapshot")
             .await
-            .map_err(|e| ClusterError::Timeout(format!("TIMEOUT snapshot not built: {e}")))?;
+            .map_err(|e| ClusterError::Timeout(format!("snapshot not built: {e}")))?;
         Ok(metrics.snapshot.map(|s| s.index).unwrap_or(0))
     }
 
@@ -993,17 +993,17 @@ pub enum Reload {
 fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ClusterError::NoLeader,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ClusterError::Refused(format!("ERR {e}")),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ClusterError::Refused(format!("{e}")),
         RaftError::Fatal(e) => ClusterError::Fatal(e.to_string()),
     }
 }
 
 fn stopped() -> String {
-    "ERR the node has stopped serving (see its log)".into()
+    "the node has stopped serving (see its log)".into()
 }
 
 fn unknown(why: &str) -> String {
-    format!("UNKNOWN the write's outcome is unknown ({why}): it may or may not have been applied")
+    format!("the write's outcome is unknown ({why}): it may or may not have been applied")
 }
 
 /// The write batcher: see the module docs. `flushed` watches the last index on this node's disk.
@@ -1043,7 +1043,7 @@ async fn write_loop(
             Ok(answer) => answer,
             Err(fatal) => {
                 for job in jobs {
-                    let _ = job.reply.send(Err(ClusterError::Fatal(format!("ERR raft stopped: {fatal}"))));
+                    let _ = job.reply.send(Err(ClusterError::Fatal(format!("raft stopped: {fatal}"))));
                 }
                 continue;
             }
@@ -1069,7 +1069,7 @@ async fn write_loop(
                     }
                     let mut replies = response.data.replies.into_iter();
                     for job in jobs {
-                        let reply = replies.next().ok_or_else(|| ClusterError::Fatal("ERR missing reply".into()));
+                        let reply = replies.next().ok_or_else(|| ClusterError::Fatal("missing reply".into()));
                         let _ = job.reply.send(reply);
                     }
                 }

@@ -113,11 +113,10 @@ pub fn cluster_error(error: &ClusterError) -> Response {
             Response::error(format!("MOVED 0 {redis_addr}"))
         }
         ClusterError::NotLeader { .. } => Response::error("CLUSTERDOWN No raft leader"),
-        ClusterError::Unknown(text)
-        | ClusterError::Timeout(text)
-        | ClusterError::Unreachable(text)
-        | ClusterError::Refused(text)
-        | ClusterError::Fatal(text) => Response::error(text.clone()),
+        ClusterError::Unknown(text) => Response::error(format!("UNKNOWN {text}")),
+        ClusterError::Timeout(text) => Response::error(format!("TIMEOUT {text}")),
+        ClusterError::Unreachable(text) => Response::error(format!("CLUSTERDOWN {text}")),
+        ClusterError::Refused(text) | ClusterError::Fatal(text) => Response::error(format!("ERR {text}")),
     }
 }
 
