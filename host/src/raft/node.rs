@@ -402,7 +402,7 @@ impl Node {
     /// proposes the switch and returns the outcome once applied; a follower returns what the
     /// leader must be sent ([`Reload::Forward`]).
     pub async fn reload_module(&self) -> Result<Reload, ClusterError> {
-        let configured = self.reread_config().map_err(|e| ClusterError::Refused(format!("{e}")))?;
+        let configured = self.reread_config().map_err(|e| ClusterError::Refused(e.to_string()))?;
         // An explicit reload replaces whatever this node asked for before.
         self.modules.settle(None);
         match self.route_to_leader() {
@@ -682,7 +682,7 @@ impl Node {
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(ClusterError::NoLeader),
             // Raft stopped after taking the entry: it may still commit.
             Ok(Err(RaftError::Fatal(e))) => Err(ClusterError::Unknown(unknown(&e.to_string()))),
-            Ok(Err(e)) => Err(ClusterError::Refused(format!("{e}"))),
+            Ok(Err(e)) => Err(ClusterError::Refused(e.to_string())),
             Err(_) => Err(ClusterError::Unknown(unknown("no commit within the write timeout"))),
         }
     }
@@ -993,7 +993,7 @@ pub enum Reload {
 fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ClusterError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ClusterError::NoLeader,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ClusterError::Refused(format!("{e}")),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ClusterError::Refused(e.to_string()),
         RaftError::Fatal(e) => ClusterError::Fatal(e.to_string()),
     }
 }
