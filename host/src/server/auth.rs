@@ -39,7 +39,15 @@ const CONTAINERS: &[&str] = &["acl", "client", "config", "module", "debug", "com
 
 /// Checks that the session may run `args`: `NOAUTH` before authentication (except for `AUTH`,
 /// `HELLO` and `QUIT`), `NOPERM` for a command or key the user may not use.
-pub fn gate(shared: &Shared, session: &Session, args: &[Bytes]) -> Result<(), Response> {
+/// `module` and `index` are the active module and `args[0]`'s place in its table, which the
+/// connection has already looked up.
+pub fn gate(
+    shared: &Shared,
+    session: &Session,
+    args: &[Bytes],
+    module: &crate::runtime::FsmModule,
+    index: Option<usize>,
+) -> Result<(), Response> {
     let Some(user) = session.user.as_deref() else {
         let name = &args[0];
         return if [&b"AUTH"[..], b"HELLO", b"QUIT"].iter().any(|n| name.eq_ignore_ascii_case(n)) {
@@ -51,7 +59,7 @@ pub fn gate(shared: &Shared, session: &Session, args: &[Bytes]) -> Result<(), Re
     if user.is_unrestricted() {
         return Ok(());
     }
-    check(shared, user, args).map_err(|denied| {
+    check(shared, user, args, module, index).map_err(|denied| {
         let counter = match denied {
             Denied::Command(_) => &shared.denied.command,
             Denied::Key => &shared.denied.key,
@@ -62,10 +70,15 @@ pub fn gate(shared: &Shared, session: &Session, args: &[Bytes]) -> Result<(), Re
 }
 
 /// What [`gate`] checks for an authenticated, restricted user.
-fn check(shared: &Shared, user: &User, args: &[Bytes]) -> Result<(), Denied> {
+fn check(
+    shared: &Shared,
+    user: &User,
+    args: &[Bytes],
+    module: &crate::runtime::FsmModule,
+    index: Option<usize>,
+) -> Result<(), Denied> {
     let name = &args[0];
-    let module = shared.node.module();
-    if let Some(index) = module.command_index(name) {
+    if let Some(index) = index {
         return acl::check_module_command(user, &module.commands()[index], args);
     }
     if name.eq_ignore_ascii_case(FORWARDED_MARKER.as_bytes()) {

@@ -210,7 +210,7 @@ async fn dispatch(
         Some(index) => Some(Meter::start(session.module_slots.slot(&shared.commands, &module, index))),
         None => local_slot(shared, name).map(Meter::start),
     };
-    if let Err(refusal) = super::auth::gate(shared, session, &args) {
+    if let Err(refusal) = super::auth::gate(shared, session, &args, &module, module_index) {
         let response = match session.transaction.take() {
             // A refused EXEC ends the transaction, as in Redis.
             Some(_) if name.eq_ignore_ascii_case(b"EXEC") => {
