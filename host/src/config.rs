@@ -41,9 +41,11 @@ pub struct Config {
     /// Address of the Redis-protocol (RESP) endpoint clients connect to (`host:port`, e.g.
     /// `127.0.0.1:9001`). *Required*.
     pub redis_addr: SocketAddr,
-    /// Which store holds the state machine's data: `redb` (durable, one file in `data_dir`) or
-    /// `memory` (lost when the process ends; for tests and throwaway nodes). *Required*, because
-    /// choosing `memory` by accident would lose data.
+    /// Which store holds the state machine's data: `redb` (durable, one file in `data_dir`),
+    /// `memory_durable` (in memory like Redis, durable through the Raft log and snapshot files in
+    /// `data_dir`; faster, but the whole state must fit in memory and a restart replays the log
+    /// since the last snapshot) or `memory` (lost when the process ends; for tests and throwaway
+    /// nodes). *Required*, because choosing `memory` by accident would lose data.
     #[serde(deserialize_with = "backend_from_name")]
     pub store_backend: Backend,
     /// Directory for everything this node keeps: the Raft log, the state store, snapshots and the
@@ -910,12 +912,12 @@ pub struct Overrides {
     /// Address Redis clients connect to, host:port. Replaces `redis_addr`.
     #[arg(long, value_name = "HOST:PORT")]
     pub redis_addr: Option<SocketAddr>,
-    /// Store for the state machine's data: redb (durable) or memory (lost at exit). Replaces
-    /// `store_backend`.
+    /// Store for the state machine's data: redb (durable), memory_durable (in memory, durable by
+    /// log and snapshots) or memory (lost at exit). Replaces `store_backend`.
     #[arg(
         long,
         value_name = "BACKEND",
-        value_parser = clap::builder::PossibleValuesParser::new(["redb", "memory"]).try_map(|name| name.parse::<Backend>())
+        value_parser = clap::builder::PossibleValuesParser::new(["redb", "memory_durable", "memory"]).try_map(|name| name.parse::<Backend>())
     )]
     pub store_backend: Option<Backend>,
     /// Directory for the Raft log, state store, snapshots and node identity. Replaces `data_dir`.

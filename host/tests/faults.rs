@@ -16,6 +16,9 @@
 //! * **convergence**: every node reaches the same applied index and state digest, and final reads
 //!   of every key agree on every node.
 //!
+//! Odd seeds keep the nodes' state in redb, even seeds in memory (`memory_durable`: a killed node
+//! comes back from its snapshot and log), so both durable backends face the same faults.
+//!
 //! Every run is seeded; on failure the history is written to `history-<seed>.txt` in the
 //! cluster's kept temp dir beside the node logs, and the panic names the seed to replay:
 //! `REDRAFT_FAULT_SEEDS=<seed> cargo test -p redraft --test faults`. `make soak SEED=.. DURATION=..`
@@ -346,7 +349,9 @@ fn wait_a_moment(d: Duration) {
 /// One seeded run: forms the cluster, runs clients and nemesis for `duration`, heals, checks.
 fn run(seed: u64, duration: Duration, lab: Option<&str>) {
     let mut cluster = TestCluster::new(REDRAFT);
-    let mut options = NodeOptions::default();
+    // Odd seeds keep the state in redb, even ones in memory (durable through log and snapshots).
+    let backend = if seed.is_multiple_of(2) { "memory_durable" } else { "redb" };
+    let mut options = NodeOptions { backend, ..NodeOptions::default() };
     if let Some(lab) = lab {
         cluster = cluster.in_lab(NetLab::attach(lab, &lab_nodes()));
         // Snapshots and log purges every few hundred entries, so restarts and joins install them.
@@ -433,7 +438,7 @@ fn run(seed: u64, duration: Duration, lab: Option<&str>) {
         }
     }
     let summary = format!(
-        "seed {seed}: {operations} register operations on {KEYS} keys, {acked} increments acknowledged and {unknown} \
+        "seed {seed} ({backend}): {operations} register operations on {KEYS} keys, {acked} increments acknowledged and {unknown} \
          unknown (counter {counter}), unknown because: {:?}; {} faults: {faults:?}; digest {digest}",
         history.unknown_reasons,
         faults.len()

@@ -1,6 +1,7 @@
 //! Failures of real node processes: the leader killed (`kill -9`) under a stream of writes, the
 //! whole cluster stopped or killed and started again, snapshots that purge the log and bring a
-//! new node and a restarted one up to date, and a memory-backed node that must not come back.
+//! new node and a restarted one up to date (with the state in redb, and in memory kept durable by
+//! log and snapshots), and a memory-backed node that must not come back.
 //!
 //! Every write a client saw acknowledged must survive; a write that failed is "unknown" (it may or
 //! may not have happened) and is never asserted either way.
@@ -238,7 +239,17 @@ fn t10_killing_the_leader_under_writes_loses_no_acknowledged_write() {
 
 #[test]
 fn t11_the_whole_cluster_restarts_with_every_acknowledged_write() {
-    let cluster = TestCluster::form(REDRAFT, 3, NodeOptions::default());
+    whole_cluster_restarts_with_every_acknowledged_write("redb");
+}
+
+/// The same with the state in memory: it comes back from the Raft log alone (no snapshot yet).
+#[test]
+fn t15_a_memory_durable_cluster_restarts_with_every_acknowledged_write() {
+    whole_cluster_restarts_with_every_acknowledged_write("memory_durable");
+}
+
+fn whole_cluster_restarts_with_every_acknowledged_write(backend: &'static str) {
+    let cluster = TestCluster::form(REDRAFT, 3, NodeOptions { backend, ..NodeOptions::default() });
     let ids = cluster.ids();
 
     let first = write_keys(&cluster, "r", 0..300);
@@ -276,8 +287,20 @@ fn t11_the_whole_cluster_restarts_with_every_acknowledged_write() {
 
 #[test]
 fn t12_snapshots_purge_the_log_and_bring_new_and_restarted_nodes_up_to_date() {
+    snapshots_purge_the_log_and_bring_new_and_restarted_nodes_up_to_date("redb");
+}
+
+/// The same with the state in memory: a restart loads the snapshot file and replays the log after
+/// it, and the purged log is not needed.
+#[test]
+fn t16_a_memory_durable_node_restarts_from_its_snapshot_and_the_log_after_it() {
+    snapshots_purge_the_log_and_bring_new_and_restarted_nodes_up_to_date("memory_durable");
+}
+
+fn snapshots_purge_the_log_and_bring_new_and_restarted_nodes_up_to_date(backend: &'static str) {
     // Small chunks, so a snapshot travels in many; few logs kept, so the log is really purged.
     let options = NodeOptions {
+        backend,
         extra_yaml: "snapshot: {chunk_bytes: 4096, logs_kept_after: 10}".into(),
         ..NodeOptions::default()
     };

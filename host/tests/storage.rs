@@ -40,12 +40,12 @@ fn backends() -> Vec<Backend> {
 
 #[test]
 fn t01_backends_are_selected_by_name() {
-    for name in ["redb", "memory"] {
+    for name in ["redb", "memory_durable", "memory"] {
         let backend: redraft::storage::Backend = name.parse().expect("known backend");
         assert_eq!(backend.to_string(), name);
     }
     let e = "rocksdb".parse::<redraft::storage::Backend>().expect_err("unknown");
-    assert_eq!(e, "unknown store backend \"rocksdb\": expected `redb` or `memory`");
+    assert_eq!(e, "unknown store backend \"rocksdb\": expected `redb`, `memory_durable` or `memory`");
 }
 
 fn batch(puts: &[(&str, &str)], deletes: &[&str]) -> WriteBatch {

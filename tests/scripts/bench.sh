@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The cluster benchmark (`make bench`): a 3-node Redraft cluster (redb, fsync on) and, in the same
-# run, one redis-server with `appendonly yes` + `appendfsync always` as the yardstick, both driven
-# by redis-benchmark (SET and GET, 256-byte values) at `-c 50`, `-c 50 -P 16` and `-c 1`.
+# The cluster benchmark (`make bench`): a 3-node Redraft cluster (log fsync on) per durable store
+# backend (BACKENDS, default "redb memory_durable") and, in the same run, one redis-server with
+# `appendonly yes` + `appendfsync always` as the yardstick, all driven by redis-benchmark (SET and
+# GET, 256-byte values) at `-c 50`, `-c 50 -P 16` and `-c 1`.
 # Prints one table with the ratios and writes it into docs/BENCHMARKS.md (between the
 # `cluster-bench` markers). Ports 9101-9103/7101-7103 and 9199 on 127.0.0.1; data in a temp dir.
 #
@@ -43,44 +44,57 @@ cluster_up() { # reads
 
 PROBE=$(fsync_probe)
 echo "fsync probe: $PROBE"
-redis-server --port 9199 --bind 127.0.0.1 --appendonly yes --appendfsync always --save "" --dir "$TMP" \
-  --daemonize no >"$TMP/redis.log" 2>&1 &
-PIDS+=($!)
-wait_ping 9199
-cluster_up linearizable
+BACKENDS=${BACKENDS:-redb memory_durable}
+redis_up() {
+  redis-server --port 9199 --bind 127.0.0.1 --appendonly yes --appendfsync always --save "" --dir "$TMP" \
+    --daemonize no >>"$TMP/redis.log" 2>&1 &
+  PIDS+=($!)
+  wait_ping 9199
+}
+LOADS=("c50:-c 50 -n $N" "p16:-c 50 -P 16 -n $((N * 2))" "c1:-c 1 -n $((N / 20))")
 LEADER=9101
 
 declare -A R
-for cfg in "c50:-c 50 -n $N" "p16:-c 50 -P 16 -n $((N * 2))" "c1:-c 1 -n $((N / 20))"; do
+redis_up
+for cfg in "${LOADS[@]}"; do
   name=${cfg%%:*}; args=${cfg#*:}
   for t in set get; do
     # shellcheck disable=SC2086
     R[redis,$name,$t]=$(rps 9199 $t $args)
-    # shellcheck disable=SC2086
-    R[redraft,$name,$t]=$(rps $LEADER $t $args)
   done
 done
-# Stale reads, for the linearizable-read overhead: the same cluster restarted with `reads: stale`.
-stop_nodes
-redis-server --port 9199 --bind 127.0.0.1 --appendonly yes --appendfsync always --save "" --dir "$TMP" \
-  --daemonize no >>"$TMP/redis.log" 2>&1 &
-PIDS+=($!)
-wait_ping 9199
-cluster_up stale
-R[redraft,c50,stale]=$(rps $LEADER get -c 50 -n "$N")
-R[redraft,p16,stale]=$(rps $LEADER get -c 50 -P 16 -n $((N * 2)))
+for BACKEND in $BACKENDS; do
+  stop_nodes
+  rm -rf "$TMP"/node*
+  cluster_up linearizable
+  for cfg in "${LOADS[@]}"; do
+    name=${cfg%%:*}; args=${cfg#*:}
+    for t in set get; do
+      # shellcheck disable=SC2086
+      R[$BACKEND,$name,$t]=$(rps $LEADER $t $args)
+    done
+  done
+  # Stale reads, for the linearizable-read overhead: the same cluster restarted with `reads: stale`.
+  stop_nodes
+  cluster_up stale
+  R[$BACKEND,c50,stale]=$(rps $LEADER get -c 50 -n "$N")
+  R[$BACKEND,p16,stale]=$(rps $LEADER get -c 50 -P 16 -n $((N * 2)))
+  echo "$BACKEND done"
+done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 TABLE=$(
-  echo "| run | redis-server SET/s | Redraft SET/s | ratio | redis-server GET/s | Redraft GET/s (linearizable) | ratio | Redraft stale GET/s | linearizable / stale |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| run | store | redis-server SET/s | Redraft SET/s | ratio | redis-server GET/s | Redraft GET/s (linearizable) | ratio | Redraft stale GET/s | linearizable / stale |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for name in c50 p16 c1; do
     label=$(case $name in c50) echo '`-c 50`';; p16) echo '`-c 50 -P 16`';; c1) echo '`-c 1`';; esac)
-    stale=${R[redraft,$name,stale]:-}
-    echo "| $label | ${R[redis,$name,set]} | ${R[redraft,$name,set]} | $(ratio "${R[redraft,$name,set]}" "${R[redis,$name,set]}") | ${R[redis,$name,get]} | ${R[redraft,$name,get]} | $(ratio "${R[redraft,$name,get]}" "${R[redis,$name,get]}") | ${stale:--} | $( [ -n "$stale" ] && ratio "${R[redraft,$name,get]}" "$stale" || echo -) |"
+    for b in $BACKENDS; do
+      stale=${R[$b,$name,stale]:-}
+      echo "| $label | $b | ${R[redis,$name,set]} | ${R[$b,$name,set]} | $(ratio "${R[$b,$name,set]}" "${R[redis,$name,set]}") | ${R[redis,$name,get]} | ${R[$b,$name,get]} | $(ratio "${R[$b,$name,get]}" "${R[redis,$name,get]}") | ${stale:--} | $( [ -n "$stale" ] && ratio "${R[$b,$name,get]}" "$stale" || echo -) |"
+    done
   done
 )
-HEADER="Measured $(date -u +%Y-%m-%d) on $(nproc) cores, \`make bench\` ($N requests at -c 50, 256-byte values; Redraft: 3 nodes on one machine, redb, log fsync on; redis-server: one node, appendfsync always). Fsync probe of the data directory's disk before the run: $PROBE."
+HEADER="Measured $(date -u +%Y-%m-%d) on $(nproc) cores, \`make bench\` ($N requests at -c 50, 256-byte values; Redraft: 3 nodes on one machine, log fsync on, one cluster per store backend; redis-server: one node, appendfsync always). Fsync probe of the data directory's disk before the run: $PROBE."
 echo "$HEADER"
 echo "$TABLE"
 

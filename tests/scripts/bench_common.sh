@@ -1,6 +1,6 @@
 # Shared by the benchmark scripts (sourced): node configs on 127.0.0.1 ports 910<id>/710<id>,
 # waiting for PING, and an fsync probe of the data directory's filesystem.
-# The caller sets BIN, WASM, TMP and the array PIDS.
+# The caller sets BIN, WASM, TMP and the array PIDS, and may set BACKEND (store_backend, default redb).
 
 # Writes node <id>'s config (redb, warn logging, plus the YAML lines given) and starts it.
 start_bench_node() { # id extra-yaml
@@ -9,7 +9,7 @@ start_bench_node() { # id extra-yaml
 id: $id
 raft_addr: 127.0.0.1:710$id
 redis_addr: 127.0.0.1:910$id
-store_backend: redb
+store_backend: ${BACKEND:-redb}
 data_dir: $TMP/node$id
 fsm_module: $WASM
 log_level: warn

@@ -45,7 +45,7 @@ pub const LOG_TAIL_LINES: usize = 60;
 /// timings). See [`render_config`].
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
-    /// `store_backend`: `redb` or `memory`.
+    /// `store_backend`: `redb`, `memory_durable` or `memory`.
     pub backend: &'static str,
     /// `bootstrap`: a fresh node makes itself a one-node cluster.
     pub bootstrap: bool,

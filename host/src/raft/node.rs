@@ -234,10 +234,11 @@ impl Node {
             .map_err(|e| StartError::StateMachine(e.to_string()))?;
         let reader = Runtime::attach(applier.module().clone(), store.clone())
             .map_err(|e| StartError::StateMachine(e.to_string()))?;
-        let log = match config.store_backend {
-            Backend::Redb => LogStore::open_disk(&config.data_dir)
-                .map_err(|e| StartError::Io(format!("cannot open the raft log: {e}")))?,
-            Backend::Memory => LogStore::memory(),
+        let log = if config.store_backend.log_on_disk() {
+            LogStore::open_disk(&config.data_dir)
+                .map_err(|e| StartError::Io(format!("cannot open the raft log: {e}")))?
+        } else {
+            LogStore::memory()
         };
         if config.force_new_cluster {
             let member = Member { raft_addr: config.raft_addr.to_string(), redis_addr: config.redis_addr.to_string() };

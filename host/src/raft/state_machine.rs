@@ -308,12 +308,14 @@ impl StateMachine {
             receiving_sequence: 0,
             counters: Arc::default(),
         };
-        // A crash while installing a snapshot can leave the state behind the purged log; the
-        // snapshot was recorded before the log was purged, so restore it now.
+        // A state in memory starts empty and comes back from the newest snapshot (the log after it
+        // is replayed by openraft). A crash while installing a snapshot can leave a durable state
+        // behind the purged log; the snapshot was recorded before the log was purged, so restore
+        // it now.
         let (applied, _) = machine.read_applied()?;
         let recorded = lock(&machine.snapshots.current).as_ref().and_then(|m| m.last_log_id);
         if applied < log_purged || applied < recorded {
-            machine.recover_from_snapshot(log_purged)?;
+            machine.recover_from_snapshot(log_purged, applied.is_none())?;
         }
         machine.reload_shared()?;
         // What is on disk at start is durable by definition, and so is the newest snapshot file.
@@ -323,7 +325,13 @@ impl StateMachine {
         Ok((machine, shared))
     }
 
-    fn recover_from_snapshot(&self, log_purged: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+    /// Restores the newest snapshot file into the store: at every start of a node whose state is in
+    /// memory (`empty`), or after an interrupted install.
+    fn recover_from_snapshot(
+        &self,
+        log_purged: Option<LogId<NodeId>>,
+        empty: bool,
+    ) -> Result<(), StorageError<NodeId>> {
         let w = |e: &dyn std::fmt::Display| io_error(write_snapshot_none, e);
         let current = lock(&self.snapshots.current).clone();
         let Some(meta) = current.filter(|m| m.last_log_id >= log_purged) else {
@@ -333,7 +341,11 @@ impl StateMachine {
                  an empty data_dir"
             )));
         };
-        tracing::warn!(snapshot = %meta.snapshot_id, "an interrupted snapshot install is completed from its file");
+        if empty {
+            tracing::info!(snapshot = %meta.snapshot_id, "loading the state from the newest snapshot");
+        } else {
+            tracing::warn!(snapshot = %meta.snapshot_id, "an interrupted snapshot install is completed from its file");
+        }
         let claimed = match meta.last_log_id {
             Some(id) => encode(&id).map_err(|e| w(&e))?,
             None => return Err(w(&"snapshot without a last log id")),

@@ -116,13 +116,25 @@ pub trait Store: Send + Sync {
 /// Shared handle to a store, as the runtime and (later) the Raft layer hold it.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Which backend holds the state, as a node's config names it (`store_backend: redb | memory`).
+/// Which backend holds the state, as a node's config names it
+/// (`store_backend: redb | memory_durable | memory`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// [`RedbStore`]: durable.
+    /// [`RedbStore`] behind a write-back layer: the state lives in a file, memory holds a cache.
     Redb,
-    /// [`MemoryStore`]: lost with the process.
+    /// [`MemoryStore`] for the state, kept durable by what is on disk besides it: the fsynced Raft
+    /// log and the snapshot files. A restart loads the newest snapshot and replays the log after
+    /// it, as Redis loads its RDB file and replays its AOF. The whole state must fit in memory.
+    MemoryDurable,
+    /// [`MemoryStore`] and a memory log: lost with the process.
     Memory,
+}
+
+impl Backend {
+    /// Whether the node keeps its Raft log and vote on disk (every backend but `memory`).
+    pub fn log_on_disk(self) -> bool {
+        self != Backend::Memory
+    }
 }
 
 impl std::str::FromStr for Backend {
@@ -131,8 +143,9 @@ impl std::str::FromStr for Backend {
     fn from_str(name: &str) -> Result<Self, String> {
         match name {
             "redb" => Ok(Backend::Redb),
+            "memory_durable" => Ok(Backend::MemoryDurable),
             "memory" => Ok(Backend::Memory),
-            other => Err(format!("unknown store backend {other:?}: expected `redb` or `memory`")),
+            other => Err(format!("unknown store backend {other:?}: expected `redb`, `memory_durable` or `memory`")),
         }
     }
 }
@@ -141,19 +154,20 @@ impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Backend::Redb => "redb",
+            Backend::MemoryDurable => "memory_durable",
             Backend::Memory => "memory",
         })
     }
 }
 
 /// Opens the configured backend: a redb file at `path` (fsynced on every commit when `durable`),
-/// or a fresh memory store (`path` unused).
+/// or a fresh memory store (`path` unused; a `memory_durable` node then restores its snapshot).
 pub fn open(backend: Backend, path: &std::path::Path, durable: bool) -> Result<SharedStore, StorageError> {
     Ok(match backend {
         Backend::Redb if durable => Arc::new(RedbStore::open(path, true)?),
         // Not fsynced per commit, so nothing is lost by grouping commits in memory first.
         Backend::Redb => Arc::new(WriteBackStore::new(RedbStore::open(path, false)?, FlushPolicy::default())?),
-        Backend::Memory => Arc::new(MemoryStore::new()),
+        Backend::MemoryDurable | Backend::Memory => Arc::new(MemoryStore::new()),
     })
 }
 
