@@ -342,6 +342,10 @@ pub struct RaftSettings {
     /// a catch-up batch must stay small enough for that; each entry holds up to
     /// `limits.write_batch_bytes_max`.
     pub append_entries_max: u64,
+    /// Most bytes of log entries sent in one AppendEntries RPC, in bytes. Default 4194304 (4 MiB).
+    /// A batch closes before the entry that would pass it (it always holds at least one entry,
+    /// whatever its size), so a follower catching up on large entries gets them a few at a time.
+    pub append_entries_bytes_max: u64,
 }
 
 impl Default for RaftSettings {
@@ -353,6 +357,7 @@ impl Default for RaftSettings {
             rpc_timeout_ms: 2000,
             snapshot_chunk_timeout_ms: 10_000,
             append_entries_max: 64,
+            append_entries_bytes_max: 4 * MIB,
         }
     }
 }
@@ -764,7 +769,12 @@ impl RaftSettings {
             self.snapshot_chunk_timeout_ms,
             "a zero deadline fails every snapshot transfer",
         )?;
-        positive("raft.append_entries_max", self.append_entries_max, "replication needs at least one entry per RPC")
+        positive("raft.append_entries_max", self.append_entries_max, "replication needs at least one entry per RPC")?;
+        positive(
+            "raft.append_entries_bytes_max",
+            self.append_entries_bytes_max,
+            "replication needs room for at least one entry per RPC",
+        )
     }
 }
 
@@ -1074,6 +1084,7 @@ fsm_module: /opt/redraft/fsm_kv.wasm
                     rpc_timeout_ms: 2000,
                     snapshot_chunk_timeout_ms: 10_000,
                     append_entries_max: 64,
+                    append_entries_bytes_max: 4 << 20,
                 },
                 snapshot: SnapshotPolicy {
                     logs_since_last: 20_000,
@@ -1147,7 +1158,7 @@ bootstrap: true
 follower_writes: redirect
 log_level: debug,openraft=warn
 raft: {heartbeat_interval_ms: 1, election_timeout_min_ms: 2, election_timeout_max_ms: 3, rpc_timeout_ms: 4,
-       snapshot_chunk_timeout_ms: 5, append_entries_max: 6}
+       snapshot_chunk_timeout_ms: 5, append_entries_max: 6, append_entries_bytes_max: 7}
 snapshot: {logs_since_last: 0, log_bytes_since_last: 0, chunk_bytes: 8, logs_kept_after: 0}
 limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_bytes_max: 11, fuel_per_apply: 14,
          memory_bytes_max: 65536, write_batch_commands_max: 16, write_batch_bytes_max: 17, writes_in_flight_max: 18,
@@ -1169,7 +1180,8 @@ limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_
                 election_timeout_max_ms: 3,
                 rpc_timeout_ms: 4,
                 snapshot_chunk_timeout_ms: 5,
-                append_entries_max: 6
+                append_entries_max: 6,
+                append_entries_bytes_max: 7
             }
         );
         assert_eq!(
@@ -1285,6 +1297,7 @@ limits: {connections_max: 10, request_bytes_max: 11, bulk_bytes_max: 11, inline_
         invalid("raft: {rpc_timeout_ms: 0}\n", "raft.rpc_timeout_ms");
         invalid("raft: {snapshot_chunk_timeout_ms: 0}\n", "raft.snapshot_chunk_timeout_ms");
         invalid("raft: {append_entries_max: 0}\n", "raft.append_entries_max");
+        invalid("raft: {append_entries_bytes_max: 0}\n", "raft.append_entries_bytes_max");
     }
 
     #[test]

@@ -17,7 +17,7 @@
 use super::wal::{Wal, WalError};
 use super::{NodeId, TypeConfig, WriteCounters, decode, encode, lock};
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
+use openraft::{AnyError, Entry, EntryPayload, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -48,6 +48,8 @@ pub struct LogStore {
     committed: Arc<Mutex<Option<LogId<NodeId>>>>,
     /// The node's write-path counters; appends count here (see [`LogStore::counters`]).
     counters: Arc<WriteCounters>,
+    /// Most bytes of entries one AppendEntries carries (see [`LogStore::with_append_bytes_max`]).
+    append_bytes_max: usize,
 }
 
 enum Backing {
@@ -124,6 +126,7 @@ impl LogStore {
             flushed,
             committed: Arc::default(),
             counters,
+            append_bytes_max: usize::MAX,
         })
     }
 
@@ -135,7 +138,16 @@ impl LogStore {
             flushed: Arc::default(),
             committed: Arc::default(),
             counters: Arc::default(),
+            append_bytes_max: usize::MAX,
         }
+    }
+
+    /// Bounds the entries replication reads for one AppendEntries to about `bytes` (at least one
+    /// entry): openraft 0.9 gives each AppendEntries one heartbeat interval, which a catch-up
+    /// batch of large entries would not fit (`raft.append_entries_bytes_max`).
+    pub fn with_append_bytes_max(mut self, bytes: usize) -> Self {
+        self.append_bytes_max = bytes.max(1);
+        self
     }
 
     /// The node's write-path counters: this store counts its appends; the node and the state
@@ -393,6 +405,32 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
         self.entries(range)
     }
+
+    /// What replication sends in one AppendEntries: `[start, end)` cut after the entry that
+    /// reaches [`LogStore::with_append_bytes_max`]'s bound (so never empty).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let mut entries = self.entries(start..end)?;
+        let mut bytes = 0usize;
+        if let Some(last) = entries.iter().position(|entry| {
+            bytes = bytes.saturating_add(entry_wire_bytes(entry));
+            bytes >= self.append_bytes_max
+        }) {
+            entries.truncate(last + 1);
+        }
+        Ok(entries)
+    }
+}
+
+/// About how many bytes `entry` takes in an AppendEntries.
+fn entry_wire_bytes(entry: &Entry<TypeConfig>) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(request) => request.wire_bytes(),
+        EntryPayload::Membership(_) | EntryPayload::Blank => 64,
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -513,6 +551,23 @@ mod tests {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(Request::Commands(Arc::new(vec![format!("set k{index}").into_bytes()]))),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn replication_reads_are_cut_by_bytes_but_never_empty() {
+        let big = |index: u64| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request::Commands(Arc::new(vec![vec![0; 1000]]))),
+        };
+        let store = LogStore::memory();
+        if let Backing::Memory(log) = &*store.inner {
+            lock(log).entries.extend((1..=5).map(|i| (i, big(i))));
+        }
+        for (bytes_max, expected) in [(usize::MAX, 5), (2000, 2), (1020, 1), (1, 1)] {
+            let mut reader = store.clone().with_append_bytes_max(bytes_max);
+            let sent = reader.limited_get_log_entries(1, 6).await.expect("read");
+            assert_eq!(sent, (1..=expected).map(big).collect::<Vec<_>>(), "bound {bytes_max}");
         }
     }
 

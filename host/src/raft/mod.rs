@@ -145,6 +145,21 @@ pub struct TimedCommands {
     pub commands: std::sync::Arc<Vec<Vec<u8>>>,
 }
 
+impl Request {
+    /// About how many bytes the entry takes on the wire (its commands' or module's bytes; a few
+    /// bytes of framing left out): what bounds an AppendEntries RPC by size.
+    pub fn wire_bytes(&self) -> usize {
+        let commands = |c: &[Vec<u8>]| c.iter().map(|c| c.len() + 4).sum::<usize>();
+        16 + match self {
+            Request::Commands(c) => commands(c),
+            Request::Timed(t) => commands(&t.commands),
+            Request::Contract(c) => c.len(),
+            Request::Module(m) => m.contract.len() + m.bytes.len(),
+            Request::RetireNode(_) | Request::Tick(_) => 0,
+        }
+    }
+}
+
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -30,13 +30,13 @@
 use super::log_store::LogStore;
 use super::peer_auth::{ClusterSecret, PeerAuth};
 use super::{Member, NodeId, TypeConfig};
-use openraft::Raft;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
+use openraft::{LogId, Raft, Vote};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -401,7 +401,8 @@ impl PeerNetwork {
     /// `rpc_timeout` is the least time our side gives an RPC. openraft 0.9 also wraps each call in
     /// its own deadline (one heartbeat interval for AppendEntries, the election timeout for a
     /// vote, `snapshot_chunk_timeout_ms` for a chunk), which wins when shorter: that is why
-    /// `raft.append_entries_max` is kept small, so a catch-up batch fits in a heartbeat interval.
+    /// catch-up batches are bounded (`raft.append_entries_max`, `raft.append_entries_bytes_max`)
+    /// and a large AppendEntries outlives its call (see [`PeerClient::append`]).
     pub fn new(identity: Arc<Identity>, rpc_timeout: Duration) -> Self {
         PeerNetwork { identity, rpc_timeout, pools: Arc::default(), contact: Arc::default() }
     }
@@ -434,6 +435,7 @@ impl PeerNetwork {
             pool,
             rpc_timeout: self.rpc_timeout,
             contact: self.contact.clone(),
+            in_flight: None,
         }
     }
 }
@@ -454,20 +456,125 @@ pub struct PeerClient {
     pool: Arc<Pool>,
     rpc_timeout: Duration,
     contact: Contact,
+    /// A large AppendEntries still being sent after its call gave up (see [`PeerClient::append`]).
+    in_flight: Option<InFlight>,
+}
+
+/// AppendEntries bodies of at least this many bytes are sent by a task of their own (see
+/// [`PeerClient::append`]); smaller ones, nearly all of them, take no extra hop.
+const DETACHED_APPEND_BYTES: usize = 256 << 10;
+/// A detached send's own deadline: `rpc_timeout` plus this much per started MiB of its body.
+const DETACHED_SEND_PER_MIB: Duration = Duration::from_secs(1);
+
+/// Which entries an AppendEntries carries: the leader's vote and the log ids before the first
+/// and of the last. openraft retries a timed-out AppendEntries with the same ones.
+type AppendKey = (Vote<NodeId>, Option<LogId<NodeId>>, Option<LogId<NodeId>>);
+
+/// A detached AppendEntries: which entries it carries and where its answer lands.
+struct InFlight {
+    key: AppendKey,
+    outcome: Arc<Outcome>,
+}
+
+/// The answer of a detached send, once it arrives.
+#[derive(Default)]
+struct Outcome {
+    answer: Mutex<Option<Result<Answer, TransportError>>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Outcome {
+    fn land(&self, answer: Result<Answer, TransportError>) {
+        *self.answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
+        self.ready.notify_waiters();
+    }
+
+    /// Waits for the answer and takes it. Cancel-safe: dropped while waiting, the answer stays
+    /// for the next wait.
+    async fn take(&self) -> Result<Answer, TransportError> {
+        loop {
+            let ready = self.ready.notified();
+            tokio::pin!(ready);
+            // Registered before the check, so an answer landing in between still wakes us.
+            ready.as_mut().enable();
+            if let Some(answer) = self.answer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return answer;
+            }
+            ready.await;
+        }
+    }
 }
 
 impl PeerClient {
     async fn call(&self, rpc: Rpc, timeout: Duration) -> Result<Answer, TransportError> {
+        let body = self.encode(rpc)?;
+        self.send(&body, timeout).await
+    }
+
+    /// An AppendEntries. openraft 0.9 gives the call one heartbeat interval and drops it when that
+    /// passes; a large one (a catch-up batch, a single multi-MiB entry) may need longer, and a
+    /// frame cut off mid-way leaves the follower with nothing, so every retry would be cut off
+    /// again: a livelock. So a large body is sent by a task of its own that finishes the exchange
+    /// whatever happens to the call, and the retry (openraft resends the same entries) waits for
+    /// that task's answer instead of sending the entries again. A retry with other entries (a new
+    /// term, a conflict) leaves the old task to finish unheard and sends its own.
+    async fn append(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        timeout: Duration,
+    ) -> Result<Answer, TransportError> {
+        let key: AppendKey = (rpc.vote, rpc.prev_log_id, rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id));
+        let outcome = match self.in_flight.take() {
+            Some(in_flight) if in_flight.key == key => in_flight.outcome,
+            _ => {
+                let body = self.encode(Rpc::Append(rpc))?;
+                if body.len() < DETACHED_APPEND_BYTES {
+                    return self.send(&body, timeout).await;
+                }
+                let outcome = Arc::new(Outcome::default());
+                let mebibytes = u32::try_from(body.len().div_ceil(1 << 20)).unwrap_or(u32::MAX);
+                let deadline = self.rpc_timeout.saturating_add(DETACHED_SEND_PER_MIB.saturating_mul(mebibytes));
+                let (sender, landed) = (self.sender(), outcome.clone());
+                tokio::spawn(async move { landed.land(sender.send(&body, deadline).await) });
+                outcome
+            }
+        };
+        // Recorded before waiting: if openraft drops this call, its retry finds the send here.
+        self.in_flight = Some(InFlight { key, outcome: outcome.clone() });
+        let answer =
+            tokio::time::timeout(timeout, outcome.take()).await.map_err(|_| TransportError::Timeout(timeout))?;
+        self.in_flight = None;
+        answer
+    }
+
+    /// A client for the same peer, for a detached send.
+    fn sender(&self) -> PeerClient {
+        PeerClient {
+            target: self.target,
+            addr: self.addr.clone(),
+            identity: self.identity.clone(),
+            pool: self.pool.clone(),
+            rpc_timeout: self.rpc_timeout,
+            contact: self.contact.clone(),
+            in_flight: None,
+        }
+    }
+
+    fn encode(&self, rpc: Rpc) -> Result<Vec<u8>, TransportError> {
         let cluster_id = self.identity.cluster_id().unwrap_or_default();
-        let body = super::encode(&Envelope { cluster_id, from: self.identity.node_id, to: self.target, rpc })
-            .map_err(|e| TransportError::Malformed(e.to_string()))?;
+        super::encode(&Envelope { cluster_id, from: self.identity.node_id, to: self.target, rpc })
+            .map_err(|e| TransportError::Malformed(e.to_string()))
+    }
+
+    /// Sends an encoded request on a pooled connection (or a new one) and reads its answer.
+    async fn send(&self, body: &[u8], timeout: Duration) -> Result<Answer, TransportError> {
         let idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let attempts = async {
             let pooled = idle.is_some();
-            match self.exchange(idle, &body).await {
+            match self.exchange(idle, body).await {
                 // A pooled connection may have died with a restarted peer: one retry on a fresh
                 // one (every Raft RPC is safe to repeat).
-                Err(TransportError::Io(_) | TransportError::Malformed(_)) if pooled => self.exchange(None, &body).await,
+                Err(TransportError::Io(_) | TransportError::Malformed(_)) if pooled => self.exchange(None, body).await,
                 other => other,
             }
         };
@@ -558,7 +665,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        match self.call(Rpc::Append(rpc), option.hard_ttl().max(self.rpc_timeout)).await.map_err(rpc_error)? {
+        match self.append(rpc, option.hard_ttl().max(self.rpc_timeout)).await.map_err(rpc_error)? {
             Answer::Append(result) => result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             _ => Err(unexpected()),
         }

@@ -239,7 +239,8 @@ impl Node {
                 .map_err(|e| StartError::Io(format!("cannot open the raft log: {e}")))?
         } else {
             LogStore::memory()
-        };
+        }
+        .with_append_bytes_max(usize::try_from(config.raft.append_entries_bytes_max).unwrap_or(usize::MAX));
         if config.force_new_cluster {
             let member = Member { raft_addr: config.raft_addr.to_string(), redis_addr: config.redis_addr.to_string() };
             let index = log
