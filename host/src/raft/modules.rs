@@ -17,7 +17,6 @@
 //! switch, or this one's), and replaced by every reload, so a stale request never switches a
 //! cluster back when its node wins an election.
 
-use super::node::StartError;
 use crate::config::ConfigSource;
 use crate::runtime::{FsmEngine, FsmModule, LoadError};
 use std::path::{Path, PathBuf};
@@ -71,6 +70,12 @@ fn describe(path: &Path, e: &LoadError) -> String {
     }
 }
 
+/// The configured module could not be loaded at start; the text names the file and what is
+/// wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OpenError(String);
+
 impl ModuleConfig {
     /// Loads the configured module (a missing or broken file stops the start) and decides, from
     /// what the config named at the previous start, whether this node asks for a switch.
@@ -79,8 +84,8 @@ impl ModuleConfig {
         path: &Path,
         source: Option<ConfigSource>,
         data_dir: &Path,
-    ) -> Result<Self, StartError> {
-        let module = load(&engine, path).map_err(|e| StartError::StateMachine(describe(path, &e)))?;
+    ) -> Result<Self, OpenError> {
+        let module = load(&engine, path).map_err(|e| OpenError(describe(path, &e)))?;
         let seen_file = data_dir.join("configured_module");
         let previous = std::fs::read_to_string(&seen_file).ok().map(|text| text.trim().to_owned());
         let digest = crate::storage::hex(&module.digest());
