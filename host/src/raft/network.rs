@@ -402,7 +402,7 @@ impl PeerNetwork {
     /// its own deadline (one heartbeat interval for AppendEntries, the election timeout for a
     /// vote, `snapshot_chunk_timeout_ms` for a chunk), which wins when shorter: that is why
     /// catch-up batches are bounded (`raft.append_entries_max`, `raft.append_entries_bytes_max`)
-    /// and a large AppendEntries outlives its call (see [`PeerClient::append`]).
+    /// and a large AppendEntries outlives its call (see `PeerClient::append`).
     pub fn new(identity: Arc<Identity>, rpc_timeout: Duration) -> Self {
         PeerNetwork { identity, rpc_timeout, pools: Arc::default(), contact: Arc::default() }
     }
