@@ -89,6 +89,12 @@ impl Collector for NodeCollector {
         )?;
         gauge(
             &mut encoder,
+            "redraft_raft_commit_index",
+            "The last index this node knows to be committed.",
+            node.write_stats().commit_index.load(Ordering::Relaxed) as i64,
+        )?;
+        gauge(
+            &mut encoder,
             "redraft_raft_applied_index",
             "The last index applied to the state.",
             index(metrics.last_applied),
@@ -126,6 +132,24 @@ impl Collector for NodeCollector {
             "redraft_log_append_seconds",
             "Each Raft log append, its write and fsync together.",
             &writes.append_latency,
+        )?;
+        histogram(
+            &mut encoder,
+            "redraft_snapshot_build_seconds",
+            "Each snapshot this node built: reading the state, writing and fsyncing the file.",
+            &writes.snapshot_build_latency,
+        )?;
+        histogram(
+            &mut encoder,
+            "redraft_snapshot_install_seconds",
+            "Each snapshot received from a leader: fsync, verification and restore (not the transfer).",
+            &writes.snapshot_install_latency,
+        )?;
+        gauge(
+            &mut encoder,
+            "redraft_snapshot_bytes",
+            "The size of the snapshot file this node built or installed last.",
+            writes.snapshot_bytes.load(Ordering::Relaxed) as i64,
         )?;
 
         // Clients and commands.

@@ -344,6 +344,8 @@ fn snapshots_purge_the_log_and_bring_new_and_restarted_nodes_up_to_date(backend:
     let (_, digest) = cluster.wait_converged();
     assert_eq!(cluster.digest(4).expect("digest"), digest);
     assert!(cluster.info_number(4, "raft_snapshot_index").expect("INFO") > 0, "node 4 installed a snapshot");
+    assert!(cluster.info_number(4, "raft_snapshots_installed").expect("INFO") >= 1, "counted");
+    assert!(cluster.info_number(4, "raft_snapshot_last_bytes").expect("INFO") > 0, "and sized");
     assert_acked_present(&cluster, 4, "s", &keys);
 
     // More writes after the snapshot, then restarts: a node rebuilds from snapshot plus log.

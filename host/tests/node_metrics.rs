@@ -91,6 +91,18 @@ fn t77_the_metrics_endpoint_reports_raft_state_and_moving_request_counters() {
     assert_eq!(sample(&follower, r#"redraft_raft_role{role="follower"}"#), 1.0);
     assert_eq!(sample(&follower, "redraft_raft_leader_id{}"), leader as f64);
 
+    // A snapshot is counted, timed and sized; the commit index covers the writes.
+    let reply = show(&cluster.call(leader, &["SNAPSHOT"]));
+    assert!(reply.starts_with(':'), "SNAPSHOT: {reply}");
+    let snapshotted = scrape(metrics[&leader]);
+    assert_eq!(sample(&snapshotted, "redraft_snapshots_built_total{}"), 1.0);
+    assert_eq!(sample(&snapshotted, "redraft_snapshot_build_seconds_count{}"), 1.0);
+    assert!(sample(&snapshotted, "redraft_snapshot_bytes{}") > 0.0);
+    let commit = sample(&snapshotted, "redraft_raft_commit_index{}");
+    assert!(commit >= sample(&before, "redraft_raft_applied_index{}") + 1.0, "commit index {commit}");
+    let raft = show(&cluster.call(leader, &["INFO", "raft"]));
+    assert!(raft.contains("raft_snapshots_built:1\r\n") && raft.contains("raft_commit_index:"), "{raft}");
+
     // INFO agrees with the endpoint.
     let stats = show(&cluster.call(leader, &["INFO", "commandstats"]));
     assert!(stats.contains("cmdstat_incr:calls=1,"), "{stats}");

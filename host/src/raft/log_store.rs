@@ -456,6 +456,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Only a hint for replay at start (losing it is safe), so no write of its own: the next
         // append writes it (every node appends again soon: a leader's next batch, a follower's
         // next AppendEntries, or a heartbeat's commit advance riding on one).
+        if let Some(committed) = committed {
+            self.counters.commit_index.fetch_max(committed.index, std::sync::atomic::Ordering::Relaxed);
+        }
         match &*self.inner {
             Backing::Disk { .. } => {
                 *lock(&self.committed) = committed;

@@ -54,6 +54,20 @@ pub struct WriteCounters {
     pub commands_applied: AtomicU64,
     /// How long each log append took, its write and fsync together.
     pub append_latency: crate::stats::Histogram,
+    /// The highest index openraft has told the log store is committed (a gauge; on every node).
+    pub commit_index: AtomicU64,
+    /// Snapshots this node built, and how long each took (reading the state, writing and
+    /// fsyncing the file).
+    pub snapshots_built: AtomicU64,
+    /// See `snapshots_built`.
+    pub snapshot_build_latency: crate::stats::Histogram,
+    /// Snapshots received from a leader and installed, and how long each install took (fsync,
+    /// verification and restore; the transfer is not included).
+    pub snapshots_installed: AtomicU64,
+    /// See `snapshots_installed`.
+    pub snapshot_install_latency: crate::stats::Histogram,
+    /// The size in bytes of the snapshot file this node built or installed last (a gauge).
+    pub snapshot_bytes: AtomicU64,
 }
 
 impl WriteCounters {
@@ -63,7 +77,7 @@ impl WriteCounters {
     }
 
     /// `(name, value)` for each counter, in a fixed order.
-    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 10] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("raft_entries_proposed", get(&self.entries_proposed)),
@@ -74,6 +88,8 @@ impl WriteCounters {
             ("raft_applies", get(&self.applies)),
             ("raft_entries_applied", get(&self.entries_applied)),
             ("raft_commands_applied", get(&self.commands_applied)),
+            ("raft_snapshots_built", get(&self.snapshots_built)),
+            ("raft_snapshots_installed", get(&self.snapshots_installed)),
         ]
     }
 }

@@ -558,7 +558,7 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
         let _ = write!(
             out,
             "# Raft\r\nraft_node_id:{}\r\nraft_cluster_id:{}\r\nraft_role:{}\r\nraft_leader_id:{leader}\r\nraft_term:{}\r\n\
-             raft_last_log_index:{}\r\nraft_last_applied_index:{}\r\n\
+             raft_last_log_index:{}\r\nraft_commit_index:{}\r\nraft_last_applied_index:{}\r\n\
              raft_snapshot_index:{}\r\nraft_purged_index:{}\r\nraft_voters:{}\r\nraft_read_mode:{}\r\n\
              raft_peers_last_heard_ms:{}\r\nraft_peers_refused:{}\r\n",
             node.id(),
@@ -566,6 +566,7 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
             role_name(metrics.state),
             metrics.current_term,
             metrics.last_log_index.unwrap_or(0),
+            node.write_stats().commit_index.load(std::sync::atomic::Ordering::Relaxed),
             index(metrics.last_applied),
             index(metrics.snapshot),
             index(metrics.purged),
@@ -581,6 +582,8 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
         for (name, value) in node.write_counters() {
             let _ = write!(out, "{name}:{value}\r\n");
         }
+        let snapshot_bytes = node.write_stats().snapshot_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = write!(out, "raft_snapshot_last_bytes:{snapshot_bytes}\r\n");
         out.push_str("\r\n");
     }
     if want("module") {

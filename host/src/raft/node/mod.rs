@@ -267,7 +267,7 @@ impl Node {
     }
 
     /// The write-path counters since start (`INFO raft`), by name.
-    pub fn write_counters(&self) -> [(&'static str, u64); 8] {
+    pub fn write_counters(&self) -> [(&'static str, u64); 10] {
         self.log.counters().snapshot()
     }
 

@@ -390,7 +390,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), files: self.snapshots.clone(), shared: self.shared.clone() }
+        SnapshotBuilder {
+            store: self.store.clone(),
+            files: self.snapshots.clone(),
+            shared: self.shared.clone(),
+            counters: self.counters.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
@@ -442,9 +447,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         let path = incoming.map(|i| i.path);
+        let started = std::time::Instant::now();
         tokio::task::block_in_place(|| -> Result<(), StorageError<NodeId>> {
             use std::io::Seek;
             file.sync_all().map_err(|e| w(&e))?;
+            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
             // The data must be the state at the log id openraft was told, under a contract this
             // node can run.
             let claimed = match meta.last_log_id {
@@ -480,7 +487,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 tracing::error!("installing snapshot {} failed: {e}", meta.snapshot_id);
                 w(&e)
             })?;
-            tracing::info!(snapshot = %meta.snapshot_id, entries = info.entries, "installed snapshot");
+            tracing::info!(snapshot = %meta.snapshot_id, entries = info.entries, bytes, "installed snapshot");
+            let counters = &self.counters;
+            super::WriteCounters::add(&counters.snapshots_installed, 1);
+            counters.snapshot_install_latency.observe(started.elapsed());
+            counters.snapshot_bytes.store(bytes, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         })?;
         self.reload_shared()

@@ -3,7 +3,7 @@
 
 use super::snapshot_files::SnapshotFiles;
 use super::{Meta, SharedState, StateMachine, io_error, read_applied_meta, write_snapshot_none};
-use crate::raft::{NodeId, TypeConfig, encode, lock};
+use crate::raft::{NodeId, TypeConfig, WriteCounters, encode, lock};
 use crate::runtime::{Contract, FsmModule};
 use crate::storage::snapshot::SnapshotChunks;
 use crate::storage::{SharedStore, meta};
@@ -133,12 +133,14 @@ pub struct SnapshotBuilder {
     pub(super) store: SharedStore,
     pub(super) files: Arc<SnapshotFiles>,
     pub(super) shared: Arc<SharedState>,
+    pub(super) counters: Arc<WriteCounters>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let store = self.store.clone();
         let files = self.files.clone();
+        let started = std::time::Instant::now();
         let (meta, data) = tokio::task::spawn_blocking(move || -> Result<(Meta, std::fs::File), String> {
             // Applies commit without fsync (the log can replay them); the snapshot lets the log be
             // purged, so everything it covers must be durable: take the view, then sync (which
@@ -167,7 +169,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(|e| io_error(write_snapshot_none, e))?
         .map_err(|e| io_error(write_snapshot_none, e))?;
-        tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "built snapshot");
+        let bytes = data.metadata().map(|m| m.len()).unwrap_or(0);
+        tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, bytes, "built snapshot");
+        WriteCounters::add(&self.counters.snapshots_built, 1);
+        self.counters.snapshot_build_latency.observe(started.elapsed());
+        self.counters.snapshot_bytes.store(bytes, std::sync::atomic::Ordering::Relaxed);
         self.shared.raise_recoverable(meta.last_log_id.map(|l| l.index).unwrap_or(0));
         Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(data)) })
     }
