@@ -444,6 +444,12 @@ impl Acl {
         self.users.iter().find(|u| u.name.as_bytes() == name).filter(|u| u.accepts(password)).cloned()
     }
 
+    /// The enabled user called `name`, if any: what a connection authenticated as `name` becomes
+    /// when the users are reloaded.
+    pub fn enabled_user(&self, name: &str) -> Option<Arc<User>> {
+        self.users.iter().find(|u| u.name == name && u.enabled).cloned()
+    }
+
     /// Every user, the default first.
     pub fn users(&self) -> &[Arc<User>] {
         &self.users

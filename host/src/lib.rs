@@ -30,7 +30,7 @@ use std::sync::Arc;
 /// its own. Returns an error if the node could not start or stopped because of a failure.
 ///
 /// `source` is where `config` was read from: on SIGHUP, and on `MODULE RELOAD`, the node reads it
-/// again to find the module to switch the cluster to.
+/// again to find the module to switch the cluster to (and, on SIGHUP, the users and certificates).
 pub async fn run(
     config: config::Config,
     source: Option<config::ConfigSource>,
@@ -39,23 +39,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(config.redis_addr)
         .await
         .map_err(|e| RunError::Start(format!("cannot listen on redis_addr {}: {e}", config.redis_addr)))?;
-    let node = raft::node::Node::start(&config, source).await.map_err(|e| RunError::Start(e.to_string()))?;
-    #[cfg(unix)]
-    {
-        let node = Arc::downgrade(&node);
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(mut hangup) => {
-                tokio::spawn(async move {
-                    while hangup.recv().await.is_some() {
-                        let Some(node) = node.upgrade() else { return };
-                        node.reload_on_signal();
-                    }
-                });
-            }
-            Err(e) => tracing::warn!("SIGHUP will not reload the configuration: {e}"),
-        }
-    }
-    tracing::info!(id = config.id, redis = %config.redis_addr, raft = %config.raft_addr, "node ready");
+    let node = raft::node::Node::start(&config, source.clone()).await.map_err(|e| RunError::Start(e.to_string()))?;
     let shared = match server::Shared::new(node.clone(), &config) {
         Ok(shared) => Arc::new(shared),
         Err(e) => {
@@ -63,6 +47,10 @@ pub async fn run(
             return Err(RunError::Start(e.to_string()));
         }
     };
+    // Before "node ready": from then on a SIGHUP must reload, not end the process.
+    #[cfg(unix)]
+    reload_on_sighup(Arc::downgrade(&node), Arc::downgrade(&shared), source);
+    tracing::info!(id = config.id, redis = %config.redis_addr, raft = %config.raft_addr, "node ready");
     let metrics = match config.metrics_addr {
         None => None,
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
@@ -96,4 +84,39 @@ pub enum RunError {
     /// Raft stopped on a failure (storage, or a state-machine contract mismatch).
     #[error("the node stopped: {0}")]
     Stopped(String),
+}
+
+/// On SIGHUP the node reads its config again: the module it asks the cluster to run (see
+/// `Node::reload_on_signal`), the users, and the certificates of the client and peer ports.
+/// A config that does not load changes nothing (the error is logged); other settings take a
+/// restart.
+#[cfg(unix)]
+fn reload_on_sighup(
+    node: std::sync::Weak<raft::node::Node>,
+    shared: std::sync::Weak<server::Shared>,
+    source: Option<config::ConfigSource>,
+) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            tracing::warn!("SIGHUP will not reload the configuration: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let (Some(node), Some(shared)) = (node.upgrade(), shared.upgrade()) else { return };
+            node.reload_on_signal();
+            let Some(source) = &source else { continue };
+            let reloaded = source.load().map_err(|e| e.to_string()).and_then(|config| {
+                let peer_tls = config.peer_tls().map_err(|e| e.to_string())?;
+                shared.reload_security(&config).map_err(|e| e.to_string())?;
+                node.replace_peer_tls(peer_tls)
+            });
+            match reloaded {
+                Ok(()) => tracing::info!("SIGHUP: users and TLS certificates reloaded"),
+                Err(e) => tracing::error!("SIGHUP: users and certificates not reloaded: {e}"),
+            }
+        }
+    });
 }

@@ -291,3 +291,66 @@ fn t74_requirepass_gates_the_default_user_and_hello_auth_works() {
     let out = tools::redis_cli(&["-p", &port, "-a", "s3cret", "--no-auth-warning", "GET", "k"], None);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v");
 }
+
+/// `auth:` with `admin` and the given extra users (YAML list items, already indented).
+fn users_yaml(extra: &str) -> String {
+    format!(
+        "users:\n  - name: admin\n    password_sha256: [{}]\n    commands: [allcommands]\n    keys: ['*']\n{extra}",
+        sha256("admin-pw")
+    )
+}
+
+fn user_yaml(name: &str, password: &str, keys: &str) -> String {
+    format!(
+        "  - name: {name}\n    password_sha256: [{}]\n    commands: ['+@all']\n    keys: [{keys}]\n",
+        sha256(password)
+    )
+}
+
+#[test]
+fn t79_sighup_reloads_the_users_and_open_connections_follow() {
+    let mut cluster = TestCluster::new(REDRAFT).with_credentials("admin", "admin-pw");
+    let auth = format!("auth:\n{}", indent(&users_yaml(&user_yaml("app", "app-pw", "'app:*'"))));
+    cluster.start(1, NodeOptions { bootstrap: true, extra_yaml: auth, ..NodeOptions::default() });
+    assert_eq!(cluster.leader(WAIT_DEADLINE), 1);
+    let mut app = login(&cluster, 1, "app", "app-pw");
+    assert_eq!(request(&mut app, &["SET", "app:1", "x"]), "+OK\r\n");
+    assert!(request(&mut app, &["SET", "other", "x"]).starts_with("-NOPERM"));
+
+    // app may now use every key, and ops exists.
+    let widened = users_yaml(&(user_yaml("app", "app-pw", "'*'") + &user_yaml("ops", "ops-pw", "'*'")));
+    cluster.set_config_yaml(1, "auth", &widened);
+    cluster.sighup(1);
+    cluster.wait_for("ops to be able to log in", WAIT_DEADLINE, || {
+        match request(&mut cluster.raw(1), &["AUTH", "ops", "ops-pw"]).as_str() {
+            "+OK\r\n" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    });
+    assert_eq!(request(&mut app, &["SET", "other", "x"]), "+OK\r\n", "the open connection took app's new rules");
+
+    // app is gone: a new login fails, and the open connection is logged out.
+    cluster.set_config_yaml(1, "auth", &users_yaml(&user_yaml("ops", "ops-pw", "'*'")));
+    cluster.sighup(1);
+    cluster.wait_for("app to be refused", WAIT_DEADLINE, || {
+        match request(&mut cluster.raw(1), &["AUTH", "app", "app-pw"]).as_str() {
+            text if text.starts_with("-WRONGPASS") => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    });
+    assert_eq!(request(&mut app, &["GET", "app:1"]), "-NOAUTH Authentication required.\r\n");
+
+    // A config that does not load changes nothing, and says so in the log.
+    cluster.set_config_yaml(1, "auth", "{requirepass_sha256: not-a-digest}");
+    cluster.sighup(1);
+    cluster.wait_for("the refused reload in the log", WAIT_DEADLINE, || {
+        let log = cluster.node(1).log();
+        if log.contains("not reloaded") && log.contains("requirepass_sha256") { Ok(()) } else { Err("not yet") }
+    });
+    let mut ops = login(&cluster, 1, "ops", "ops-pw");
+    assert_eq!(request(&mut ops, &["GET", "app:1"]), "$1\r\nx\r\n");
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}

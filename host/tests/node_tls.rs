@@ -216,3 +216,43 @@ fn t76_damaged_certificates_stop_the_node_at_start_naming_the_key_and_file() {
         }
     }
 }
+
+#[test]
+fn t78_sighup_swaps_the_certificates_without_a_restart() {
+    let mut cluster = TestCluster::new(REDRAFT);
+    let (old, new) = (pki(cluster.dir(), "old"), pki(cluster.dir(), "new"));
+    // The node reads its certificates from these paths; the test swaps what is in them.
+    let live = Pki {
+        ca: cluster.dir().join("live-ca.pem"),
+        node_cert: cluster.dir().join("live-node.pem"),
+        node_key: cluster.dir().join("live-node.key"),
+        client_cert: old.client_cert.clone(),
+        client_key: old.client_key.clone(),
+    };
+    let install = |from: &Pki| {
+        for (source, target) in
+            [(&from.ca, &live.ca), (&from.node_cert, &live.node_cert), (&from.node_key, &live.node_key)]
+        {
+            std::fs::copy(source, target).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+        }
+    };
+    install(&old);
+    let options =
+        NodeOptions { extra_yaml: tls_yaml(&live), client_tls: true, bootstrap: true, ..NodeOptions::default() };
+    cluster.start(1, options);
+    cluster.wait_for("node 1 to serve over TLS", WAIT_DEADLINE, || match cli(&cluster, &old, 1, &["PING"]).as_str() {
+        "PONG" => Ok(()),
+        other => Err(other.to_owned()),
+    });
+
+    install(&new);
+    cluster.sighup(1);
+    cluster.wait_for("the new certificates to be served", WAIT_DEADLINE, || {
+        match cli(&cluster, &new, 1, &["PING"]).as_str() {
+            "PONG" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    });
+    assert_ne!(cli(&cluster, &old, 1, &["PING"]), "PONG", "a client of the old CA is refused now");
+    assert!(cluster.node(1).log().contains("users and TLS certificates reloaded"));
+}

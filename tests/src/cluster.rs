@@ -668,13 +668,24 @@ impl TestCluster {
     /// Points node `id`'s config at another state-machine module (the running node sees it on
     /// `MODULE RELOAD`, SIGHUP or its next start).
     pub fn set_config_module(&self, id: u64, module: &Path) {
+        let text = path_text(module).unwrap_or_else(|e| panic!("{e}"));
+        self.set_config_value(id, "fsm_module", Yaml::from(text));
+    }
+
+    /// Sets the top-level `key` of node `id`'s config to `yaml` (a YAML text), replacing what was
+    /// there (the running node sees it on SIGHUP or its next start).
+    pub fn set_config_yaml(&self, id: u64, key: &str, yaml: &str) {
+        let value: Yaml = serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{key}: {e}"));
+        self.set_config_value(id, key, value);
+    }
+
+    fn set_config_value(&self, id: u64, key: &str, value: Yaml) {
         let node = self.node(id);
         let text = fs::read_to_string(&node.config_path)
             .unwrap_or_else(|e| panic!("read {}: {e}", node.config_path.display()));
         let mut config: Yaml = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("node {id}'s config: {e}"));
-        let text = path_text(module).unwrap_or_else(|e| panic!("{e}"));
         match &mut config {
-            Yaml::Mapping(map) => map.insert(Yaml::from("fsm_module"), Yaml::from(text)),
+            Yaml::Mapping(map) => map.insert(Yaml::from(key), value),
             other => panic!("node {id}'s config is not a map: {other:?}"),
         };
         let yaml = serde_yaml_ng::to_string(&config).unwrap_or_else(|e| panic!("render YAML: {e}"));

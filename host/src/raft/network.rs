@@ -240,8 +240,9 @@ pub struct Identity {
     log: LogStore,
     /// The cluster-secret exchange every connection starts with (when there is a secret).
     pub auth: PeerAuth,
-    /// Mutual TLS on every peer connection (`peer_tls`), if configured.
-    pub tls: Option<crate::config::PeerTls>,
+    /// Mutual TLS on every peer connection (`peer_tls`), if configured; its certificates can be
+    /// replaced on SIGHUP ([`Identity::replace_tls`]).
+    tls: RwLock<Option<crate::config::PeerTls>>,
 }
 
 impl Identity {
@@ -255,7 +256,36 @@ impl Identity {
         tls: Option<crate::config::PeerTls>,
     ) -> Result<Arc<Self>, openraft::StorageError<NodeId>> {
         let cluster_id = log.cluster_id()?;
-        Ok(Arc::new(Identity { node_id, cluster_id: RwLock::new(cluster_id), log, auth: PeerAuth::new(secret), tls }))
+        Ok(Arc::new(Identity {
+            node_id,
+            cluster_id: RwLock::new(cluster_id),
+            log,
+            auth: PeerAuth::new(secret),
+            tls: RwLock::new(tls),
+        }))
+    }
+
+    /// The peer TLS settings as of now (each new connection takes them).
+    pub fn tls(&self) -> Option<crate::config::PeerTls> {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes new certificates for the peer port (SIGHUP); open connections keep their session.
+    /// Turning peer TLS on or off is refused: this node would stop understanding its peers until
+    /// they all changed too, so that takes a restart of every node.
+    pub fn replace_tls(&self, tls: Option<crate::config::PeerTls>) -> Result<(), String> {
+        let mut current = self.tls.write().unwrap_or_else(|p| p.into_inner());
+        match (current.is_some(), tls.is_some()) {
+            (true, true) => {
+                *current = tls;
+                Ok(())
+            }
+            (false, false) => Ok(()),
+            (on, _) => Err(format!(
+                "peer_tls cannot be turned {} while the node runs: restart every node with the new setting",
+                if on { "off" } else { "on" }
+            )),
+        }
     }
 
     /// The cluster id, if this node belongs to a cluster.
@@ -603,7 +633,7 @@ impl PeerClient {
                     .await
                     .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))??;
                 tcp.set_nodelay(true)?;
-                let mut stream = match &self.identity.tls {
+                let mut stream = match self.identity.tls() {
                     None => PeerStream::Plain(tcp),
                     Some(tls) => {
                         let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
@@ -728,7 +758,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
-            let served = match identity.tls.clone() {
+            let served = match identity.tls() {
                 None => serve_connection(stream, peer, raft, identity, read_timeout, read_floor, contract).await,
                 Some(tls) => {
                     let handshake = tokio_rustls::TlsAcceptor::from(tls.server).accept(stream);

@@ -37,6 +37,26 @@ pub struct DeniedCounts {
 /// Commands whose subcommand is part of their name for permissions (`acl|list`).
 const CONTAINERS: &[&str] = &["acl", "client", "config", "module", "debug", "command"];
 
+/// Brings the session's user up to date after a reload of the users (SIGHUP): the user of the
+/// same name as now defined, or, if it was removed or disabled, what a new connection starts as.
+/// One relaxed load per command when nothing was reloaded.
+pub fn refresh(shared: &Shared, session: &mut Session) {
+    let generation = shared.security_generation();
+    if session.security_generation == generation {
+        return;
+    }
+    session.security_generation = generation;
+    let security = shared.security();
+    let reloaded = match &session.user {
+        Some(user) => security.acl.enabled_user(user.name()),
+        None => None,
+    };
+    if reloaded.is_none() && session.user.is_some() {
+        session.credentials = None;
+    }
+    session.user = reloaded.or_else(|| security.acl.initial_user());
+}
+
 /// Checks that the session may run `args`: `NOAUTH` before authentication (except for `AUTH`,
 /// `HELLO` and `QUIT`), `NOPERM` for a command or key the user may not use.
 /// `module` and `index` are the active module and `args[0]`'s place in its table, which the
@@ -145,7 +165,7 @@ fn check_forwarded_exec(shared: &Shared, user: &User, args: &[Bytes]) -> Result<
 /// Checks `user` / `password`; on success the session becomes that user. A failure is logged
 /// (without the password) and counted, and the session keeps its user, as in Redis.
 pub fn authenticate(shared: &Shared, session: &mut Session, user: &Bytes, password: &Bytes) -> Result<(), Response> {
-    match shared.acl.authenticate(user, password) {
+    match shared.security().acl.authenticate(user, password) {
         Some(found) => {
             session.user = Some(found);
             session.credentials = Some(Credentials { user: user.clone(), password: password.clone() });
@@ -167,7 +187,7 @@ pub fn authenticate(shared: &Shared, session: &mut Session, user: &Bytes, passwo
 pub fn auth(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
     let result = match args {
         [_, password] => {
-            if shared.acl.default_is_passwordless() {
+            if shared.security().acl.default_is_passwordless() {
                 return Response::error(
                     "ERR AUTH <password> called without any password configured for the default user. Are you \
                      sure your configuration is correct?",
@@ -198,12 +218,14 @@ pub fn acl(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
     match sub.as_str() {
         "WHOAMI" => arity(2..=2).unwrap_or_else(|| Response::bulk(session.user_name().to_owned())),
         "USERS" => arity(2..=2).unwrap_or_else(|| {
-            let mut names: Vec<&str> = shared.acl.users().iter().map(|u| u.name()).collect();
+            let security = shared.security();
+            let mut names: Vec<&str> = security.acl.users().iter().map(|u| u.name()).collect();
             names.sort_unstable();
             Response::Array(names.into_iter().map(|n| Response::bulk(n.to_owned())).collect())
         }),
         "LIST" => arity(2..=2).unwrap_or_else(|| {
-            let mut users: Vec<_> = shared.acl.users().iter().collect();
+            let security = shared.security();
+            let mut users: Vec<_> = security.acl.users().iter().collect();
             users.sort_unstable_by(|a, b| a.name().cmp(b.name()));
             Response::Array(users.into_iter().map(|u| Response::bulk(u.describe())).collect())
         }),

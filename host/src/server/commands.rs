@@ -690,7 +690,7 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
                     // Compiling and switching takes a moment on every replica.
                     to_leader(
                         session,
-                        shared.upstream_tls.clone(),
+                        shared.security().upstream_tls.clone(),
                         &redis_addr,
                         &forward,
                         std::time::Duration::from_secs(60),
@@ -728,7 +728,7 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
                     // JOIN waits for the new node to catch up (up to two minutes).
                     return to_leader(
                         session,
-                        shared.upstream_tls.clone(),
+                        shared.security().upstream_tls.clone(),
                         &redis_addr,
                         args,
                         std::time::Duration::from_secs(150),

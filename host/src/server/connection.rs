@@ -127,7 +127,10 @@ where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let mut session = Session::new(id, peer, shared.stale_reads_default, shared.acl.initial_user());
+    // The generation first: a reload in between then only makes the session refresh needlessly.
+    let generation = shared.security_generation();
+    let initial_user = shared.security().acl.initial_user();
+    let mut session = Session::new(id, peer, shared.stale_reads_default, initial_user, generation);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut pipeline = Pipeline::default();
@@ -210,6 +213,7 @@ async fn dispatch(
         Some(index) => Some(Meter::start(session.module_slots.slot(&shared.commands, &module, index))),
         None => local_slot(shared, name).map(Meter::start),
     };
+    super::auth::refresh(shared, session);
     if let Err(refusal) = super::auth::gate(shared, session, &args, &module, module_index) {
         let response = match session.transaction.take() {
             // A refused EXEC ends the transaction, as in Redis.
@@ -376,7 +380,10 @@ async fn write(shared: &Shared, session: &mut Session, route: Route, args: Vec<B
             Pending::Node(shared.node.submit_write(encoded).await)
         }
         Route::Forward(redis_addr) => Pending::Forwarded(
-            session.upstream_to(&redis_addr, shared.forward_timeout, shared.upstream_tls.clone()).submit(args).await,
+            session
+                .upstream_to(&redis_addr, shared.forward_timeout, shared.security().upstream_tls.clone())
+                .submit(args)
+                .await,
         ),
         Route::Reply(response) => Pending::Ready(response),
     }

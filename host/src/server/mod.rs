@@ -58,14 +58,13 @@ pub struct Shared {
     pub forward_timeout: std::time::Duration,
     /// Process start, for `INFO`.
     pub started: Instant,
-    /// The users clients authenticate as (`auth` in the config).
-    pub acl: crate::acl::Acl,
+    /// Who clients may be and what they must present; replaced whole on SIGHUP
+    /// ([`Shared::reload_security`]).
+    security: std::sync::RwLock<Arc<Security>>,
+    /// Bumped by each reload, so that connections pick up their user's new definition.
+    security_generation: AtomicU64,
     /// Refused authentications and commands, for `INFO stats`.
     pub denied: auth::DeniedCounts,
-    /// TLS for connections to the leader's client port (forwarded writes), when it speaks TLS.
-    pub upstream_tls: Option<upstream::Tls>,
-    /// TLS for clients' connections (`tls` in the config).
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Calls and latencies by command (`INFO commandstats`, the metrics endpoint).
     pub commands: command_stats::CommandStats,
     /// Connections accepted since start (`INFO stats`).
@@ -74,15 +73,55 @@ pub struct Shared {
     next_id: AtomicU64,
 }
 
-impl Shared {
-    /// Settings from the config, which [`Config::validate`] has checked.
-    pub fn new(node: Arc<Node>, config: &Config) -> Result<Self, crate::config::InvalidSetting> {
-        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+/// The client port's security settings, read from the config at start and on SIGHUP.
+pub struct Security {
+    /// The users clients authenticate as (`auth` in the config).
+    pub acl: crate::acl::Acl,
+    /// TLS for clients' connections (`tls` in the config).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// TLS for connections to the leader's client port (forwarded writes), when it speaks TLS.
+    pub upstream_tls: Option<upstream::Tls>,
+}
+
+impl Security {
+    fn from_config(config: &Config) -> Result<Security, crate::config::InvalidSetting> {
         let tls = config.client_tls()?;
-        Ok(Shared {
+        Ok(Security {
             upstream_tls: tls.as_ref().map(|t| t.upstream.clone()),
             tls: tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server)),
             acl: config.auth.acl()?,
+        })
+    }
+}
+
+impl Shared {
+    /// The client port's security settings as of now (a new connection's TLS, `AUTH`, forwarding).
+    pub fn security(&self) -> Arc<Security> {
+        self.security.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Which reload the settings are from (0: as started).
+    pub fn security_generation(&self) -> u64 {
+        self.security_generation.load(Ordering::Acquire)
+    }
+
+    /// SIGHUP: takes the users and the client port's certificates from `config` (already loaded
+    /// and checked). New connections handshake with the new certificates; open ones keep their
+    /// session, and each connection takes its user's new definition before its next command
+    /// (a user removed or disabled leaves the connection unauthenticated, as a new one would be).
+    pub fn reload_security(&self, config: &Config) -> Result<(), crate::config::InvalidSetting> {
+        let security = Security::from_config(config)?;
+        *self.security.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(security);
+        self.security_generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Settings from the config, which [`Config::validate`] has checked.
+    pub fn new(node: Arc<Node>, config: &Config) -> Result<Self, crate::config::InvalidSetting> {
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Ok(Shared {
+            security: std::sync::RwLock::new(Arc::new(Security::from_config(config)?)),
+            security_generation: AtomicU64::new(0),
             commands: command_stats::CommandStats::default(),
             connections_received: AtomicU64::new(0),
             denied: auth::DeniedCounts::default(),
@@ -138,7 +177,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             let _ = stream.set_nodelay(true);
-            match shared.tls.clone() {
+            let tls = shared.security().tls.clone();
+            match tls {
                 None => {
                     let (rd, wr) = stream.split();
                     connection::serve(rd, wr, peer, shared, id).await;

@@ -36,11 +36,14 @@ pub struct Session {
     pub watched: Vec<(Vec<u8>, Vec<u8>)>,
     /// This connection's shortcut to the module commands' stats rows.
     pub module_slots: super::command_stats::ModuleSlots,
+    /// The reload of the users `user` was taken from (see `auth::refresh`).
+    pub security_generation: u64,
 }
 
 impl Session {
-    /// A fresh connection's session, as `user` (`None`: must authenticate first).
-    pub fn new(id: u64, peer: String, stale_reads: bool, user: Option<Arc<User>>) -> Self {
+    /// A fresh connection's session, as `user` (`None`: must authenticate first), with the users
+    /// of reload `security_generation`.
+    pub fn new(id: u64, peer: String, stale_reads: bool, user: Option<Arc<User>>, security_generation: u64) -> Self {
         Session {
             id,
             protocol: Protocol::Resp2,
@@ -55,6 +58,7 @@ impl Session {
             transaction: None,
             watched: Vec::new(),
             module_slots: Default::default(),
+            security_generation,
         }
     }
 

@@ -225,7 +225,7 @@ async fn submit(shared: &Shared, session: &mut Session, item: Vec<u8>) -> Respon
             ),
         },
         super::connection::Route::Forward(addr) => {
-            let upstream = session.upstream_to(&addr, shared.forward_timeout, shared.upstream_tls.clone());
+            let upstream = session.upstream_to(&addr, shared.forward_timeout, shared.security().upstream_tls.clone());
             upstream
                 .submit(vec![Bytes::from_static(FORWARDED_EXEC.as_bytes()), Bytes::from(item)])
                 .await

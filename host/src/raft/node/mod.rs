@@ -256,6 +256,11 @@ impl Node {
         })
     }
 
+    /// Takes new peer certificates (SIGHUP); see `Identity::replace_tls`.
+    pub fn replace_peer_tls(&self, tls: Option<crate::config::PeerTls>) -> Result<(), String> {
+        self.identity.replace_tls(tls)
+    }
+
     /// Peer connections refused for failing the cluster-secret exchange (`INFO raft`).
     pub fn peers_refused(&self) -> u64 {
         self.network.peers_refused()
