@@ -104,14 +104,14 @@ fn check(
     if name.eq_ignore_ascii_case(FORWARDED_MARKER.as_bytes()) {
         return Ok(());
     }
-    if name.eq_ignore_ascii_case(super::commands::PROPOSE_MODULE.as_bytes()) {
+    if name.eq_ignore_ascii_case(super::local::PROPOSE_MODULE.as_bytes()) {
         return run(user, "module", Some(b"reload"));
     }
-    if name.eq_ignore_ascii_case(super::transaction::FORWARDED_EXEC.as_bytes()) {
+    if name.eq_ignore_ascii_case(super::local::FORWARDED_EXEC.as_bytes()) {
         return check_forwarded_exec(shared, user, args);
     }
     let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-    if !super::commands::is_local(&lower) {
+    if !super::local::is_local(&lower) {
         // Unknown: let it fail as unknown.
         return Ok(());
     }
@@ -183,10 +183,10 @@ pub fn authenticate(shared: &Shared, session: &mut Session, user: &Bytes, passwo
     }
 }
 
-/// `AUTH [user] password`.
-pub fn auth(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
-    let result = match args {
-        [_, password] => {
+/// `AUTH [user] password` (`user` `None`: the default user).
+pub fn auth(shared: &Shared, session: &mut Session, user: Option<&Bytes>, password: &Bytes) -> Response {
+    let result = match user {
+        None => {
             if shared.security().acl.default_is_passwordless() {
                 return Response::error(
                     "ERR AUTH <password> called without any password configured for the default user. Are you \
@@ -195,8 +195,7 @@ pub fn auth(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response 
             }
             authenticate(shared, session, &Bytes::from_static(b"default"), password)
         }
-        [_, user, password] => authenticate(shared, session, user, password),
-        _ => return Response::error("ERR syntax error"),
+        Some(user) => authenticate(shared, session, user, password),
     };
     result.map_or_else(|e| e, |()| Response::ok())
 }
@@ -242,7 +241,7 @@ pub fn acl(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
                     .iter()
                     .filter(|c| acl::module_categories(c).intersects(category))
                     .map(|c| c.name.to_ascii_lowercase());
-                let local_names = super::commands::local_names()
+                let local_names = super::local::local_names()
                     .filter(|n| acl::local_categories(n, None).intersects(category))
                     .map(str::to_owned);
                 Response::Array(module_names.chain(local_names).map(Response::bulk).collect())

@@ -1,8 +1,24 @@
-//! `COMMAND DOCS`: what each command does, in Redis's shape (`summary`, `since`, `group`), for
-//! the commands Redis has. redis-cli reads it when it starts interactively; client libraries and
-//! tools show it. A module command Redis does not have gets a summary saying it is the module's.
+//! `COMMAND` and `COMMAND DOCS`: every command's entry (name, arity, flags, key positions), the
+//! module's from its table and the server's own from [`super::local::TABLE`], and what each does
+//! in Redis's shape (`summary`, `since`, `group`), for the commands Redis has. redis-cli reads
+//! them when it starts interactively; client libraries and tools show them. A module command Redis
+//! does not have gets a summary saying it is the module's.
 
+use super::Shared;
 use super::protocol::Response;
+use bytes::Bytes;
+
+fn is(arg: &[u8], name: &str) -> bool {
+    arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+fn unknown_subcommand(sub: &[u8], command: &str) -> Response {
+    Response::error(format!("ERR unknown subcommand '{}'. Try {command} HELP.", text(sub)))
+}
 
 /// `(name, summary, since, group)` for every Redis command a node or fsm-kv answers.
 const DOCS: &[(&str, &str, &str, &str)] = &[
@@ -152,6 +168,100 @@ pub fn entry(name: &str, from_module: bool) -> Response {
         (Response::bulk("since"), Response::bulk(since)),
         (Response::bulk("group"), Response::bulk(group)),
     ])
+}
+
+fn flags(list: &[&str]) -> Response {
+    Response::Set(list.iter().map(|f| Response::Simple((*f).into())).collect())
+}
+
+/// A module command as `COMMAND` (and `MODULE INFO`) describe it.
+pub fn module_command_entry(info: &fsm_sdk::CommandInfo<String>) -> Response {
+    let arity = match info.arity {
+        fsm_sdk::Arity::Exact(n) => i64::from(n),
+        fsm_sdk::Arity::AtLeast(n) => -i64::from(n),
+    };
+    let flag_list: &[&str] = if info.write { &["write"] } else { &["readonly", "fast"] };
+    Response::Array(vec![
+        Response::bulk(info.name.to_ascii_lowercase()),
+        Response::Integer(arity),
+        flags(flag_list),
+        Response::Integer(i64::from(info.keys.first)),
+        Response::Integer(i64::from(info.keys.last)),
+        Response::Integer(i64::from(info.keys.step)),
+        Response::Set(vec![]),
+        Response::Set(vec![]),
+        Response::Array(vec![]),
+        Response::Array(vec![]),
+    ])
+}
+
+/// Every command: the cluster's active module's, then the server's own.
+fn command_entries(shared: &Shared) -> Vec<(String, Response)> {
+    let mut out = Vec::new();
+    for info in shared.node.module().commands() {
+        out.push((info.name.to_ascii_lowercase(), module_command_entry(info)));
+    }
+    for (name, arity, flag_list) in super::local::TABLE {
+        out.push((
+            (*name).to_owned(),
+            Response::Array(vec![
+                Response::bulk(*name),
+                Response::Integer(*arity),
+                flags(flag_list),
+                Response::Integer(0),
+                Response::Integer(0),
+                Response::Integer(0),
+                Response::Set(vec![]),
+                Response::Set(vec![]),
+                Response::Array(vec![]),
+                Response::Array(vec![]),
+            ]),
+        ));
+    }
+    out
+}
+
+/// `COMMAND [COUNT | DOCS [name ...] | INFO [name ...] | LIST]`.
+pub fn command(shared: &Shared, args: &[Bytes]) -> Response {
+    if args.len() == 1 {
+        return Response::Array(command_entries(shared).into_iter().map(|(_, e)| e).collect());
+    }
+    let sub = &args[1];
+    if is(sub, "COUNT") {
+        Response::Integer(command_entries(shared).len() as i64)
+    } else if is(sub, "DOCS") {
+        // Every command, or the ones named (unknown names are left out, as Redis does).
+        let module = shared.node.module();
+        let module_names: Vec<String> = module.commands().iter().map(|c| c.name.to_ascii_lowercase()).collect();
+        let local = super::local::TABLE.iter().map(|(n, ..)| (*n).to_owned());
+        let known: Vec<(String, bool)> =
+            module_names.iter().map(|n| (n.clone(), true)).chain(local.map(|n| (n, false))).collect();
+        let wanted: Option<std::collections::HashSet<String>> =
+            (args.len() > 2).then(|| args[2..].iter().map(|a| text(a).to_ascii_lowercase()).collect());
+        Response::Map(
+            known
+                .into_iter()
+                .filter(|(name, _)| wanted.as_ref().is_none_or(|w| w.contains(name)))
+                .map(|(name, from_module)| {
+                    let docs = super::command_docs::entry(&name, from_module);
+                    (Response::bulk(name), docs)
+                })
+                .collect(),
+        )
+    } else if is(sub, "INFO") {
+        // One lookup per name asked for: linear in the request, however many names it carries.
+        let entries: std::collections::HashMap<String, Response> = command_entries(shared).into_iter().collect();
+        Response::Array(
+            args[2..]
+                .iter()
+                .map(|name| entries.get(&text(name).to_ascii_lowercase()).cloned().unwrap_or(Response::Null))
+                .collect(),
+        )
+    } else if is(sub, "LIST") {
+        Response::Array(command_entries(shared).into_iter().map(|(n, _)| Response::bulk(n)).collect())
+    } else {
+        unknown_subcommand(sub, "COMMAND")
+    }
 }
 
 #[cfg(test)]

@@ -7,18 +7,16 @@
 //! 7.0.15), and the original Redraft for the cluster commands.
 
 use super::Shared;
-use super::connection::cluster_error;
+use super::command_docs;
+use super::local::{self, Local, PROPOSE_MODULE, wrong_arity};
 use super::protocol::{Protocol, Response, VerbatimFormat};
+use super::routing::cluster_error;
 use super::session::Session;
 use super::upstream::Upstream;
 use crate::raft::node::{ClusterError, Reload};
 use bytes::Bytes;
 use openraft::ServerState;
 use std::fmt::Write as _;
-
-/// Internal command: `REDRAFT.PROPOSE-MODULE <wasm bytes>`. A follower's `MODULE RELOAD` sends the
-/// module its config names to the leader, which validates and proposes it.
-pub const PROPOSE_MODULE: &str = "REDRAFT.PROPOSE-MODULE";
 
 /// Answers [`PROPOSE_MODULE`].
 pub async fn propose_module(shared: &Shared, args: &[Bytes]) -> Response {
@@ -36,49 +34,9 @@ pub enum Outcome {
     /// Answer with this, then close the connection (`QUIT`).
     Close(Response),
     /// A cluster command: run it with [`run_cluster`] once earlier replies are out.
-    Cluster,
+    Cluster(Local),
     /// Not a command we know.
     Unknown,
-}
-
-/// Commands answered here, for `COMMAND`: name, arity, flags.
-const LOCAL_COMMANDS: &[(&str, i64, &[&str])] = &[
-    ("ping", -1, &["fast", "stale"]),
-    ("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"]),
-    ("acl", -2, &["stale"]),
-    ("echo", 2, &["fast", "stale"]),
-    ("hello", -1, &["noscript", "loading", "stale", "fast"]),
-    ("quit", -1, &["fast", "stale"]),
-    ("select", 2, &["loading", "stale", "fast"]),
-    ("client", -2, &["stale"]),
-    ("command", -1, &["loading", "stale"]),
-    ("info", -1, &["loading", "stale"]),
-    ("config", -2, &["admin", "stale"]),
-    ("readonly", 1, &["fast", "stale"]),
-    ("readwrite", 1, &["fast", "stale"]),
-    ("debug", -2, &["admin", "stale"]),
-    ("bootstrap", 3, &["admin"]),
-    ("join", -3, &["admin"]),
-    ("remove", -2, &["admin"]),
-    ("leader", 1, &["fast", "stale"]),
-    ("nodes", 1, &["stale"]),
-    ("snapshot", 1, &["admin"]),
-    ("module", -2, &["admin", "stale"]),
-    ("multi", 1, &["noscript", "loading", "stale", "fast", "allow_busy"]),
-    ("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"]),
-    ("discard", 1, &["noscript", "loading", "stale", "fast", "allow_busy"]),
-    ("watch", -2, &["noscript", "loading", "stale", "fast", "allow_busy"]),
-    ("unwatch", 1, &["noscript", "loading", "stale", "fast", "allow_busy"]),
-];
-
-/// Whether the server answers `name` (lower-case) itself rather than the module.
-pub fn is_local(name: &str) -> bool {
-    LOCAL_COMMANDS.iter().any(|(n, _, _)| *n == name)
-}
-
-/// The names of the commands the server answers itself.
-pub fn local_names() -> impl Iterator<Item = &'static str> {
-    LOCAL_COMMANDS.iter().map(|(n, _, _)| *n)
 }
 
 fn is(arg: &[u8], name: &str) -> bool {
@@ -89,72 +47,61 @@ fn text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
 }
 
-fn wrong_arity(name: &str) -> Response {
-    Response::error(format!("ERR wrong number of arguments for '{name}' command"))
-}
-
 fn unknown_subcommand(sub: &[u8], command: &str) -> Response {
     Response::error(format!("ERR unknown subcommand '{}'. Try {command} HELP.", text(sub)))
 }
 
-fn arity_ok(args: &[Bytes], name: &str) -> bool {
-    LOCAL_COMMANDS.iter().find(|(n, _, _)| *n == name).is_some_and(|(_, arity, _)| {
-        let argc = args.len() as i64;
-        if *arity >= 0 { argc == *arity } else { argc >= -arity }
-    })
+/// Answers a local command (parsed first: [`local::parse`]), or says it is a cluster command or
+/// unknown.
+pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outcome {
+    match local::parse(args) {
+        None => Outcome::Unknown,
+        Some(Err(reply)) => Outcome::Reply(reply),
+        Some(Ok(command)) if command.is_cluster() => Outcome::Cluster(command),
+        Some(Ok(command)) => run(shared, session, command),
+    }
 }
 
-/// Answers a local command, or says it is a cluster command or unknown.
-pub fn run_local(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Outcome {
-    let name = text(&args[0]).to_ascii_lowercase();
-    let Some(_) = LOCAL_COMMANDS.iter().find(|(n, _, _)| *n == name) else { return Outcome::Unknown };
-    if !arity_ok(args, &name) {
-        return Outcome::Reply(wrong_arity(&name));
-    }
-    let reply = match name.as_str() {
-        "ping" => match args.len() {
-            1 => Response::Simple("PONG".into()),
-            2 => Response::Bulk(args[1].clone()),
-            _ => wrong_arity("ping"),
-        },
-        "echo" => Response::Bulk(args[1].clone()),
-        "quit" => return Outcome::Close(Response::ok()),
-        "select" => match text(&args[1]).parse::<i64>() {
-            Ok(0) => Response::ok(),
-            Ok(_) => Response::error("ERR DB index is out of range"),
-            Err(_) => Response::error("ERR value is not an integer or out of range"),
-        },
-        "hello" => hello(shared, session, args),
-        "auth" => super::auth::auth(shared, session, args),
-        "acl" => super::auth::acl(shared, session, args),
-        "client" => client(session, args),
-        "command" => command(shared, args),
-        "info" => info(shared, session, args),
-        "config" => config(shared, args),
-        "readonly" => {
+/// Runs a local command that is not a cluster command.
+fn run(shared: &Shared, session: &mut Session, command: Local) -> Outcome {
+    let reply = match command {
+        Local::Ping(None) => Response::Simple("PONG".into()),
+        Local::Ping(Some(message)) | Local::Echo(message) => Response::Bulk(message),
+        Local::Quit => return Outcome::Close(Response::ok()),
+        Local::Select(0) => Response::ok(),
+        Local::Select(_) => Response::error("ERR DB index is out of range"),
+        Local::Hello(args) => hello(shared, session, &args),
+        Local::Auth { user, password } => super::auth::auth(shared, session, user.as_ref(), &password),
+        Local::Acl(args) => super::auth::acl(shared, session, &args),
+        Local::Client(args) => client(session, &args),
+        Local::Command(args) => command_docs::command(shared, &args),
+        Local::Info(args) => info(shared, session, &args),
+        Local::Config(args) => config(shared, &args),
+        Local::ReadOnly => {
             session.stale_reads = true;
             Response::ok()
         }
-        "readwrite" => {
+        Local::ReadWrite => {
             session.stale_reads = false;
             Response::ok()
         }
-        "debug" => debug(shared, args),
-        "leader" => match shared.node.leader() {
+        Local::Debug(args) => debug(shared, &args),
+        Local::Leader => match shared.node.leader() {
             _ if !shared.node.is_initialized() => cluster_error(&ClusterError::NoCluster),
             Some((id, member)) => {
                 Response::Array(vec![Response::Integer(id as i64), Response::bulk(member.redis_addr)])
             }
             None => cluster_error(&ClusterError::NoLeader),
         },
-        "nodes" => nodes(shared),
+        Local::Nodes => nodes(shared),
         // Queued inside MULTI: `EXEC` forgets the watched keys anyway.
-        "unwatch" => Response::ok(),
+        Local::Unwatch => Response::ok(),
         // Handled by the connection before it gets here (see `transaction`).
-        "multi" | "exec" | "discard" | "watch" => Response::error("ERR Command not allowed inside a transaction"),
-        "module" if is(&args[1], "RELOAD") && args.len() == 2 => return Outcome::Cluster,
-        "module" => super::modules::module(shared, args),
-        _ => return Outcome::Cluster,
+        Local::TransactionControl => Response::error("ERR Command not allowed inside a transaction"),
+        Local::Module(args) => super::modules::module(shared, &args),
+        Local::ModuleReload | Local::Bootstrap { .. } | Local::Join { .. } | Local::Remove { .. } | Local::Snapshot => {
+            return Outcome::Cluster(command);
+        }
     };
     Outcome::Reply(reply)
 }
@@ -266,99 +213,6 @@ fn client(session: &mut Session, args: &[Bytes]) -> Response {
         )
     } else {
         unknown_subcommand(sub, "CLIENT")
-    }
-}
-
-fn flags(list: &[&str]) -> Response {
-    Response::Set(list.iter().map(|f| Response::Simple((*f).into())).collect())
-}
-
-/// A module command as `COMMAND` (and `MODULE INFO`) describe it.
-pub(super) fn module_command_entry(info: &fsm_sdk::CommandInfo<String>) -> Response {
-    let arity = match info.arity {
-        fsm_sdk::Arity::Exact(n) => i64::from(n),
-        fsm_sdk::Arity::AtLeast(n) => -i64::from(n),
-    };
-    let flag_list: &[&str] = if info.write { &["write"] } else { &["readonly", "fast"] };
-    Response::Array(vec![
-        Response::bulk(info.name.to_ascii_lowercase()),
-        Response::Integer(arity),
-        flags(flag_list),
-        Response::Integer(i64::from(info.keys.first)),
-        Response::Integer(i64::from(info.keys.last)),
-        Response::Integer(i64::from(info.keys.step)),
-        Response::Set(vec![]),
-        Response::Set(vec![]),
-        Response::Array(vec![]),
-        Response::Array(vec![]),
-    ])
-}
-
-/// Every command: the cluster's active module's, then the server's own.
-fn command_entries(shared: &Shared) -> Vec<(String, Response)> {
-    let mut out = Vec::new();
-    for info in shared.node.module().commands() {
-        out.push((info.name.to_ascii_lowercase(), module_command_entry(info)));
-    }
-    for (name, arity, flag_list) in LOCAL_COMMANDS {
-        out.push((
-            (*name).to_owned(),
-            Response::Array(vec![
-                Response::bulk(*name),
-                Response::Integer(*arity),
-                flags(flag_list),
-                Response::Integer(0),
-                Response::Integer(0),
-                Response::Integer(0),
-                Response::Set(vec![]),
-                Response::Set(vec![]),
-                Response::Array(vec![]),
-                Response::Array(vec![]),
-            ]),
-        ));
-    }
-    out
-}
-
-fn command(shared: &Shared, args: &[Bytes]) -> Response {
-    if args.len() == 1 {
-        return Response::Array(command_entries(shared).into_iter().map(|(_, e)| e).collect());
-    }
-    let sub = &args[1];
-    if is(sub, "COUNT") {
-        Response::Integer(command_entries(shared).len() as i64)
-    } else if is(sub, "DOCS") {
-        // Every command, or the ones named (unknown names are left out, as Redis does).
-        let module = shared.node.module();
-        let module_names: Vec<String> = module.commands().iter().map(|c| c.name.to_ascii_lowercase()).collect();
-        let local = LOCAL_COMMANDS.iter().map(|(n, ..)| (*n).to_owned());
-        let known: Vec<(String, bool)> =
-            module_names.iter().map(|n| (n.clone(), true)).chain(local.map(|n| (n, false))).collect();
-        let wanted: Option<std::collections::HashSet<String>> =
-            (args.len() > 2).then(|| args[2..].iter().map(|a| text(a).to_ascii_lowercase()).collect());
-        Response::Map(
-            known
-                .into_iter()
-                .filter(|(name, _)| wanted.as_ref().is_none_or(|w| w.contains(name)))
-                .map(|(name, from_module)| {
-                    let docs = super::command_docs::entry(&name, from_module);
-                    (Response::bulk(name), docs)
-                })
-                .collect(),
-        )
-    } else if is(sub, "INFO") {
-        // One lookup per name asked for: linear in the request, however many names it carries.
-        let entries: std::collections::HashMap<String, Response> = command_entries(shared).into_iter().collect();
-        Response::Array(
-            args[2..]
-                .iter()
-                .map(|name| entries.get(&text(name).to_ascii_lowercase()).cloned().unwrap_or(Response::Null))
-                .collect(),
-        )
-    } else if is(sub, "LIST") {
-        Response::Array(command_entries(shared).into_iter().map(|(n, _)| Response::bulk(n)).collect())
-    } else {
-        unknown_subcommand(sub, "COMMAND")
     }
 }
 
@@ -644,45 +498,16 @@ async fn to_leader(
         .unwrap_or_else(|_| Response::error(format!("ERR the leader did not answer; check {check} before retrying")))
 }
 
-/// Checks that `addr` is `host:port` (a name or an IPv4 address, or `[IPv6]:port`) with a port
-/// in 1..=65535: a typo is refused before anything is proposed.
-fn parse_addr(what: &str, addr: &str) -> Result<(), Response> {
-    let bad = || Response::error(format!("ERR invalid {what} '{addr}': expected host:port"));
-    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        inner.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !host.is_empty()
-            && !host.contains(':')
-            && host.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'_')
-    };
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 && host_ok => Ok(()),
-        _ => Err(bad()),
-    }
-}
-
-fn parse_id(arg: &[u8]) -> Result<u64, Response> {
-    match text(arg).parse::<u64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(Response::error("ERR node id must be a positive integer")),
-    }
-}
-
-/// Runs a cluster command (`BOOTSTRAP`, `JOIN`, `REMOVE [FORCE]`, `SNAPSHOT`). `JOIN` and
-/// `REMOVE` sent to a follower are passed on to the leader. `JOIN`'s addresses are checked here
-/// for form; [`crate::raft::node::Node::join`] checks that the node behind them answers.
-pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
+/// Runs a cluster command (`BOOTSTRAP`, `JOIN`, `REMOVE [FORCE]`, `SNAPSHOT`, `MODULE RELOAD`).
+/// `JOIN`, `REMOVE` and `MODULE RELOAD` sent to a follower are passed on to the leader (`args`,
+/// as the client sent them). `JOIN`'s addresses were checked for form by [`local::parse`];
+/// [`crate::raft::node::Node::join`] checks that the node behind them answers.
+pub async fn run_cluster(shared: &Shared, session: &Session, command: Local, args: &[Bytes]) -> Response {
     let node = &shared.node;
-    let name = text(&args[0]).to_ascii_lowercase();
-    let result = match name.as_str() {
-        "bootstrap" => match parse_id(&args[1]) {
-            Ok(id) => node.bootstrap(id, &text(&args[2])).await.map(|()| Response::ok()),
-            Err(reply) => return reply,
-        },
-        "module" => {
-            // Only RELOAD gets here: the node reads its config again, and the leader proposes the
-            // module it names.
+    let result = match command {
+        Local::Bootstrap { id, raft_addr } => node.bootstrap(id, &raft_addr).await.map(|()| Response::ok()),
+        Local::ModuleReload => {
+            // The node reads its config again, and the leader proposes the module it names.
             return match node.reload_module().await {
                 Ok(Reload::Done(reply)) => Response::from(reply),
                 Ok(Reload::Forward { redis_addr, bytes }) if !session.forwarded => {
@@ -702,50 +527,30 @@ pub async fn run_cluster(shared: &Shared, session: &Session, args: &[Bytes]) -> 
                 Err(e) => cluster_error(&e),
             };
         }
-        "join" | "remove" => {
-            if name == "join" && args.len() > 4 {
-                return wrong_arity("join");
-            }
-            let force = match (name.as_str(), args.get(2)) {
-                ("remove", Some(flag)) if args.len() == 3 && is(flag, "FORCE") => true,
-                ("remove", Some(_)) => return Response::error("ERR syntax error"),
-                _ => false,
-            };
-            let id = match parse_id(&args[1]) {
-                Ok(id) => id,
-                Err(reply) => return reply,
-            };
-            if name == "join" {
-                let redis_addr = args.get(3).map(|a| text(a));
-                if let Err(reply) = parse_addr("raft address", &text(&args[2]))
-                    .and_then(|()| redis_addr.map_or(Ok(()), |a| parse_addr("redis address", &a)))
-                {
-                    return reply;
-                }
-            }
-            match node.route_to_leader() {
-                Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
-                    // JOIN waits for the new node to catch up (up to two minutes).
-                    return to_leader(
-                        session,
-                        shared.security().upstream_tls.clone(),
-                        &redis_addr,
-                        args,
-                        std::time::Duration::from_secs(150),
-                        "NODES",
-                    )
-                    .await;
-                }
-                Err(e) => Err(e),
-                Ok(()) if name == "join" => {
-                    let redis_addr = args.get(3).map(|a| text(a)).unwrap_or_default();
-                    node.join(id, &text(&args[2]), &redis_addr).await.map(|()| Response::ok())
-                }
-                Ok(()) => node.remove(id, force).await.map(|()| Response::ok()),
-            }
-        }
-        "snapshot" => node.snapshot().await.map(|index| Response::Integer(index as i64)),
+        Local::Join { id, raft_addr, redis_addr } => match on_leader(shared, session, args).await {
+            Some(reply) => return reply,
+            None => node.join(id, &raft_addr, &redis_addr.unwrap_or_default()).await.map(|()| Response::ok()),
+        },
+        Local::Remove { id, force } => match on_leader(shared, session, args).await {
+            Some(reply) => return reply,
+            None => node.remove(id, force).await.map(|()| Response::ok()),
+        },
+        Local::Snapshot => node.snapshot().await.map(|index| Response::Integer(index as i64)),
         _ => return Response::error("ERR unknown cluster command"),
     };
     result.unwrap_or_else(|e| cluster_error(&e))
+}
+
+/// For a membership command: `None` when this node leads (run it here); otherwise the leader's
+/// answer to `args` passed on to it, or why it cannot be.
+async fn on_leader(shared: &Shared, session: &Session, args: &[Bytes]) -> Option<Response> {
+    match shared.node.route_to_leader() {
+        Ok(()) => None,
+        Err(ClusterError::NotLeader { redis_addr, .. }) if !session.forwarded && !redis_addr.is_empty() => {
+            // JOIN waits for the new node to catch up (up to two minutes).
+            let tls = shared.security().upstream_tls.clone();
+            Some(to_leader(session, tls, &redis_addr, args, std::time::Duration::from_secs(150), "NODES").await)
+        }
+        Err(e) => Some(cluster_error(&e)),
+    }
 }

@@ -15,10 +15,10 @@ use super::Shared;
 use super::command_stats::Meter;
 use super::commands::{self, Outcome};
 use super::protocol::{self, Protocol, Response};
+use super::routing::{Route, cluster_error, route_write};
 use super::session::Session;
 use super::transaction::{self, Step};
 use super::upstream::FORWARDED_MARKER;
-use crate::config::FollowerWrites;
 use crate::raft::node::ClusterError;
 use bytes::{Bytes, BytesMut};
 use fsm_sdk::Reply;
@@ -101,23 +101,7 @@ fn local_slot(shared: &Shared, name: &[u8]) -> Option<std::sync::Arc<super::comm
         return None;
     }
     let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-    commands::is_local(&lower).then(|| shared.commands.slot(&lower))
-}
-
-/// The one place a cluster condition becomes a Redis error reply.
-pub fn cluster_error(error: &ClusterError) -> Response {
-    match error {
-        ClusterError::NoCluster => Response::error("NOCLUSTER No Raft Cluster"),
-        ClusterError::NoLeader => Response::error("CLUSTERDOWN No raft leader"),
-        ClusterError::NotLeader { redis_addr, .. } if !redis_addr.is_empty() => {
-            Response::error(format!("MOVED 0 {redis_addr}"))
-        }
-        ClusterError::NotLeader { .. } => Response::error("CLUSTERDOWN No raft leader"),
-        ClusterError::Unknown(text) => Response::error(format!("UNKNOWN {text}")),
-        ClusterError::Timeout(text) => Response::error(format!("TIMEOUT {text}")),
-        ClusterError::Unreachable(text) => Response::error(format!("CLUSTERDOWN {text}")),
-        ClusterError::Refused(text) | ClusterError::Fatal(text) => Response::error(format!("ERR {text}")),
-    }
+    super::local::is_local(&lower).then(|| shared.commands.slot(&lower))
 }
 
 /// Serves one client until it quits, breaks the protocol, or disconnects.
@@ -239,7 +223,7 @@ async fn dispatch(
         pipeline.owe(meter.take(), Pending::Ready(Response::ok()));
         return Flow::Continue;
     }
-    if name.eq_ignore_ascii_case(commands::PROPOSE_MODULE.as_bytes()) {
+    if name.eq_ignore_ascii_case(super::local::PROPOSE_MODULE.as_bytes()) {
         // Internal: a follower's MODULE RELOAD. Waits for everything before it, like the
         // cluster commands.
         pipeline.drain(session.protocol, out).await;
@@ -324,10 +308,10 @@ async fn dispatch(
             pipeline.owe(meter.take(), Pending::Ready(response));
             Flow::Close
         }
-        Outcome::Cluster => {
+        Outcome::Cluster(command) => {
             // Membership and snapshot commands wait for everything before them.
             pipeline.drain(session.protocol, out).await;
-            let response = commands::run_cluster(shared, session, &args).await;
+            let response = commands::run_cluster(shared, session, command, &args).await;
             pipeline.owe(meter.take(), Pending::Ready(response));
             Flow::Continue
         }
@@ -345,31 +329,6 @@ async fn dispatch(
 /// transaction.
 fn is_transaction_command(name: &[u8]) -> bool {
     ["MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"].iter().any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
-}
-
-/// Where a write goes.
-pub(super) enum Route {
-    /// This node leads: propose it here.
-    Local,
-    /// Forward it to the leader at this Redis address.
-    Forward(String),
-    /// Answer at once (redirect, no leader, no cluster).
-    Reply(Response),
-}
-
-pub(super) fn route_write(shared: &Shared, session: &Session) -> Route {
-    match shared.node.route_to_leader() {
-        Ok(()) => Route::Local,
-        // Forwarded to us, but we no longer lead: say so, never forward again.
-        Err(ClusterError::NotLeader { .. }) if session.forwarded => {
-            Route::Reply(Response::error("CLUSTERDOWN No raft leader"))
-        }
-        Err(error @ ClusterError::NotLeader { .. }) if shared.follower_writes == FollowerWrites::Redirect => {
-            Route::Reply(cluster_error(&error))
-        }
-        Err(ClusterError::NotLeader { redis_addr, .. }) if !redis_addr.is_empty() => Route::Forward(redis_addr),
-        Err(error) => Route::Reply(cluster_error(&error)),
-    }
 }
 
 async fn write(shared: &Shared, session: &mut Session, route: Route, args: Vec<Bytes>) -> Pending {

@@ -1,6 +1,6 @@
 //! `MODULE INFO`, `MODULE HISTORY` and the `# Module` section of `INFO`: what the cluster runs,
 //! since when, and what this node's config names. (`MODULE RELOAD` is a cluster command: see
-//! [`super::commands::run_cluster`].)
+//! `super::commands::run_cluster`.)
 
 use super::Shared;
 use super::protocol::Response;
@@ -51,9 +51,9 @@ fn info(node: &Node) -> Response {
             Response::Boolean(active.as_ref().is_some_and(|m| m.digest() == configured.module.digest())),
         ),
     ];
-    let commands = active
-        .as_ref()
-        .map_or_else(Vec::new, |m| m.commands().iter().map(super::commands::module_command_entry).collect::<Vec<_>>());
+    let commands = active.as_ref().map_or_else(Vec::new, |m| {
+        m.commands().iter().map(super::command_docs::module_command_entry).collect::<Vec<_>>()
+    });
     fields.push(field("commands", Response::Array(commands)));
     Response::Map(fields)
 }

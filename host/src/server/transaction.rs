@@ -17,15 +17,15 @@
 
 use super::Shared;
 use super::commands;
-use super::connection::cluster_error;
 use super::protocol::Response;
+use super::routing::cluster_error;
 use super::session::Session;
 use crate::raft::node::ClusterError;
 use bytes::Bytes;
 use fsm_sdk::{Reply, codec};
 
-/// Internal command a follower sends to the leader for `EXEC`: `REDRAFT.EXEC <transaction>`.
-pub const FORWARDED_EXEC: &str = "REDRAFT.EXEC";
+pub use super::local::FORWARDED_EXEC;
+use super::local::wrong_arity;
 
 /// Commands one transaction may queue: past it, the transaction is doomed (`EXECABORT`).
 pub const QUEUED_COMMANDS_MAX: usize = 100_000;
@@ -68,10 +68,6 @@ pub enum Step {
 
 fn is(arg: &[u8], name: &str) -> bool {
     arg.eq_ignore_ascii_case(name.as_bytes())
-}
-
-fn wrong_arity(name: &str) -> Response {
-    Response::error(format!("ERR wrong number of arguments for '{name}' command"))
 }
 
 /// Decides what to do with `args` given the session's transaction state; queues it when a
@@ -147,7 +143,7 @@ fn queue(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Response {
         let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
         if QUEUEABLE_LOCAL.contains(&name.as_str()) {
             Queued::Local(args.to_vec())
-        } else if commands::is_local(&name) {
+        } else if super::local::is_local(&name) {
             return doom(session, Response::error("ERR Command not allowed inside a transaction"));
         } else {
             let mut encoded = Vec::with_capacity(codec::encoded_args_len(args));
@@ -205,7 +201,7 @@ pub async fn exec(shared: &Shared, session: &mut Session) -> Response {
             Queued::Module(_) => module_replies.pop().unwrap_or_else(|| Response::error("ERR missing reply")),
             Queued::Local(args) => match commands::run_local(shared, session, args) {
                 commands::Outcome::Reply(response) | commands::Outcome::Close(response) => response,
-                commands::Outcome::Cluster | commands::Outcome::Unknown => {
+                commands::Outcome::Cluster(_) | commands::Outcome::Unknown => {
                     Response::error("ERR Command not allowed inside a transaction")
                 }
             },
@@ -216,15 +212,15 @@ pub async fn exec(shared: &Shared, session: &mut Session) -> Response {
 
 /// Proposes a transaction here, or forwards it to the leader, as a write is routed.
 async fn submit(shared: &Shared, session: &mut Session, item: Vec<u8>) -> Response {
-    match super::connection::route_write(shared, session) {
-        super::connection::Route::Local => match shared.node.submit_write(item).await.await {
+    match super::routing::route_write(shared, session) {
+        super::routing::Route::Local => match shared.node.submit_write(item).await.await {
             Ok(Ok(reply)) => exec_response(reply),
             Ok(Err(e)) => cluster_error(&e),
             Err(_) => Response::error(
                 "UNKNOWN the transaction's outcome is unknown (the node stopped): it may or may not have been applied",
             ),
         },
-        super::connection::Route::Forward(addr) => {
+        super::routing::Route::Forward(addr) => {
             let upstream = session.upstream_to(&addr, shared.forward_timeout, shared.security().upstream_tls.clone());
             upstream
                 .submit(vec![Bytes::from_static(FORWARDED_EXEC.as_bytes()), Bytes::from(item)])
@@ -236,7 +232,7 @@ async fn submit(shared: &Shared, session: &mut Session, item: Vec<u8>) -> Respon
                     )
                 })
         }
-        super::connection::Route::Reply(response) => response,
+        super::routing::Route::Reply(response) => response,
     }
 }
 
