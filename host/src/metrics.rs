@@ -133,6 +133,16 @@ impl Collector for NodeCollector {
             "Each Raft log append, its write and fsync together.",
             &writes.append_latency,
         )?;
+        {
+            let mut metric = encoder.encode_descriptor(
+                "redraft_write_batch_commands",
+                "Client writes in each entry this node's write batcher proposed (the group commit's size).",
+                None,
+                MetricType::Histogram,
+            )?;
+            let sizes = &writes.batch_commands;
+            metric.encode_histogram::<NoLabelSet>(sizes.sum() as f64, sizes.count(), &sizes.buckets(), None)?;
+        }
         histogram(
             &mut encoder,
             "redraft_snapshot_build_seconds",

@@ -91,9 +91,64 @@ impl Histogram {
     }
 }
 
+/// Upper bounds of [`SizeHistogram`]'s buckets (the last one catches the rest): powers of four,
+/// from one write per entry (`-c 1`) to the batcher's cap (4096 by default).
+pub const SIZE_BUCKET_BOUNDS: [u64; 8] = [1, 4, 16, 64, 256, 1024, 4096, u64::MAX];
+
+/// Sizes (counts of things, such as the writes in one log entry) by bucket, plus their count and
+/// sum: a relaxed add or two to record.
+#[derive(Debug, Default)]
+pub struct SizeHistogram {
+    buckets: [AtomicU64; SIZE_BUCKET_BOUNDS.len()],
+    sum: AtomicU64,
+}
+
+impl SizeHistogram {
+    /// Records one size.
+    pub fn observe(&self, size: u64) {
+        let bucket = SIZE_BUCKET_BOUNDS.iter().position(|&bound| size <= bound).unwrap_or(SIZE_BUCKET_BOUNDS.len() - 1);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// Sizes recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Their sum.
+    pub fn sum(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+
+    /// `(upper bound, count in that bucket)`, the last bound `f64::MAX` (`+Inf` when encoded).
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        SIZE_BUCKET_BOUNDS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, count)| {
+                let upper = if bound == u64::MAX { f64::MAX } else { bound as f64 };
+                (upper, count.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_land_in_their_bucket() {
+        let h = SizeHistogram::default();
+        for size in [1, 2, 4, 5, 4096, 10_000] {
+            h.observe(size);
+        }
+        assert_eq!((h.count(), h.sum()), (6, 14_108));
+        let counts: Vec<u64> = h.buckets().iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, vec![1, 2, 1, 0, 0, 0, 1, 1]);
+        assert_eq!(h.buckets().last().map(|(bound, _)| *bound), Some(f64::MAX));
+    }
 
     #[test]
     fn durations_land_in_their_bucket_and_quantiles_read_back() {

@@ -81,6 +81,11 @@ fn t77_the_metrics_endpoint_reports_raft_state_and_moving_request_counters() {
             >= sample(&before, "redraft_commands_proposed_total{}") + 25.0
     );
     assert!(sample(&after, "redraft_connected_clients{}") >= 1.0);
+    let batches = sample(&after, "redraft_write_batch_commands_count{}")
+        - sample(&before, "redraft_write_batch_commands_count{}");
+    let batched =
+        sample(&after, "redraft_write_batch_commands_sum{}") - sample(&before, "redraft_write_batch_commands_sum{}");
+    assert!(batches >= 1.0 && batched >= 25.0, "{batches} entries carried {batched} writes");
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     for follower in &followers {
         let lag = format!(r#"redraft_raft_replication_lag_entries{{follower="{follower}"}}"#);

@@ -54,6 +54,8 @@ pub struct WriteCounters {
     pub commands_applied: AtomicU64,
     /// How long each log append took, its write and fsync together.
     pub append_latency: crate::stats::Histogram,
+    /// How many client writes each entry the write batcher proposed carried.
+    pub batch_commands: crate::stats::SizeHistogram,
     /// The highest index openraft has told the log store is committed (a gauge; on every node).
     pub commit_index: AtomicU64,
     /// Snapshots this node built, and how long each took (reading the state, writing and

@@ -64,6 +64,7 @@ pub(super) async fn write_loop(
         let commands: Vec<Vec<u8>> = jobs.iter_mut().map(|j| std::mem::take(&mut j.command)).collect();
         WriteCounters::add(&counters.entries_proposed, 1);
         WriteCounters::add(&counters.commands_proposed, commands.len() as u64);
+        counters.batch_commands.observe(commands.len() as u64);
         // Whatever this entry's index, it is above the last one appended before it.
         let appended_before = raft.metrics().borrow().last_log_index.unwrap_or(0);
         last_stamp = crate::runtime::wall_clock_ms().max(last_stamp);
