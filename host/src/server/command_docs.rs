@@ -5,20 +5,9 @@
 //! does not have gets a summary saying it is the module's.
 
 use super::Shared;
+use super::local::{is, text, unknown_subcommand};
 use super::protocol::Response;
 use bytes::Bytes;
-
-fn is(arg: &[u8], name: &str) -> bool {
-    arg.eq_ignore_ascii_case(name.as_bytes())
-}
-
-fn text(arg: &[u8]) -> String {
-    String::from_utf8_lossy(arg).into_owned()
-}
-
-fn unknown_subcommand(sub: &[u8], command: &str) -> Response {
-    Response::error(format!("ERR unknown subcommand '{}'. Try {command} HELP.", text(sub)))
-}
 
 /// `(name, summary, since, group)` for every Redis command a node or fsm-kv answers.
 const DOCS: &[(&str, &str, &str, &str)] = &[

@@ -8,7 +8,7 @@
 
 use super::Shared;
 use super::command_docs;
-use super::local::{self, Local, PROPOSE_MODULE, wrong_arity};
+use super::local::{self, Local, PROPOSE_MODULE, is, text, unknown_subcommand, wrong_arity};
 use super::protocol::{Protocol, Response, VerbatimFormat};
 use super::routing::cluster_error;
 use super::session::Session;
@@ -37,18 +37,6 @@ pub enum Outcome {
     Cluster(Local),
     /// Not a command we know.
     Unknown,
-}
-
-fn is(arg: &[u8], name: &str) -> bool {
-    arg.eq_ignore_ascii_case(name.as_bytes())
-}
-
-fn text(arg: &[u8]) -> String {
-    String::from_utf8_lossy(arg).into_owned()
-}
-
-fn unknown_subcommand(sub: &[u8], command: &str) -> Response {
-    Response::error(format!("ERR unknown subcommand '{}'. Try {command} HELP.", text(sub)))
 }
 
 /// Answers a local command (parsed first: [`local::parse`]), or says it is a cluster command or

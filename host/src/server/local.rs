@@ -182,7 +182,7 @@ pub fn parse(args: &[Bytes]) -> Option<Result<Local, Response>> {
         "nodes" => Local::Nodes,
         "unwatch" => Local::Unwatch,
         "multi" | "exec" | "discard" | "watch" => Local::TransactionControl,
-        "module" if args.len() == 2 && args[1].eq_ignore_ascii_case(b"RELOAD") => Local::ModuleReload,
+        "module" if args.len() == 2 && is(&args[1], "RELOAD") => Local::ModuleReload,
         "module" => Local::Module(rest()),
         "bootstrap" => match parse_id(&args[1]) {
             Ok(id) => Local::Bootstrap { id, raft_addr: text(&args[2]) },
@@ -208,7 +208,7 @@ pub fn parse(args: &[Bytes]) -> Option<Result<Local, Response>> {
         "remove" => {
             let force = match args {
                 [_, _] => false,
-                [_, _, flag] if flag.eq_ignore_ascii_case(b"FORCE") => true,
+                [_, _, flag] if is(flag, "FORCE") => true,
                 _ => return Some(Err(Response::error("ERR syntax error"))),
             };
             match parse_id(&args[1]) {
@@ -226,8 +226,19 @@ pub fn wrong_arity(name: &str) -> Response {
     Response::error(format!("ERR wrong number of arguments for '{name}' command"))
 }
 
-fn text(arg: &[u8]) -> String {
+/// Whether an argument is `name`, case-blind (command names, subcommands, flags).
+pub fn is(arg: &[u8], name: &str) -> bool {
+    arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+/// An argument as text (invalid UTF-8 replaced), for messages and parsing.
+pub fn text(arg: &[u8]) -> String {
     String::from_utf8_lossy(arg).into_owned()
+}
+
+/// Redis's reply to a subcommand the command does not have.
+pub fn unknown_subcommand(sub: &[u8], command: &str) -> Response {
+    Response::error(format!("ERR unknown subcommand '{}'. Try {command} HELP.", text(sub)))
 }
 
 /// Checks that `addr` is `host:port` (a name or an IPv4 address, or `[IPv6]:port`) with a port

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use fsm_sdk::{Reply, codec};
 
 pub use super::local::FORWARDED_EXEC;
-use super::local::wrong_arity;
+use super::local::{is, wrong_arity};
 
 /// Commands one transaction may queue: past it, the transaction is doomed (`EXECABORT`).
 pub const QUEUED_COMMANDS_MAX: usize = 100_000;
@@ -64,10 +64,6 @@ pub enum Step {
     Exec,
     /// `WATCH`: wait for the replies owed, then run [`watch`].
     Watch,
-}
-
-fn is(arg: &[u8], name: &str) -> bool {
-    arg.eq_ignore_ascii_case(name.as_bytes())
 }
 
 /// Decides what to do with `args` given the session's transaction state; queues it when a
