@@ -5,8 +5,10 @@
 //!
 //! * [`server`]: the Redis-facing side: RESP2/RESP3 connections, pipelining, local and cluster
 //!   commands, forwarding of follower writes;
-//! * [`raft`]: openraft glue: the log store, the state machine, the peer transport, and the node
-//!   that batches writes into entries and reads into read-index rounds;
+//! * [`node`]: the service a running node offers the server: it opens the stores and starts
+//!   openraft, batches writes into entries and reads into read-index rounds, runs membership
+//!   changes and the module lifecycle;
+//! * [`raft`]: openraft glue: the log store, the state machine, the peer transport;
 //! * [`runtime`]: runs a state-machine module (wasmtime) deterministically and transactionally;
 //! * [`storage`]: the state store, redb (durable) or memory, with chunked snapshots.
 //!
@@ -16,6 +18,7 @@
 pub mod acl;
 pub mod config;
 pub mod metrics;
+pub mod node;
 pub mod raft;
 pub mod runtime;
 pub mod server;
@@ -39,7 +42,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(config.redis_addr)
         .await
         .map_err(|e| RunError::Start(format!("cannot listen on redis_addr {}: {e}", config.redis_addr)))?;
-    let node = raft::node::Node::start(&config, source.clone()).await.map_err(|e| RunError::Start(e.to_string()))?;
+    let node = node::Node::start(&config, source.clone()).await.map_err(|e| RunError::Start(e.to_string()))?;
     let shared = match server::Shared::new(node.clone(), &config) {
         Ok(shared) => Arc::new(shared),
         Err(e) => {
@@ -92,7 +95,7 @@ pub enum RunError {
 /// restart.
 #[cfg(unix)]
 fn reload_on_sighup(
-    node: std::sync::Weak<raft::node::Node>,
+    node: std::sync::Weak<node::Node>,
     shared: std::sync::Weak<server::Shared>,
     source: Option<config::ConfigSource>,
 ) {

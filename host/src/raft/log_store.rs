@@ -41,7 +41,7 @@ pub struct LogStore {
     /// [`LogStore::limit_purge_to`]).
     recoverable: Arc<std::sync::OnceLock<(tokio::sync::watch::Receiver<u64>, std::time::Duration)>>,
     /// The last index of the latest append, once it is durable: the write batcher proposes the
-    /// next entry when the previous one is on disk (see `node::writes::write_loop`).
+    /// next entry when the previous one is on disk (see `crate::node::writes::write_loop`).
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
     /// The committed-index hint openraft last saved, not yet written: it goes in front of the
     /// next append's entries rather than costing a write of its own per commit advance.

@@ -7,11 +7,10 @@
 //! * [`state_machine`]: applies committed entries through the [`crate::runtime::Runtime`], builds
 //!   and installs snapshots (files, streamed in chunks);
 //! * [`network`]: the peer transport, Raft RPCs over TCP with a cluster id on every request;
-//! * [`node`]: one running node: opens the stores, starts openraft, batches client writes into
-//!   entries (group commit) and client reads into read-index rounds, and runs membership changes.
+//! * [`modules`]: the module this node's config names, and whether it asks for a switch.
 //!
-//! What this layer does not own: RESP (see [`crate::server`]) and wasm execution (see
-//! [`crate::runtime`]).
+//! What this layer does not own: the running node's service (batching, reads, membership; see
+//! [`crate::node`]), RESP (see [`crate::server`]) and wasm execution (see [`crate::runtime`]).
 
 // openraft's traits fix the error type (`StorageError`, about 224 bytes); our helpers return it
 // as-is rather than boxing and unboxing at every trait boundary.
@@ -20,7 +19,6 @@
 pub mod log_store;
 pub mod modules;
 pub mod network;
-pub mod node;
 pub mod peer_auth;
 pub mod state_machine;
 pub mod wal;

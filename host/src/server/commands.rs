@@ -13,7 +13,7 @@ use super::protocol::{Protocol, Response, VerbatimFormat};
 use super::routing::cluster_error;
 use super::session::Session;
 use super::upstream::Upstream;
-use crate::raft::node::{ClusterError, Reload};
+use crate::node::{ClusterError, Reload};
 use bytes::Bytes;
 use openraft::ServerState;
 use std::fmt::Write as _;
@@ -489,7 +489,7 @@ async fn to_leader(
 /// Runs a cluster command (`BOOTSTRAP`, `JOIN`, `REMOVE [FORCE]`, `SNAPSHOT`, `MODULE RELOAD`).
 /// `JOIN`, `REMOVE` and `MODULE RELOAD` sent to a follower are passed on to the leader (`args`,
 /// as the client sent them). `JOIN`'s addresses were checked for form by [`local::parse`];
-/// [`crate::raft::node::Node::join`] checks that the node behind them answers.
+/// [`crate::node::Node::join`] checks that the node behind them answers.
 pub async fn run_cluster(shared: &Shared, session: &Session, command: Local, args: &[Bytes]) -> Response {
     let node = &shared.node;
     let result = match command {

@@ -19,7 +19,7 @@ use super::routing::{Route, cluster_error, route_write};
 use super::session::Session;
 use super::transaction::{self, Step};
 use super::upstream::FORWARDED_MARKER;
-use crate::raft::node::ClusterError;
+use crate::node::ClusterError;
 use bytes::{Bytes, BytesMut};
 use fsm_sdk::Reply;
 use std::collections::VecDeque;

@@ -32,7 +32,7 @@ pub mod transaction;
 pub mod upstream;
 
 use crate::config::{Config, FollowerWrites};
-use crate::raft::node::Node;
+use crate::node::Node;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

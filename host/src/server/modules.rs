@@ -4,7 +4,7 @@
 
 use super::Shared;
 use super::protocol::Response;
-use crate::raft::node::Node;
+use crate::node::Node;
 use crate::storage::hex;
 use bytes::Bytes;
 use std::fmt::Write as _;

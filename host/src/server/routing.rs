@@ -6,7 +6,7 @@ use super::Shared;
 use super::protocol::Response;
 use super::session::Session;
 use crate::config::FollowerWrites;
-use crate::raft::node::ClusterError;
+use crate::node::ClusterError;
 
 /// The one place a cluster condition becomes a Redis error reply.
 pub fn cluster_error(error: &ClusterError) -> Response {

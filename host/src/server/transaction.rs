@@ -20,7 +20,7 @@ use super::commands;
 use super::protocol::Response;
 use super::routing::cluster_error;
 use super::session::Session;
-use crate::raft::node::ClusterError;
+use crate::node::ClusterError;
 use bytes::Bytes;
 use fsm_sdk::{Reply, codec};
 

@@ -35,11 +35,11 @@ pub use lifecycle::Reload;
 use reads::ReadJob;
 use writes::WriteJob;
 
-use super::log_store::LogStore;
-use super::modules::{Configured, ModuleConfig};
-use super::network::{Identity, PeerNetwork};
-use super::state_machine::{ActiveModule, SharedState};
-use super::{Member, NodeId, Request, Response, TypeConfig};
+use crate::raft::log_store::LogStore;
+use crate::raft::modules::{Configured, ModuleConfig};
+use crate::raft::network::{Identity, PeerNetwork};
+use crate::raft::state_machine::{ActiveModule, SharedState};
+use crate::raft::{Member, NodeId, Request, Response, TypeConfig};
 use crate::runtime::{FsmModule, Runtime};
 use crate::storage::{self, SharedStore};
 use openraft::error::{ClientWriteError, RaftError};
@@ -267,7 +267,7 @@ impl Node {
     }
 
     /// The write path's counters and the log's append latency, for the metrics endpoint.
-    pub fn write_stats(&self) -> Arc<super::WriteCounters> {
+    pub fn write_stats(&self) -> Arc<crate::raft::WriteCounters> {
         self.log.counters()
     }
 
