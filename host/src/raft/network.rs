@@ -546,18 +546,21 @@ impl PeerClient {
     /// frame cut off mid-way leaves the follower with nothing, so every retry would be cut off
     /// again: a livelock. So a large body is sent by a task of its own that finishes the exchange
     /// whatever happens to the call, and the retry (openraft resends the same entries) waits for
-    /// that task's answer instead of sending the entries again. A retry with other entries (a new
-    /// term, a conflict) leaves the old task to finish unheard and sends its own.
+    /// that task's answer instead of sending the entries again. A large request with other
+    /// entries (a new term, a conflict) leaves the old task to finish unheard and sends its own; a
+    /// small one (a heartbeat between retries) goes inline and leaves it in place.
     async fn append(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         timeout: Duration,
     ) -> Result<Answer, TransportError> {
         let key: AppendKey = (rpc.vote, rpc.prev_log_id, rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id));
-        let outcome = match self.in_flight.take() {
-            Some(in_flight) if in_flight.key == key => in_flight.outcome,
-            _ => {
+        let retried = self.in_flight.as_ref().filter(|in_flight| in_flight.key == key).map(|f| f.outcome.clone());
+        let outcome = match retried {
+            Some(outcome) => outcome,
+            None => {
                 let body = self.encode(Rpc::Append(rpc))?;
+                // A heartbeat between retries goes inline and leaves the detached send in place.
                 if body.len() < DETACHED_APPEND_BYTES {
                     return self.send(&body, timeout).await;
                 }
