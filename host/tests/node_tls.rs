@@ -1,8 +1,9 @@
 //! TLS on real nodes with real clients and certificates the test generates (rcgen): the client
 //! port with mutual TLS (`redis-cli --tls`, redis-py `ssl=True`), a follower forwarding writes to
 //! the leader over TLS, mutual TLS between peers (a peer without a certificate from the
-//! cluster's CA is refused and counted while the cluster serves), and damaged certificate files
-//! stopping a node at start with the key and the file named.
+//! cluster's CA is refused and counted while the cluster serves), certificates of both ports
+//! swapped for another CA's on SIGHUP, and damaged certificate files stopping a node at start with
+//! the key and the file named.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use redraft_tests::cluster::WAIT_DEADLINE;
@@ -218,10 +219,10 @@ fn t76_damaged_certificates_stop_the_node_at_start_naming_the_key_and_file() {
 }
 
 #[test]
-fn t78_sighup_swaps_the_certificates_without_a_restart() {
+fn t78_sighup_swaps_the_certificates_of_both_ports_without_a_restart() {
     let mut cluster = TestCluster::new(REDRAFT);
     let (old, new) = (pki(cluster.dir(), "old"), pki(cluster.dir(), "new"));
-    // The node reads its certificates from these paths; the test swaps what is in them.
+    // Nodes 1 and 2 read their certificates from these paths; the test swaps what is in them.
     let live = Pki {
         ca: cluster.dir().join("live-ca.pem"),
         node_cert: cluster.dir().join("live-node.pem"),
@@ -237,22 +238,34 @@ fn t78_sighup_swaps_the_certificates_without_a_restart() {
         }
     };
     install(&old);
-    let options =
-        NodeOptions { extra_yaml: tls_yaml(&live), client_tls: true, bootstrap: true, ..NodeOptions::default() };
-    cluster.start(1, options);
-    cluster.wait_for("node 1 to serve over TLS", WAIT_DEADLINE, || match cli(&cluster, &old, 1, &["PING"]).as_str() {
-        "PONG" => Ok(()),
+    let options = NodeOptions { extra_yaml: tls_yaml(&live), client_tls: true, ..NodeOptions::default() };
+    cluster.start(1, NodeOptions { bootstrap: true, ..options.clone() });
+    cluster.start(2, options);
+    cluster.wait_for("node 1 to lead over TLS", WAIT_DEADLINE, || match cli(&cluster, &old, 1, &["LEADER"]).as_str() {
+        text if text.starts_with("1\n") => Ok(()),
         other => Err(other.to_owned()),
     });
+    let node2 = cluster.node(2);
+    let (raft, redis) = (node2.raft_addr.to_string(), node2.redis_addr.to_string());
+    assert_eq!(cli(&cluster, &old, 1, &["JOIN", "2", &raft, &redis]), "OK");
 
     install(&new);
-    cluster.sighup(1);
-    cluster.wait_for("the new certificates to be served", WAIT_DEADLINE, || {
-        match cli(&cluster, &new, 1, &["PING"]).as_str() {
-            "PONG" => Ok(()),
-            other => Err(other.to_owned()),
-        }
-    });
-    assert_ne!(cli(&cluster, &old, 1, &["PING"]), "PONG", "a client of the old CA is refused now");
-    assert!(cluster.node(1).log().contains("users and TLS certificates reloaded"));
+    for id in [1u64, 2] {
+        cluster.sighup(id);
+        cluster.wait_for(&format!("node {id} to serve the new certificates"), WAIT_DEADLINE, || {
+            match cli(&cluster, &new, id, &["PING"]).as_str() {
+                "PONG" => Ok(()),
+                other => Err(other.to_owned()),
+            }
+        });
+        assert_ne!(cli(&cluster, &old, id, &["PING"]), "PONG", "node {id} refuses a client of the old CA now");
+        assert!(cluster.node(id).log().contains("users and TLS certificates reloaded"));
+    }
+    // The peer port changed too: a node of the new CA joins, which needs the leader to present a
+    // certificate of the new CA and to accept one.
+    cluster.start(3, NodeOptions { extra_yaml: tls_yaml(&new), client_tls: true, ..NodeOptions::default() });
+    let node3 = cluster.node(3);
+    let (raft, redis) = (node3.raft_addr.to_string(), node3.redis_addr.to_string());
+    assert_eq!(cli(&cluster, &new, 1, &["JOIN", "3", &raft, &redis]), "OK", "JOIN of a node of the new CA");
+    assert_eq!(cli(&cluster, &new, 2, &["SET", "after", "rotation"]), "OK", "a follower forwards over the new TLS");
 }
