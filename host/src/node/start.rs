@@ -197,6 +197,15 @@ impl Node {
             tuning,
         });
         tokio::spawn(write_loop(raft, write_rx, tuning, node.log.flushed(), node.log.counters()));
+        if config.store_backend == Backend::MemoryDurable
+            && config.snapshot.log_bytes_since_last == 0
+            && config.snapshot.logs_since_last == 0
+        {
+            tracing::warn!(
+                "store_backend: memory_durable with snapshots off (snapshot.logs_since_last and \
+                 snapshot.log_bytes_since_last both 0): the log is never purged, and every start replays all of it"
+            );
+        }
         if config.snapshot.log_bytes_since_last > 0 {
             tokio::spawn(snapshot_by_bytes_loop(
                 node.raft.clone(),
