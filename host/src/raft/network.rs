@@ -896,6 +896,36 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(future)
     }
 
+    #[test]
+    fn a_detached_answer_waits_for_whoever_asks_next() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
+        runtime.block_on(async {
+            let ready = |outcome: &Outcome| outcome.answer.lock().expect("lock").is_some();
+            // Landed before anyone waits: the next wait takes it at once, and only once.
+            let outcome = Outcome::default();
+            outcome.land(Ok(Answer::ReadIndex(Ok(7))));
+            assert!(matches!(outcome.take().await, Ok(Answer::ReadIndex(Ok(7)))));
+            assert!(!ready(&outcome));
+            // A wait given up (as when openraft's deadline drops the call) leaves the answer that
+            // lands afterwards for the retry.
+            let outcome = Arc::new(Outcome::default());
+            let gave_up = tokio::time::timeout(Duration::from_millis(5), outcome.take()).await;
+            assert!(gave_up.is_err());
+            outcome.land(Err(TransportError::Timeout(Duration::from_secs(1))));
+            assert!(matches!(outcome.take().await, Err(TransportError::Timeout(_))));
+            // A waiter already parked is woken when the answer lands.
+            let outcome = Arc::new(Outcome::default());
+            let landing = outcome.clone();
+            let waiter = async { outcome.take().await };
+            let lander = async {
+                tokio::task::yield_now().await;
+                landing.land(Ok(Answer::Refused("no".into())));
+            };
+            let (answer, ()) = tokio::join!(waiter, lander);
+            assert!(matches!(answer, Ok(Answer::Refused(why)) if why == "no"));
+        });
+    }
+
     fn log_id(term: u64, node: u64, index: u64) -> LogId<NodeId> {
         LogId::new(CommittedLeaderId::new(term, node), index)
     }
