@@ -11,7 +11,7 @@
 #   make bench    the cluster benchmark against redis-server --appendfsync always (writes
 #                 docs/BENCHMARKS.md), the apply micro-benchmark, and module switches under load
 #   make bench-writes  durable SETs against limits.writes_in_flight_max, one run (IN_FLIGHT="1 2 4")
-#   make bench-growth  SET/s, RSS and data size as the keyspace grows, and restart times (KEYS=.. STEPS=..)
+#   make bench-growth  SET/s, RSS and data size as the keyspace grows, and restart times (KEYS=.. STEPS=.. BACKEND=..)
 #   make soak     one long seeded fault-suite run: make soak SEED=42 DURATION=600
 #   make wasm     build the state-machine modules (target/wasm32-unknown-unknown/guest/*.wasm)
 #   make fix      format and apply lint fixes
@@ -124,10 +124,12 @@ bench-writes: release test-deps
 	tests/scripts/bench_writes.sh target/release/redraft $(IN_FLIGHT)
 
 ## Pipelined SETs into a growing keyspace: SET/s, RSS and data dir per round, then restart times.
+## BACKEND=memory_durable measures the state-in-memory backend (default redb).
 KEYS ?= 10000000
 STEPS ?= 10
+BACKEND ?= redb
 bench-growth: release test-deps
-	tests/scripts/bench_growth.sh target/release/redraft $(KEYS) $(STEPS)
+	BACKEND=$(BACKEND) tests/scripts/bench_growth.sh target/release/redraft $(KEYS) $(STEPS)
 
 ## Module switches on a 3-node cluster: MODULE RELOAD's round trip, SET throughput across switches.
 bench-switch: release test-deps

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throughput as the keyspace grows (`make bench-growth`): a fresh 3-node cluster (store_backend
-# BACKEND, default redb; fsync on) takes pipelined SETs (`-c 50 -P 16`, 256-byte values) of random keys out of KEYS, in STEPS
-# rounds of KEYS/STEPS*2 requests each; after every round it prints the SET/s of that round, the
+# BACKEND, default redb; fsync on) takes pipelined SETs (`-c 50 -P 16`, 256-byte values) of
+# random keys out of KEYS, in STEPS rounds of KEYS/STEPS*2 requests each; after every round it
+# prints the SET/s of that round, the
 # keys held (DBSIZE), the user data that makes (keys x (key + value bytes)) and each node's RSS
 # and data-dir size. Then it kills -9 a follower and times its restart until it answers a
 # linearizable GET, and does the same for the whole cluster. Ports 9101-9103/7101-7103 on
