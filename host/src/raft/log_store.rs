@@ -285,17 +285,38 @@ impl LogStore {
     }
 
     fn entries<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        self.entries_until(range, &mut |_| false)
+    }
+
+    /// The entries of `range`, ending early after the first one `stop_after` says is the last
+    /// wanted (nothing past it is read from disk).
+    fn entries_until<RB: RangeBounds<u64>>(
+        &self,
+        range: RB,
+        stop_after: &mut dyn FnMut(&Entry<TypeConfig>) -> bool,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
         match &*self.inner {
             // Entries within the tail cache are clones of shared payloads; older ones are read
             // from their segment (a lagging follower's catch-up), off the async workers.
             Backing::Disk { wal, .. } => {
-                if let Some(entries) = lock(wal).read_cached(bounds) {
+                if let Some(entries) = lock(wal).read_cached(bounds, stop_after) {
                     return Ok(entries);
                 }
-                tokio::task::block_in_place(|| lock(wal).read(bounds)).map_err(wal_error(StorageIOError::read_logs))
+                tokio::task::block_in_place(|| lock(wal).read_until(bounds, stop_after))
+                    .map_err(wal_error(StorageIOError::read_logs))
             }
-            Backing::Memory(log) => Ok(lock(log).entries.range(bounds).map(|(_, e)| e.clone()).collect()),
+            Backing::Memory(log) => {
+                let log = lock(log);
+                let mut out = Vec::new();
+                for entry in log.entries.range(bounds).map(|(_, e)| e) {
+                    out.push(entry.clone());
+                    if stop_after(entry) {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
         }
     }
 
@@ -407,21 +428,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     /// What replication sends in one AppendEntries: `[start, end)` cut after the entry that
-    /// reaches [`LogStore::with_append_bytes_max`]'s bound (so never empty).
+    /// reaches [`LogStore::with_append_bytes_max`]'s bound (so never empty); entries past it are
+    /// not read.
     async fn limited_get_log_entries(
         &mut self,
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        let mut entries = self.entries(start..end)?;
-        let mut bytes = 0usize;
-        if let Some(last) = entries.iter().position(|entry| {
+        let (mut bytes, bytes_max) = (0usize, self.append_bytes_max);
+        self.entries_until(start..end, &mut |entry| {
             bytes = bytes.saturating_add(entry_wire_bytes(entry));
-            bytes >= self.append_bytes_max
-        }) {
-            entries.truncate(last + 1);
-        }
-        Ok(entries)
+            bytes >= bytes_max
+        })
     }
 }
 

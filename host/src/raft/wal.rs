@@ -391,6 +391,16 @@ impl Wal {
 
     /// The entries held within `range`, in order.
     pub fn read(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry<TypeConfig>>, WalError> {
+        self.read_until(range, &mut |_| false)
+    }
+
+    /// [`Wal::read`], ending early after the first entry `stop_after` says is the last wanted
+    /// (nothing past it is read or decoded).
+    pub fn read_until(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+        stop_after: &mut dyn FnMut(&Entry<TypeConfig>) -> bool,
+    ) -> Result<Vec<Entry<TypeConfig>>, WalError> {
         let (Some(first), Some(last)) = (self.first_index(), self.last_log_id()) else { return Ok(Vec::new()) };
         let start = match range.0 {
             Bound::Included(i) => i,
@@ -411,18 +421,27 @@ impl Wal {
         let cache_first = self.cache.front().map_or(u64::MAX, |(e, _)| e.log_id.index);
         let mut out = Vec::with_capacity((end - start + 1).min(4096) as usize);
         for index in start..=end {
-            if index >= cache_first {
-                out.push(self.cache[(index - cache_first) as usize].0.clone());
-                continue;
+            let entry = if index >= cache_first {
+                self.cache[(index - cache_first) as usize].0.clone()
+            } else {
+                self.read_at(&self.locations[(index - first) as usize])?
+            };
+            let last = stop_after(&entry);
+            out.push(entry);
+            if last {
+                break;
             }
-            let location = self.locations[(index - first) as usize];
-            out.push(self.read_at(&location)?);
         }
         Ok(out)
     }
 
-    /// [`Wal::read`] when every entry of `range` is in the tail cache (no file access), else `None`.
-    pub fn read_cached(&self, range: (Bound<u64>, Bound<u64>)) -> Option<Vec<Entry<TypeConfig>>> {
+    /// [`Wal::read_until`] when every entry of `range` is in the tail cache (no file access), else
+    /// `None`.
+    pub fn read_cached(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+        stop_after: &mut dyn FnMut(&Entry<TypeConfig>) -> bool,
+    ) -> Option<Vec<Entry<TypeConfig>>> {
         let cache_first = self.cache.front()?.0.log_id.index;
         let starts_cached = match range.0 {
             Bound::Included(i) => i >= cache_first,
@@ -432,7 +451,7 @@ impl Wal {
         if !starts_cached {
             return None;
         }
-        self.read(range).ok()
+        self.read_until(range, stop_after).ok()
     }
 
     fn read_at(&self, location: &Location) -> Result<Entry<TypeConfig>, WalError> {
@@ -576,6 +595,16 @@ mod tests {
         assert_eq!(got, (3..6).map(|i| entry(1, i)).collect::<Vec<_>>());
         assert!(wal.read((Bound::Included(11), Bound::Unbounded)).expect("read").is_empty());
         assert_eq!(wal.read((Bound::Included(0), Bound::Included(2))).expect("read").len(), 2);
+        // A bounded read stops after the entry it is told is the last, from disk and from cache.
+        let mut seen = 0;
+        let got = wal.read_until((Bound::Included(3), Bound::Unbounded), &mut |_| {
+            seen += 1;
+            seen == 2
+        });
+        assert_eq!(got.expect("read"), vec![entry(1, 3), entry(1, 4)]);
+        append(&mut wal, (11..=12).map(|i| entry(1, i)).collect());
+        let cached = wal.read_cached((Bound::Included(11), Bound::Unbounded), &mut |_| true);
+        assert_eq!(cached, Some(vec![entry(1, 11)]));
     }
 
     #[test]

@@ -47,10 +47,7 @@ pub fn refresh(shared: &Shared, session: &mut Session) {
     }
     session.security_generation = generation;
     let security = shared.security();
-    let reloaded = match &session.user {
-        Some(user) => security.acl.enabled_user(user.name()),
-        None => None,
-    };
+    let reloaded = session.user.as_ref().and_then(|user| security.acl.enabled_user(user.name()));
     if reloaded.is_none() && session.user.is_some() {
         session.credentials = None;
     }
