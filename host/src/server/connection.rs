@@ -231,7 +231,7 @@ async fn dispatch(
         pipeline.owe(meter.take(), Pending::Ready(response));
         return Flow::Continue;
     }
-    if name.eq_ignore_ascii_case(transaction::FORWARDED_EXEC.as_bytes()) {
+    if name.eq_ignore_ascii_case(super::local::FORWARDED_EXEC.as_bytes()) {
         // Internal: a follower's EXEC. Waits for everything before it, like a cluster command.
         pipeline.drain(session.protocol, out).await;
         let response = transaction::forwarded_exec(shared, &args).await;

@@ -24,8 +24,7 @@ use crate::node::ClusterError;
 use bytes::Bytes;
 use fsm_sdk::{Reply, codec};
 
-pub use super::local::FORWARDED_EXEC;
-use super::local::{is, wrong_arity};
+use super::local::{FORWARDED_EXEC, is, wrong_arity};
 
 /// Commands one transaction may queue: past it, the transaction is doomed (`EXECABORT`).
 pub const QUEUED_COMMANDS_MAX: usize = 100_000;
