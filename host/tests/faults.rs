@@ -198,11 +198,6 @@ fn counter_client(nodes: Vec<SocketAddr>, stop: Arc<AtomicBool>, history: Arc<Mu
     }
 }
 
-fn signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill").args([name, &pid.to_string()]).status().expect("kill");
-    assert!(status.success(), "kill {name} {pid}");
-}
-
 /// The leader as some running node sees it (a quick look, no waiting).
 fn current_leader(cluster: &TestCluster) -> Option<u64> {
     cluster.running().into_iter().find_map(|id| cluster.leader_seen_by(id).ok().flatten().map(|(l, _)| l))
@@ -269,11 +264,10 @@ fn nemesis(cluster: &mut TestCluster, rng: &mut Rng, until: Instant, options: &N
             }
             Fault::Pause => {
                 let victim = *rng.pick(&ids);
-                let pid = cluster.node(victim).pid().expect("running");
-                signal(pid, "-STOP");
+                cluster.pause(victim);
                 done.push(format!("SIGSTOP node {victim} (leader {leader:?})"));
                 wait_a_moment(pause(rng));
-                signal(pid, "-CONT");
+                cluster.resume(victim);
             }
             Fault::Isolate => {
                 let lab = cluster.lab().expect("partitions run in a lab");

@@ -220,22 +220,14 @@ fn t16_join_during_a_leader_change_never_costs_the_quorum() {
 fn t17_a_learner_that_stops_answering_stays_a_learner() {
     let mut cluster = TestCluster::form(REDRAFT, 1, NodeOptions::default());
     cluster.start(2, NodeOptions::default());
-    let pid = cluster.node(2).pid().expect("node 2 runs");
     // Paused before JOIN: the probe gets no answer, so nothing is proposed.
-    stop(pid, true);
+    cluster.pause(2);
     let raft2 = cluster.node(2).raft_addr.to_string();
     let reply = slow_call(&cluster, 1, &["JOIN", "2", &raft2]);
-    stop(pid, false);
+    cluster.resume(2);
     assert!(reply.starts_with("-ERR cannot reach node 2"), "{reply}");
     assert_eq!(voters(&cluster, 1), vec![1]);
     assert_serving(&cluster, "after-paused-join");
-}
-
-/// SIGSTOP (`pause`) or SIGCONT a process.
-fn stop(pid: u32, pause: bool) {
-    let signal = if pause { "-STOP" } else { "-CONT" };
-    let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
-    assert!(status.success(), "kill {signal} {pid}");
 }
 
 #[test]

@@ -344,6 +344,29 @@ impl Node {
     }
 }
 
+/// Sends `signal` (a `kill` option such as `-STOP`) to `pid`; panics when `kill` fails.
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill").args([signal, &pid.to_string()]).status();
+    assert!(status.as_ref().is_ok_and(ExitStatus::success), "kill {signal} {pid}: {status:?}");
+}
+
+/// The threads of `pid` that are not (yet) stopped, with their state letter from
+/// `/proc/<pid>/task/<tid>/stat` (`T` is stopped). An unreadable task directory counts as one.
+fn threads_not_stopped(pid: u32) -> Vec<(String, char)> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![("<no task list>".into(), '?')];
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| {
+            let stat = fs::read_to_string(task.path().join("stat")).ok()?;
+            // `tid (comm) S ...`: the command name may hold spaces and parentheses.
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next())?;
+            (state != 'T' && state != 't').then(|| (task.file_name().to_string_lossy().into_owned(), state))
+        })
+        .collect()
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -639,6 +662,27 @@ impl TestCluster {
         let status = child.wait().unwrap_or_else(|e| panic!("wait for node {id}: {e}"));
         proc.last_exit = Some(status);
         status
+    }
+
+    /// SIGSTOPs node `id` and returns once every one of its threads is stopped. `kill -STOP`
+    /// only queues the signal: until the kernel has stopped each thread (on a loaded machine, some
+    /// milliseconds later) the node can still answer, which a test that pauses a node and then
+    /// expects silence must not race with.
+    pub fn pause(&self, id: u64) {
+        let pid = self.node(id).pid().unwrap_or_else(|| panic!("pause node {id}: it is not running"));
+        send_signal(pid, "-STOP");
+        if let Err((running, waited)) = try_wait_for(STOP_DEADLINE, || match threads_not_stopped(pid) {
+            running if running.is_empty() => Ok(()),
+            running => Err(running),
+        }) {
+            panic!("node {id} (pid {pid}) still had running threads {running:?} {waited:?} after SIGSTOP");
+        }
+    }
+
+    /// SIGCONTs node `id` after [`pause`](Self::pause).
+    pub fn resume(&self, id: u64) {
+        let pid = self.node(id).pid().unwrap_or_else(|| panic!("resume node {id}: it is not running"));
+        send_signal(pid, "-CONT");
     }
 
     /// SIGTERMs node `id` and waits up to [`STOP_DEADLINE`] for it to exit; SIGKILLs it after that
