@@ -72,12 +72,18 @@ pub mod import {
     /// encoded as [`crate::codec::encode_entry`]. Returns the encoded length; copies only when it
     /// fits in `dst_cap`.
     pub const SCAN: &str = "scan";
+    /// As [`SCAN`], with the entries in descending key order: the `limit` highest keys below
+    /// `end` first.
+    pub const SCAN_REV: &str = "scan_rev";
+    /// `()`: removes every key of the state, in constant work whatever its size (only in a
+    /// write). Like every write, it is undone if the command then fails.
+    pub const CLEAR: &str = "clear";
     /// `() -> i64`: the command's time, in milliseconds since the Unix epoch. For a write it is
     /// the time the leader stamped on the log entry (never below an earlier entry's), the same on
     /// every replica; for a query it is the serving node's clock.
     pub const TIME: &str = "time";
     /// Every name above: the host's allow-list.
-    pub const ALL: [&str; 5] = [GET, PUT, DELETE, SCAN, TIME];
+    pub const ALL: [&str; 7] = [GET, PUT, DELETE, SCAN, SCAN_REV, CLEAR, TIME];
 }
 
 /// Bytes of linear memory after `__heap_base` that the host guarantees exist at the start of
@@ -142,6 +148,17 @@ mod raw {
             dst_ptr: *mut u8,
             dst_cap: u32,
         ) -> i64;
+        #[allow(clippy::too_many_arguments)]
+        pub fn scan_rev(
+            start_ptr: *const u8,
+            start_len: u32,
+            end_ptr: *const u8,
+            end_len: u32,
+            limit: u32,
+            dst_ptr: *mut u8,
+            dst_cap: u32,
+        ) -> i64;
+        pub fn clear();
         pub fn time() -> i64;
     }
 }
@@ -162,6 +179,13 @@ mod raw {
     }
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn scan(_: *const u8, _: u32, _: *const u8, _: u32, _: u32, _: *mut u8, _: u32) -> i64 {
+        panic!("{NO_HOST}")
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn scan_rev(_: *const u8, _: u32, _: *const u8, _: u32, _: u32, _: *mut u8, _: u32) -> i64 {
+        panic!("{NO_HOST}")
+    }
+    pub unsafe fn clear() {
         panic!("{NO_HOST}")
     }
     pub unsafe fn time() -> i64 {
@@ -220,14 +244,20 @@ pub(crate) fn host_delete(key: &[u8]) -> bool {
     unsafe { raw::delete(key.as_ptr(), len32(key.len())) == 1 }
 }
 
-pub(crate) fn host_scan(start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<u8> {
+pub(crate) fn host_scan(start: &[u8], end: Option<&[u8]>, limit: u32, reverse: bool) -> Vec<u8> {
     let end = end.unwrap_or(&[]);
+    let scan = if reverse { raw::scan_rev } else { raw::scan };
     let mut buf = Vec::with_capacity(GET_BUFFER_BYTES_INITIAL);
     // SAFETY: all slices are valid for the lengths given; the host writes at most `cap` bytes.
     let _ = fill_buffer(&mut buf, |dst, cap| unsafe {
-        raw::scan(start.as_ptr(), len32(start.len()), end.as_ptr(), len32(end.len()), limit, dst, cap)
+        scan(start.as_ptr(), len32(start.len()), end.as_ptr(), len32(end.len()), limit, dst, cap)
     });
     buf
+}
+
+pub(crate) fn host_clear() {
+    // SAFETY: no pointers.
+    unsafe { raw::clear() }
 }
 
 pub(crate) fn host_time() -> i64 {

@@ -241,10 +241,20 @@ impl View {
     /// Up to `limit` entries with `start <= key < end` (no upper bound when `end` is `None`), in
     /// key order.
     pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let bytes = abi::host_scan(start, end, limit);
+        Self::decoded(&abi::host_scan(start, end, limit, false))
+    }
+
+    /// As [`View::scan`], in descending key order: the `limit` highest keys of the range. This
+    /// reads the end of a range (a sorted set's top scores, a list's tail) without walking the
+    /// rest of it.
+    pub fn scan_rev(&self, start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        Self::decoded(&abi::host_scan(start, end, limit, true))
+    }
+
+    fn decoded(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         // The host encodes with the same codec; a decode failure would be a host bug, and the
         // host's own tests cover it, so degrade to an empty result rather than trap.
-        codec::decode_entries(&bytes)
+        codec::decode_entries(bytes)
             .map(|entries| entries.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
             .unwrap_or_default()
     }
@@ -277,5 +287,12 @@ impl Tx {
     /// Removes `key`; returns whether it existed.
     pub fn delete(&mut self, key: &[u8]) -> bool {
         abi::host_delete(key)
+    }
+
+    /// Removes every key of the state, in constant work whatever its size: how a `FLUSHDB` stays
+    /// one bounded command. Later writes of the same command are kept; if the command fails, the
+    /// clear is undone with the rest.
+    pub fn clear(&mut self) {
+        abi::host_clear()
     }
 }

@@ -459,6 +459,14 @@ impl ReadView for FailingView {
     ) -> Result<(), StorageError> {
         self.inner.scan(start, end, visit)
     }
+    fn scan_rev(
+        &self,
+        start: std::ops::Bound<&[u8]>,
+        end: std::ops::Bound<&[u8]>,
+        visit: redraft::storage::Visit<'_>,
+    ) -> Result<(), StorageError> {
+        self.inner.scan_rev(start, end, visit)
+    }
     fn meta(&self) -> Result<std::collections::BTreeMap<String, Vec<u8>>, StorageError> {
         self.inner.meta()
     }

@@ -65,13 +65,18 @@ fn get(store: &SharedStore, key: &str) -> Option<String> {
 }
 
 fn scan(store: &SharedStore, start: Bound<&[u8]>, end: Bound<&[u8]>, limit: usize) -> Vec<String> {
+    scan_dir(store, start, end, limit, false)
+}
+
+/// Up to `limit` keys of the range, in ascending order (descending when `reverse`).
+fn scan_dir(store: &SharedStore, start: Bound<&[u8]>, end: Bound<&[u8]>, limit: usize, reverse: bool) -> Vec<String> {
     let view = store.read().expect("view");
     let mut out = Vec::new();
-    view.scan(start, end, &mut |k, _| {
+    let mut visit = |k: &[u8], _: &[u8]| {
         out.push(String::from_utf8_lossy(k).into_owned());
         if out.len() == limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    })
-    .expect("scan");
+    };
+    if reverse { view.scan_rev(start, end, &mut visit) } else { view.scan(start, end, &mut visit) }.expect("scan");
     out
 }
 
@@ -117,6 +122,53 @@ fn t11_scan_is_ordered_and_bounded() {
         let after = scan(s, Bound::Excluded(b"b"), Bound::Unbounded, usize::MAX);
         assert_eq!(after, ["c", "d"], "{}", b.name);
         assert_eq!(scan(s, Bound::Unbounded, Bound::Unbounded, 2), ["a", "ab"], "{}: visitor stops", b.name);
+    }
+}
+
+#[test]
+fn t14_a_descending_scan_is_the_ascending_one_reversed() {
+    for b in backends() {
+        let s = &b.store;
+        // Three commits, so the write-back layers, a flush and redb each hold some of it.
+        s.commit(&batch(&[("b", ""), ("a", ""), ("c", "")], &[])).expect("commit");
+        s.commit(&batch(&[("ab", ""), ("d", "")], &["c"])).expect("commit");
+        s.commit(&batch(&[("c", "again"), ("e", "")], &["a"])).expect("commit");
+        let all = scan_dir(s, Bound::Unbounded, Bound::Unbounded, usize::MAX, true);
+        assert_eq!(all, ["e", "d", "c", "b", "ab"], "{}", b.name);
+        let mid = scan_dir(s, Bound::Included(b"ab"), Bound::Excluded(b"d"), usize::MAX, true);
+        assert_eq!(mid, ["c", "b", "ab"], "{}", b.name);
+        let top = scan_dir(s, Bound::Unbounded, Bound::Excluded(b"e"), 2, true);
+        assert_eq!(top, ["d", "c"], "{}: visitor stops", b.name);
+    }
+}
+
+#[test]
+fn t15_a_clearing_batch_removes_every_key_keeps_meta_and_its_own_writes() {
+    for b in backends() {
+        let s = &b.store;
+        fill(s, 500);
+        s.commit(&batch(&[("late", "x")], &[])).expect("commit");
+        let before = s.read().expect("view");
+        let mut wb = batch(&[("after", "1")], &["key-000001"]);
+        wb.clear_data = true;
+        wb.set_meta(meta::LAST_APPLIED, b"term 3 index 1001");
+        assert!(!wb.is_empty());
+        s.commit(&wb).expect("commit");
+        assert_eq!(scan(s, Bound::Unbounded, Bound::Unbounded, usize::MAX), ["after"], "{}", b.name);
+        let view = s.read().expect("view");
+        let meta = view.meta().expect("meta");
+        assert_eq!(meta.get(meta::LAST_APPLIED).map(Vec::as_slice), Some(&b"term 3 index 1001"[..]), "{}", b.name);
+        assert_eq!(meta.get(meta::CONTRACT).map(Vec::as_slice), Some(&[0xab; 32][..]), "{}: meta stays", b.name);
+        assert_eq!(
+            get_owned(&*before, b"late").expect("get"),
+            Some(b"x".to_vec()),
+            "{}: old views keep theirs",
+            b.name
+        );
+        s.commit(&batch(&[("next", "2")], &[])).expect("commit");
+        assert_eq!(scan(s, Bound::Unbounded, Bound::Unbounded, usize::MAX), ["after", "next"], "{}", b.name);
+        s.sync().expect("sync");
+        assert_eq!(get(s, "key-000002"), None, "{}", b.name);
     }
 }
 

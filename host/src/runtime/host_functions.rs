@@ -1,4 +1,5 @@
-//! The host functions a module imports (`redraft::get`, `put`, `delete`, `scan`, `time`) and the
+//! The host functions a module imports (`redraft::get`, `put`, `delete`, `scan`, `scan_rev`,
+//! `clear`, `time`) and the
 //! per-instance state they work on.
 //!
 //! Every function checks the guest's pointers against its linear memory (a bad pointer traps the
@@ -121,7 +122,8 @@ pub(crate) fn import_type(engine: &Engine, name: &str) -> Option<FuncType> {
         abi::import::GET => (&[I32, I32, I32, I32], &[I64]),
         abi::import::PUT => (&[I32, I32, I32, I32], &[I32]),
         abi::import::DELETE => (&[I32, I32], &[I32]),
-        abi::import::SCAN => (&[I32, I32, I32, I32, I32, I32, I32], &[I64]),
+        abi::import::SCAN | abi::import::SCAN_REV => (&[I32, I32, I32, I32, I32, I32, I32], &[I64]),
+        abi::import::CLEAR => (&[], &[]),
         abi::import::TIME => (&[], &[I64]),
         _ => return None,
     };
@@ -246,10 +248,20 @@ fn write(
     Ok(u32::from(existed))
 }
 
-/// `scan(start_ptr, start_len, end_ptr, end_len, limit, dst_ptr, dst_cap) -> i64`.
+/// `clear()`: removes every key of the state (see [`Overlay::clear_all`]): constant work, so
+/// it costs one host call's fuel.
+fn clear(mut caller: Caller<'_, HostState>) -> wasmtime::Result<()> {
+    charge(&mut caller, HOST_CALL_FUEL)?;
+    let state = caller.data_mut();
+    require(state, true)?;
+    state.overlay.clear_all();
+    Ok(())
+}
+
+/// `scan(start_ptr, start_len, end_ptr, end_len, limit, dst_ptr, dst_cap) -> i64`: ascending.
 #[allow(clippy::too_many_arguments)]
 fn scan(
-    mut caller: Caller<'_, HostState>,
+    caller: Caller<'_, HostState>,
     start_ptr: u32,
     start_len: u32,
     end_ptr: u32,
@@ -257,6 +269,33 @@ fn scan(
     limit: u32,
     dst_ptr: u32,
     dst_cap: u32,
+) -> wasmtime::Result<i64> {
+    scan_range(caller, (start_ptr, start_len), (end_ptr, end_len), limit, (dst_ptr, dst_cap), false)
+}
+
+/// `scan_rev(...)`: as [`scan`], in descending key order.
+#[allow(clippy::too_many_arguments)]
+fn scan_rev(
+    caller: Caller<'_, HostState>,
+    start_ptr: u32,
+    start_len: u32,
+    end_ptr: u32,
+    end_len: u32,
+    limit: u32,
+    dst_ptr: u32,
+    dst_cap: u32,
+) -> wasmtime::Result<i64> {
+    scan_range(caller, (start_ptr, start_len), (end_ptr, end_len), limit, (dst_ptr, dst_cap), true)
+}
+
+/// The body of [`scan`] and [`scan_rev`]; each guest slice is `(ptr, len)`.
+fn scan_range(
+    mut caller: Caller<'_, HostState>,
+    (start_ptr, start_len): (u32, u32),
+    (end_ptr, end_len): (u32, u32),
+    limit: u32,
+    (dst_ptr, dst_cap): (u32, u32),
+    reverse: bool,
 ) -> wasmtime::Result<i64> {
     charge(&mut caller, byte_fuel(u64::from(start_len) + u64::from(end_len)))?;
     let memory = memory(&caller)?;
@@ -272,7 +311,7 @@ fn scan(
     let mut out = std::mem::take(&mut state.scratch);
     out.clear();
     let (mut entries, mut too_big) = (0u32, false);
-    let scanned = state.overlay.scan(view(state)?, &start, end.as_deref(), &mut |k, v| {
+    let scanned = state.overlay.scan(view(state)?, &start, end.as_deref(), reverse, &mut |k, v| {
         if entries >= limit {
             return ControlFlow::Break(());
         }
@@ -315,6 +354,8 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::PUT, put)?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::DELETE, delete)?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::SCAN, scan)?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::import::SCAN_REV, scan_rev)?;
+    linker.func_wrap(abi::IMPORT_MODULE, abi::import::CLEAR, clear)?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::TIME, time)?;
     Ok(linker)
 }

@@ -42,6 +42,13 @@ impl MemoryStore {
     }
 }
 
+/// Drops `value` on a short-lived thread of its own (in place, if no thread can be started).
+fn drop_elsewhere<T: Send + 'static>(value: T) {
+    if let Err(e) = std::thread::Builder::new().name("state-dropper".into()).spawn(move || drop(value)) {
+        tracing::debug!("dropped cleared state in place: {e}");
+    }
+}
+
 struct MemoryView(State);
 
 impl ReadView for MemoryView {
@@ -51,6 +58,15 @@ impl ReadView for MemoryView {
 
     fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
         for (k, v) in self.0.data.range::<_, [u8]>((start, end)) {
+            if visit(k, v).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_rev(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
+        for (k, v) in self.0.data.range::<_, [u8]>((start, end)).rev() {
             if visit(k, v).is_break() {
                 break;
             }
@@ -71,6 +87,12 @@ impl Store for MemoryStore {
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
         let mut guard = self.state.write().unwrap_or_else(|p| p.into_inner());
         let state = &mut *guard;
+        if batch.clear_data {
+            let old = std::mem::take(&mut state.data);
+            // Freeing every node of a large map takes a while: not on the applier's time. (A read
+            // view may share the nodes; they are freed when the last holder lets go.)
+            drop_elsewhere(old);
+        }
         for (key, value) in &batch.data {
             match value {
                 Some(v) => {

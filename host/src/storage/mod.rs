@@ -82,6 +82,10 @@ pub trait ReadView: Send {
     /// Visits entries with keys in `(start, end)` in ascending key order until `visit` breaks.
     fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError>;
 
+    /// [`ReadView::scan`] in descending key order: what a module needs to read the top of a
+    /// range (a sorted set's highest scores, a list's tail) without walking all of it.
+    fn scan_rev(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError>;
+
     /// Every meta entry, in name order.
     fn meta(&self) -> Result<BTreeMap<String, Vec<u8>>, StorageError>;
 }
@@ -175,6 +179,10 @@ pub fn open(backend: Backend, path: &std::path::Path, durable: bool) -> Result<S
 /// earlier ones, so the batch holds at most one operation per key.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
+    /// Remove every data entry (meta stays) before applying `data`. This is how a module's
+    /// `clear` (a `FLUSHDB`) reaches the store: one flag rather than a delete per key, so a flush
+    /// of any size is one bounded log entry for the module and the overlay.
+    pub clear_data: bool,
     /// `Some(value)` to store, `None` to delete.
     pub data: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Meta entries to set.
@@ -199,14 +207,63 @@ impl WriteBatch {
 
     /// Whether committing would change nothing.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty() && self.meta.is_empty()
+        !self.clear_data && self.data.is_empty() && self.meta.is_empty()
     }
 
     /// Empties the batch for reuse.
     pub fn clear(&mut self) {
+        self.clear_data = false;
         self.data.clear();
         self.meta.clear();
     }
+}
+
+/// Visits the merge of two ordered sources: `lower`, a scan of a state (it calls the visitor it
+/// is given for each entry), and `upper`, changes on top of it (`None` is a delete), both walking
+/// in the same order (descending when `reverse`). An `upper` entry wins over a `lower` one with
+/// the same key, and its deletes hide `lower`'s entries. Stops as soon as `visit` breaks. The
+/// write-back layers and the apply overlay both read through this.
+pub(crate) fn merge_scan<'u>(
+    lower: impl FnOnce(Visit<'_>) -> Result<(), StorageError>,
+    upper: impl Iterator<Item = (&'u [u8], Option<&'u [u8]>)>,
+    reverse: bool,
+    visit: Visit<'_>,
+) -> Result<(), StorageError> {
+    use std::cmp::Ordering;
+    let mut upper = upper.peekable();
+    let mut stopped = false;
+    lower(&mut |key, value| {
+        while let Some(&(upper_key, upper_value)) = upper.peek() {
+            // `Less`: the upper entry comes first in walk order.
+            let order = if reverse { key.cmp(upper_key) } else { upper_key.cmp(key) };
+            if order == Ordering::Greater {
+                break;
+            }
+            upper.next();
+            let flow = upper_value.map_or(ControlFlow::Continue(()), |v| visit(upper_key, v));
+            if flow.is_break() {
+                stopped = true;
+                return flow;
+            }
+            if order == Ordering::Equal {
+                // The lower value for this key is superseded (or deleted).
+                return ControlFlow::Continue(());
+            }
+        }
+        let flow = visit(key, value);
+        stopped = flow.is_break();
+        flow
+    })?;
+    if !stopped {
+        for (key, value) in upper {
+            if let Some(value) = value
+                && visit(key, value).is_break()
+            {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads one value into a new vector: the convenient form of [`ReadView::get`].

@@ -54,10 +54,12 @@ impl RedbStore {
         Ok(tx)
     }
 
-    /// One write transaction: `data` (a `None` value deletes the key), then `meta`, committed
-    /// together. [`Store::commit`] and the write-back layer's flush both end here.
+    /// One write transaction: every data entry removed first when `clear`, then `data` (a `None`
+    /// value deletes the key), then `meta`, committed together. [`Store::commit`] and the
+    /// write-back layer's flush both end here.
     pub(super) fn write<'a>(
         &self,
+        clear: bool,
         data: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
         meta: impl Iterator<Item = (&'a str, &'a [u8])>,
     ) -> Result<(), StorageError> {
@@ -66,6 +68,10 @@ impl RedbStore {
         let sync_now = matches!(self.durability, Durability::None) && last_durable.elapsed() >= SYNC_INTERVAL;
         if sync_now {
             tx.set_durability(Durability::Immediate).map_err(redb_err)?;
+        }
+        if clear {
+            // Frees the table's pages without reading its entries; read views keep theirs.
+            tx.delete_table(DATA).map_err(redb_err)?;
         }
         {
             let mut table = tx.open_table(DATA).map_err(redb_err)?;
@@ -105,13 +111,11 @@ impl ReadView for RedbView {
     }
 
     fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
-        for item in self.data.range::<&[u8]>((start, end)).map_err(redb_err)? {
-            let (k, v) = item.map_err(redb_err)?;
-            if visit(k.value(), v.value()).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        visit_items(self.data.range::<&[u8]>((start, end)).map_err(redb_err)?, visit)
+    }
+
+    fn scan_rev(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
+        visit_items(self.data.range::<&[u8]>((start, end)).map_err(redb_err)?.rev(), visit)
     }
 
     fn meta(&self) -> Result<BTreeMap<String, Vec<u8>>, StorageError> {
@@ -122,6 +126,22 @@ impl ReadView for RedbView {
         }
         Ok(out)
     }
+}
+
+type Item = (redb::AccessGuard<'static, &'static [u8]>, redb::AccessGuard<'static, &'static [u8]>);
+
+/// Calls `visit` with each item of a range, in the range's order, until it breaks.
+fn visit_items(
+    items: impl Iterator<Item = Result<Item, redb::StorageError>>,
+    visit: Visit<'_>,
+) -> Result<(), StorageError> {
+    for item in items {
+        let (k, v) = item.map_err(redb_err)?;
+        if visit(k.value(), v.value()).is_break() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 impl Store for RedbStore {
@@ -135,6 +155,7 @@ impl Store for RedbStore {
 
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
         self.write(
+            batch.clear_data,
             batch.data.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
             batch.meta.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
         )

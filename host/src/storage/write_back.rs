@@ -24,11 +24,10 @@
 
 use super::redb::RedbStore;
 use super::snapshot::SnapshotInfo;
-use super::{ReadView, StorageError, Store, Visit, WriteBatch};
+use super::{ReadView, StorageError, Store, Visit, WriteBatch, merge_scan};
 use imbl::OrdMap;
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::ops::{Bound, ControlFlow};
+use std::ops::Bound;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 type Bytes = Arc<[u8]>;
@@ -134,6 +133,7 @@ fn flusher(shared: &Shared) {
             }
         };
         let written = shared.inner.write(
+            false,
             layer.data.iter().map(|(k, v)| (&**k, v.as_deref())),
             layer.meta.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
         );
@@ -224,45 +224,15 @@ impl ReadView for LayeredView {
     }
 
     fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
-        // Merge the two ordered sequences; the layer wins on equal keys, and its deletes hide
-        // redb's entries.
         let layer = self.merged();
-        let mut upper = layer.range::<_, [u8]>((start, end)).peekable();
-        let mut stopped = false;
-        self.inner.scan(start, end, &mut |key, value| {
-            while let Some((upper_key, upper_value)) = upper.peek() {
-                let order = upper_key.as_ref().cmp(key);
-                if order == Ordering::Greater {
-                    break;
-                }
-                let flow = match upper_value {
-                    Some(v) => visit(upper_key, v),
-                    None => ControlFlow::Continue(()),
-                };
-                upper.next();
-                if flow.is_break() {
-                    stopped = true;
-                    return flow;
-                }
-                if order == Ordering::Equal {
-                    // redb's value for this key is superseded.
-                    return ControlFlow::Continue(());
-                }
-            }
-            let flow = visit(key, value);
-            stopped = flow.is_break();
-            flow
-        })?;
-        if !stopped {
-            for (key, value) in upper {
-                if let Some(value) = value
-                    && visit(key, value).is_break()
-                {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        let upper = layer.range::<_, [u8]>((start, end)).map(|(k, v)| (&**k, v.as_deref()));
+        merge_scan(|lower| self.inner.scan(start, end, lower), upper, false, visit)
+    }
+
+    fn scan_rev(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
+        let layer = self.merged();
+        let upper = layer.range::<_, [u8]>((start, end)).rev().map(|(k, v)| (&**k, v.as_deref()));
+        merge_scan(|lower| self.inner.scan_rev(start, end, lower), upper, true, visit)
     }
 
     fn meta(&self) -> Result<BTreeMap<String, Vec<u8>>, StorageError> {
@@ -287,6 +257,12 @@ impl Store for WriteBackStore {
 
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if batch.clear_data {
+            // Rare (a `FLUSHDB`): everything before it goes to redb first, then the batch is one
+            // redb transaction of its own, so no layer holds entries from before the clear.
+            self.shared.flush_all()?;
+            return self.shared.inner.commit(batch);
+        }
         let mut layers = self.shared.lock();
         if let Some(why) = &layers.failed {
             return Err(flush_failed(why));
