@@ -549,6 +549,39 @@ fn a_removed_hash_is_emptied_by_the_tick_and_never_shows_through() {
 }
 
 #[test]
+fn flushdb_removes_a_keyspace_of_any_size_in_one_command() {
+    for mut kv in backends() {
+        let t = future();
+        // 60,000 strings (some with a time to live), a hash, a sorted set: well past what one
+        // command could delete key by key within its fuel.
+        for chunk in 0..60 {
+            let mut args = vec!["MSET".to_owned()];
+            for i in 0..1000 {
+                args.extend([format!("s:{chunk}:{i}"), "v".to_owned()]);
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            assert_eq!(kv.call_at(t, &refs), ok());
+        }
+        assert_eq!(kv.call_at(t, &["EXPIRE", "s:0:0", "1000"]), Integer(1));
+        assert_eq!(kv.call_at(t, &["HSET", "h", "f", "1"]), Integer(1));
+        assert_eq!(kv.call_at(t, &["ZADD", "z", "1", "a", "2", "b"]), Integer(2));
+        assert_eq!(kv.call(&["DBSIZE"]), Integer(60_002));
+        assert_eq!(kv.call_at(t, &["FLUSHDB"]), ok(), "{}", kv.backend);
+        assert_eq!(kv.call(&["DBSIZE"]), Integer(0));
+        assert_eq!(kv.call(&["GET", "s:0:0"]), Reply::Null);
+        assert_eq!(kv.call(&["SCAN", "0"]), Reply::Array(vec![bulk("0"), Reply::Array(vec![])]));
+        let left: Vec<String> = kv.store_keys().iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        assert_eq!(left, ["m:next_id"], "{}: only the id counter is left", kv.backend);
+        // The keyspace works as new; collection ids carry on where they were.
+        assert_eq!(kv.call_at(t, &["HSET", "h", "g", "2"]), Integer(1));
+        assert_eq!(kv.call(&["HGETALL", "h"]), map(&[("g", "2")]));
+        assert_eq!(kv.call(&["SCAN", "0"]), Reply::Array(vec![bulk("0"), Reply::Array(vec![bulk("h")])]));
+        assert_eq!(kv.call_at(t, &["FLUSHALL", "ASYNC"]), ok());
+        assert_eq!(kv.tick_at(t), Integer(0), "{}: nothing is left for the tick", kv.backend);
+    }
+}
+
+#[test]
 fn hscan_and_hrandfield() {
     for mut kv in backends() {
         let mut args = vec!["HSET".to_owned(), "h".to_owned()];
@@ -788,4 +821,63 @@ fn sorted_sets_follow_redis() {
             Reply::Pairs(vec![(bulk("m"), Reply::Double(1.5))])
         );
     }
+}
+
+/// The members of a `WITHSCORES` or plain range reply, in order.
+fn members(reply: Reply) -> Vec<Vec<u8>> {
+    match reply {
+        Reply::Pairs(pairs) => pairs.into_iter().map(|(m, _)| m).collect::<Vec<_>>(),
+        Reply::Array(items) => items,
+        other => panic!("not a range reply: {other:?}"),
+    }
+    .into_iter()
+    .map(|m| match m {
+        Reply::Bulk(b) => b,
+        other => panic!("not a member: {other:?}"),
+    })
+    .collect()
+}
+
+#[test]
+fn reverse_ranges_read_from_the_top_across_many_pages() {
+    for mut kv in backends() {
+        let t = future();
+        // 2,000 members over 667 scores: ties, which Redis orders by member (reversed with REV),
+        // and ranges that span several of the module's 512-entry scan pages.
+        let mut args = vec!["ZADD".to_owned(), "z".to_owned()];
+        for i in 0..2000 {
+            args.extend([(i / 3).to_string(), format!("m{i:04}")]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(kv.call_at(t, &refs), Integer(2000));
+        let mut ascending = members(kv.call(&["ZRANGE", "z", "0", "-1"]));
+        assert_eq!(ascending.len(), 2000);
+        ascending.reverse();
+        let descending = ascending;
+        assert_eq!(members(kv.call(&["ZREVRANGE", "z", "0", "-1"])), descending, "{}", kv.backend);
+        assert_eq!(members(kv.call(&["ZRANGE", "z", "5", "1300", "REV"])), descending[5..=1300], "{}", kv.backend);
+        assert_eq!(
+            members(kv.call(&["ZRANGE", "z", "+inf", "-inf", "BYSCORE", "REV", "LIMIT", "700", "600"])),
+            descending[700..1300],
+            "{}",
+            kv.backend
+        );
+        assert_eq!(
+            members(kv.call(&["ZREVRANGEBYSCORE", "z", "(600", "100"])),
+            descending.iter().filter(|m| (300..1800).contains(&member_index(m))).cloned().collect::<Vec<_>>(),
+            "{}: scores 100 to 599",
+            kv.backend
+        );
+        assert_eq!(kv.call(&["ZREVRANK", "z", "m0000"]), Integer(1999));
+        assert_eq!(kv.call(&["ZREVRANK", "z", "m1999"]), Integer(0));
+        assert_eq!(kv.call(&["ZRANK", "z", "m1234"]), Integer(1234));
+        assert_eq!(kv.call(&["ZREVRANK", "z", "m1234"]), Integer(765));
+        assert_eq!(members(kv.call_at(t, &["ZPOPMAX", "z", "600"])), descending[..600], "{}", kv.backend);
+        assert_eq!(kv.call(&["ZCARD", "z"]), Integer(1400));
+        assert_eq!(members(kv.call(&["ZREVRANGE", "z", "0", "0"])), descending[600..601]);
+    }
+}
+
+fn member_index(member: &[u8]) -> usize {
+    std::str::from_utf8(&member[1..]).ok().and_then(|n| n.parse().ok()).expect("m<number>")
 }

@@ -123,6 +123,27 @@ pub fn scan_range(view: &View, from: &[u8], end: &[u8], limit: usize) -> Vec<(Ve
     out
 }
 
+/// As [`scan_range`], in descending key order: the `limit` highest entries of `[from, end)`.
+pub fn scan_range_rev(view: &View, from: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    const PAGE: usize = 512;
+    let mut out = Vec::new();
+    let mut end = end.to_vec();
+    while out.len() < limit {
+        let want = (limit - out.len()).min(PAGE);
+        let entries = view.scan_rev(from, Some(&end), want as u32);
+        let full = entries.len() == want;
+        if let Some((last, _)) = entries.last() {
+            // The upper bound is exclusive: the next page starts below the last key returned.
+            end = last.clone();
+        }
+        out.extend(entries);
+        if !full {
+            break;
+        }
+    }
+    out
+}
+
 /// Every `(element, value)` of collection `id`, in hash order.
 pub fn elements(view: &View, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
     scan_range(view, &elements_prefix(id), &elements_end(id), usize::MAX)

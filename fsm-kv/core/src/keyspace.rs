@@ -16,7 +16,7 @@
 
 use crate::collection;
 use crate::expiry::{self, exists_raw, expires_at, is_live, remove, set_expiry};
-use crate::{DATA_PREFIX, data_key, key_created, key_removed, parse_i64, read_dbsize};
+use crate::{DATA_PREFIX, DBSIZE_KEY, data_key, key_created, key_removed, parse_i64, read_dbsize};
 use fsm_sdk::{Reply, Tx, View, glob::glob_match};
 
 const INDEX_PREFIX: u8 = b'h';
@@ -24,10 +24,10 @@ const INDEX_PREFIX: u8 = b'h';
 const UNINDEXED_FROM: &[u8] = b"m:unindexed_from";
 /// Keys one tick indexes while the index is being built.
 pub const INDEX_KEYS_PER_TICK: u32 = 2048;
-/// Keys one `KEYS` or `FLUSHDB` host scan returns at a time.
+/// Keys one `KEYS` host scan returns at a time.
 const SCAN_CHUNK: u32 = 1024;
-/// Most keys one `FLUSHDB` removes: the whole flush is one log entry under one fuel budget.
-pub const FLUSH_KEYS_MAX: i64 = 10_000;
+/// More `m:` entries than the module will ever have (it has four kinds).
+const MODULE_WIDE_ENTRIES_MAX: u32 = 256;
 /// `SCAN`'s default `COUNT`, as Redis's.
 const SCAN_COUNT_DEFAULT: u64 = 10;
 
@@ -422,33 +422,25 @@ pub fn copy(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     Reply::Integer(1)
 }
 
-/// `FLUSHDB [ASYNC|SYNC]` and `FLUSHALL [ASYNC|SYNC]`: removes every key, in this one entry. Up
-/// to [`FLUSH_KEYS_MAX`] keys: past that, the whole flush would not fit one command's fuel
-/// budget, and the error says so (nothing is removed).
+/// `FLUSHDB [ASYNC|SYNC]` and `FLUSHALL [ASYNC|SYNC]`: removes every key, in this one entry and
+/// in constant work whatever the keyspace's size (the host's `clear`: no key is visited).
+///
+/// The module-wide entries under `m:` survive, except the two that describe the keys (their
+/// count, an index rebuild in progress): collection ids are never reused, so a `WATCH` token
+/// taken on a collection before the flush never matches one created after it, and fsm-kv-v2's
+/// schema stamp stays.
 pub fn flushdb(tx: &mut Tx, args: &[&[u8]]) -> Reply {
     if let Some(mode) = args.get(1)
         && (args.len() > 2 || !(mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC")))
     {
         return Reply::syntax_error();
     }
-    let held = read_dbsize(tx);
-    if held > FLUSH_KEYS_MAX {
-        return Reply::error(format!(
-            "ERR FLUSHDB of more than {FLUSH_KEYS_MAX} keys is not supported yet ({held} held): one log entry \
-             must stay within one command's fuel budget; delete in batches (SCAN, then DEL)"
-        ));
-    }
-    for (first, end) in [([DATA_PREFIX], [DATA_PREFIX + 1]), ([b't'], [b'u'])] {
-        loop {
-            let keys: Vec<Vec<u8>> = tx.scan(&first, Some(&end), SCAN_CHUNK).into_iter().map(|(k, _)| k).collect();
-            if keys.is_empty() {
-                break;
-            }
-            for stored in keys {
-                remove(tx, &stored[1..]);
-            }
+    let module_wide = tx.scan(b"m:", Some(b"m;"), MODULE_WIDE_ENTRIES_MAX);
+    tx.clear();
+    for (key, value) in module_wide {
+        if key != DBSIZE_KEY && key != UNINDEXED_FROM {
+            tx.put(&key, &value);
         }
     }
-    tx.delete(UNINDEXED_FROM);
     Reply::ok()
 }

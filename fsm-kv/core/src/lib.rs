@@ -134,7 +134,7 @@ pub const fn concat<const A: usize, const B: usize, const N: usize>(
 }
 
 pub(crate) const DATA_PREFIX: u8 = b'k';
-const DBSIZE_KEY: &[u8] = b"m:dbsize";
+pub(crate) const DBSIZE_KEY: &[u8] = b"m:dbsize";
 
 /// The store key of a user key.
 pub fn data_key(key: &[u8]) -> Vec<u8> {

@@ -79,10 +79,29 @@ fn delete_member(tx: &mut Tx, id: u64, member: &[u8], score: f64) {
 
 /// Every `(score, member)` of sorted set `id` with `from <= order key < to`, in order.
 fn ordered(view: &View, from: &[u8], to: &[u8], limit: usize) -> Vec<(f64, Vec<u8>)> {
-    collection::scan_range(view, from, to, limit)
-        .into_iter()
-        .map(|(k, _)| (unsortable(&k[9..17]), k[17..].to_vec()))
-        .collect()
+    decode_order(collection::scan_range(view, from, to, limit))
+}
+
+/// As [`ordered`], highest first: the `limit` highest entries of the range, read from the top
+/// (a leaderboard's first page costs the page, not the set).
+fn ordered_rev(view: &View, from: &[u8], to: &[u8], limit: usize) -> Vec<(f64, Vec<u8>)> {
+    decode_order(collection::scan_range_rev(view, from, to, limit))
+}
+
+fn decode_order(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(f64, Vec<u8>)> {
+    entries.into_iter().map(|(k, _)| (unsortable(&k[9..17]), k[17..].to_vec())).collect()
+}
+
+/// The first order key of set `id` with a score above `score` (its members come before it).
+fn order_key_above(id: u64, score: f64) -> Vec<u8> {
+    match u64::from_be_bytes(sortable(score)).checked_add(1) {
+        Some(next) => {
+            let mut k = order_prefix(id);
+            k.extend_from_slice(&next.to_be_bytes());
+            k
+        }
+        None => order_end(id),
+    }
 }
 
 fn all_ordered(view: &View, id: u64) -> Vec<(f64, Vec<u8>)> {
@@ -254,24 +273,34 @@ fn in_range(score: f64, min: Bound, max: Bound) -> bool {
     above && below
 }
 
-/// The members with scores in `[min, max]`, in order.
-fn by_score(view: &View, id: u64, min: Bound, max: Bound) -> Vec<(f64, Vec<u8>)> {
+/// The members with scores in `[min, max]`, lowest first (highest first with `rev`), at most
+/// `cap` of them: the walk starts at the end it lists from and stops once it has `cap`.
+fn by_score(view: &View, id: u64, min: Bound, max: Bound, rev: bool, cap: usize) -> Vec<(f64, Vec<u8>)> {
     if min.score > max.score {
         return Vec::new();
     }
+    const PAGE: usize = 512;
     let mut out = Vec::new();
-    let mut from = order_prefix(id);
-    from.extend_from_slice(&sortable(min.score));
-    let end = order_end(id);
-    loop {
-        let batch = ordered(view, &from, &end, 512);
-        let full = batch.len() == 512;
+    let (prefix, end) = (order_prefix(id), order_end(id));
+    // Ascending: from the first key at `min`. Descending: from below the first key past `max`.
+    let mut bound = if rev {
+        order_key_above(id, max.score)
+    } else {
+        let mut from = prefix.clone();
+        from.extend_from_slice(&sortable(min.score));
+        from
+    };
+    while out.len() < cap {
+        let batch = if rev { ordered_rev(view, &prefix, &bound, PAGE) } else { ordered(view, &bound, &end, PAGE) };
+        let full = batch.len() == PAGE;
         if let Some((score, member)) = batch.last() {
-            from = order_key(id, *score, member);
-            from.push(0);
+            bound = order_key(id, *score, member);
+            if !rev {
+                bound.push(0);
+            }
         }
         for (score, member) in batch {
-            if score > max.score {
+            if (rev && score < min.score) || (!rev && score > max.score) || out.len() == cap {
                 return out;
             }
             if in_range(score, min, max) {
@@ -279,9 +308,10 @@ fn by_score(view: &View, id: u64, min: Bound, max: Bound) -> Vec<(f64, Vec<u8>)>
             }
         }
         if !full {
-            return out;
+            break;
         }
     }
+    out
 }
 
 /// `ZCOUNT key min max`.
@@ -290,7 +320,7 @@ fn zcount(view: &View, args: &[&[u8]]) -> Reply {
         return Reply::error("ERR min or max is not a float");
     };
     match find(view, args[1]) {
-        Ok(Some(h)) => Reply::Integer(by_score(view, h.id, min, max).len() as i64),
+        Ok(Some(h)) => Reply::Integer(by_score(view, h.id, min, max, false, usize::MAX).len() as i64),
         Ok(None) => Reply::Integer(0),
         Err(reply) => reply,
     }
@@ -303,9 +333,17 @@ fn rank(view: &View, args: &[&[u8]], reverse: bool) -> Reply {
         Err(reply) => return reply,
     };
     let Some(score) = score_of(view, header.id, args[2]) else { return Reply::Null };
-    // Every entry before the member's own, in order.
-    let below = ordered(view, &order_prefix(header.id), &order_key(header.id, score, args[2]), usize::MAX).len() as i64;
-    Reply::Integer(if reverse { header.len as i64 - 1 - below } else { below })
+    // The entries before the member's own in the rank's direction: linear in the rank, so a
+    // member near the end it counts from answers quickly.
+    let own = order_key(header.id, score, args[2]);
+    let before = if reverse {
+        let mut after_own = own;
+        after_own.push(0);
+        collection::scan_range(view, &after_own, &order_end(header.id), usize::MAX).len()
+    } else {
+        collection::scan_range(view, &order_prefix(header.id), &own, usize::MAX).len()
+    };
+    Reply::Integer(before as i64)
 }
 
 /// `ZRANK key member`.
@@ -377,6 +415,8 @@ fn range_reply(
         Err(reply) => return reply,
     };
     let len = header.len as i64;
+    let (prefix, end) = (order_prefix(header.id), order_end(header.id));
+    // Listed in the reply's order: read from the top with REV.
     let mut selected = match selector {
         Selector::Rank(start, stop) => {
             let start = if start < 0 { (len + start).max(0) } else { start };
@@ -385,19 +425,31 @@ fn range_reply(
                 return Reply::Array(Vec::new());
             }
             // With REV, ranks count from the highest score.
-            let (first, last) = if rev { (len - 1 - stop, len - 1 - start) } else { (start, stop) };
-            let mut items = ordered(view, &order_prefix(header.id), &order_end(header.id), (last + 1) as usize);
-            items.drain(..(first as usize).min(items.len()));
+            let wanted = (stop + 1) as usize;
+            let mut items =
+                if rev { ordered_rev(view, &prefix, &end, wanted) } else { ordered(view, &prefix, &end, wanted) };
+            items.drain(..(start as usize).min(items.len()));
             items
         }
-        Selector::Score(min, max) => by_score(view, header.id, min, max),
+        Selector::Score(min, max) => {
+            // With a LIMIT, only its window's end is needed.
+            let cap = match limit {
+                Some((offset, count)) if offset >= 0 && count >= 0 => offset.saturating_add(count) as usize,
+                _ => usize::MAX,
+            };
+            by_score(view, header.id, min, max, rev, cap)
+        }
         Selector::Lex(min, max) => {
-            all_ordered(view, header.id).into_iter().filter(|(_, m)| lex_above(m, &min) && lex_below(m, &max)).collect()
+            let mut items: Vec<_> = all_ordered(view, header.id)
+                .into_iter()
+                .filter(|(_, m)| lex_above(m, &min) && lex_below(m, &max))
+                .collect();
+            if rev {
+                items.reverse();
+            }
+            items
         }
     };
-    if rev {
-        selected.reverse();
-    }
     if let Some((offset, count)) = limit {
         if offset < 0 {
             return Reply::Array(Vec::new());
@@ -553,15 +605,8 @@ fn pop(tx: &mut Tx, args: &[&[u8]], highest: bool) -> Reply {
         Ok(None) => return Reply::Array(Vec::new()),
         Err(reply) => return reply,
     };
-    let mut items = if highest {
-        let mut all = all_ordered(tx, header.id);
-        all.reverse();
-        all.truncate(count);
-        all
-    } else {
-        ordered(tx, &order_prefix(header.id), &order_end(header.id), count)
-    };
-    items.truncate(count);
+    let (prefix, end) = (order_prefix(header.id), order_end(header.id));
+    let items = if highest { ordered_rev(tx, &prefix, &end, count) } else { ordered(tx, &prefix, &end, count) };
     let mut out = Vec::with_capacity(items.len());
     for (score, member) in items {
         delete_member(tx, header.id, &member, score);
