@@ -155,3 +155,38 @@ fn t52_watch_aborts_exec_when_a_watched_key_changed_on_any_node() {
     assert_eq!(step("EXEC\r\n"), "*1\r\n$1\r\n5");
     cluster.wait_converged();
 }
+
+#[test]
+fn t53_a_flush_of_a_large_keyspace_is_one_entry_on_every_replica_and_survives_a_restart() {
+    let mut cluster = three();
+    let leader = cluster.leader(WAIT_DEADLINE);
+    let follower = followers(&cluster, leader)[0];
+    let mut con = cluster.client(leader);
+    // 30,000 keys: three times what one command could delete key by key.
+    for chunk in 0..30 {
+        let mut mset = vec!["MSET".to_owned()];
+        for i in 0..1000 {
+            mset.extend([format!("k:{chunk}:{i}"), "v".to_owned()]);
+        }
+        let args: Vec<&str> = mset.iter().map(String::as_str).collect();
+        assert_eq!(call_show(&mut con, &args), "+OK");
+    }
+    assert_eq!(call_show(&mut con, &["HSET", "h", "f", "v"]), ":1");
+    assert_eq!(call_show(&mut con, &["DBSIZE"]), ":30001");
+    assert_eq!(call_show(&mut cluster.client(follower), &["FLUSHALL"]), "+OK", "through a follower");
+    assert_eq!(call_show(&mut con, &["SET", "after", "1"]), "+OK");
+    for id in cluster.ids() {
+        cluster.wait_for(&format!("node {id} to apply the flush"), WAIT_DEADLINE, || {
+            match show(&cluster.call(id, &["DBSIZE"])).as_str() {
+                ":1" => Ok(()),
+                other => Err(other.to_owned()),
+            }
+        });
+    }
+    let (_, digest) = cluster.wait_converged();
+    // A restart re-applies whatever its store had not yet written, the flush included.
+    cluster.restart(follower);
+    let (_, again) = cluster.wait_converged();
+    assert_eq!(digest, again);
+    assert_eq!(show(&cluster.call(follower, &["SCAN", "0", "COUNT", "100"])), "*[$0, *[$after]]");
+}
