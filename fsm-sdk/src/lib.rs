@@ -87,6 +87,19 @@ impl KeySpec {
     pub const fn pairs() -> Self {
         KeySpec { first: 1, last: -1, step: 2 }
     }
+
+    /// The argument positions of the keys in a command of `argc` arguments (the name
+    /// included): what the host checks against a user's key patterns, and whose writes wake
+    /// clients blocked on those keys.
+    pub fn positions(self, argc: usize) -> impl Iterator<Item = usize> {
+        let argc = argc as i64;
+        let first = i64::from(self.first);
+        let last = if self.last < 0 { argc + i64::from(self.last) } else { i64::from(self.last) };
+        let step = i64::from(self.step).max(1);
+        // No keys (first 0) is an empty range: the last position before the first.
+        let last = if first > 0 { last.min(argc - 1) } else { first - 1 };
+        (first..=last).step_by(step as usize).map(|i| i as usize)
+    }
 }
 
 /// What the host learns about a command from the module's table. The guest builds it from a

@@ -105,6 +105,8 @@ pub fn local_categories(name: &str, sub: Option<&[u8]>) -> Categories {
         "acl" if is_sub("whoami") || is_sub("cat") || is_sub("help") => C::SLOW,
         "multi" | "discard" | "watch" | "unwatch" => C::FAST.with(C::TRANSACTION),
         "exec" => C::SLOW.with(C::TRANSACTION),
+        "blpop" | "brpop" | "blmove" | "brpoplpush" => C::WRITE.with(C::LIST).with(C::SLOW),
+        "bzpopmin" | "bzpopmax" => C::WRITE.with(C::SORTEDSET).with(C::FAST),
         // acl list/users, config, debug, the cluster commands, module, and anything new: admin
         // until someone decides otherwise.
         _ => admin,
@@ -490,24 +492,13 @@ pub fn check_module_command(
         return Err(Denied::Command(name));
     }
     if user.keys.is_some() {
-        for key in key_positions(info.keys, args.len()).filter_map(|i| args.get(i)) {
+        for key in info.keys.positions(args.len()).filter_map(|i| args.get(i)) {
             if !user.may_access(key.as_ref()) {
                 return Err(Denied::Key);
             }
         }
     }
     Ok(())
-}
-
-/// The argument positions a key spec names in a command of `argc` arguments.
-fn key_positions(spec: fsm_sdk::KeySpec, argc: usize) -> impl Iterator<Item = usize> {
-    let argc = argc as i64;
-    let first = i64::from(spec.first);
-    let last = if spec.last < 0 { argc + i64::from(spec.last) } else { i64::from(spec.last) };
-    let step = i64::from(spec.step).max(1);
-    // No keys (first 0) is an empty range: the last position before the first.
-    let last = if first > 0 { last.min(argc - 1) } else { first - 1 };
-    (first..=last).step_by(step as usize).map(|i| i as usize)
 }
 
 #[cfg(test)]

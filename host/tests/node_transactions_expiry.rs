@@ -158,7 +158,7 @@ fn t52_watch_aborts_exec_when_a_watched_key_changed_on_any_node() {
 
 #[test]
 fn t53_a_flush_of_a_large_keyspace_is_one_entry_on_every_replica_and_survives_a_restart() {
-    let mut cluster = three();
+    let cluster = three();
     let leader = cluster.leader(WAIT_DEADLINE);
     let follower = followers(&cluster, leader)[0];
     let mut con = cluster.client(leader);

@@ -199,6 +199,11 @@ impl Node {
         self.raft.metrics().borrow().membership_config.membership().nodes().next().is_some()
     }
 
+    /// The clients blocked on keys (`BLPOP`, ...), which this node's applies wake.
+    pub fn key_waiters(&self) -> &Arc<crate::raft::state_machine::key_waiters::KeyWaiters> {
+        &self.shared.key_waiters
+    }
+
     /// The leader, if one is known, with its addresses.
     pub fn leader(&self) -> Option<(NodeId, Member)> {
         let metrics = self.raft.metrics();

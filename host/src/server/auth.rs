@@ -117,6 +117,15 @@ fn check(
     if lower == "watch" && !args[1..].iter().all(|key| user.may_access(key)) {
         return Err(Denied::Key);
     }
+    // Blocking pops: the keys, and the destination of a move; never the timeout.
+    let keys = match lower.as_str() {
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => &args[1..args.len().saturating_sub(1).max(1)],
+        "blmove" | "brpoplpush" => &args[1..args.len().min(3)],
+        _ => &[][..],
+    };
+    if !keys.iter().all(|key| user.may_access(key)) {
+        return Err(Denied::Key);
+    }
     Ok(())
 }
 

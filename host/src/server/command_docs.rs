@@ -12,6 +12,48 @@ use bytes::Bytes;
 /// `(name, summary, since, group)` for every Redis command a node or fsm-kv answers.
 const DOCS: &[(&str, &str, &str, &str)] = &[
     ("append", "Appends a string to the value of a key. Creates the key if it doesn't exist.", "2.0.0", "string"),
+    (
+        "blmove",
+        "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is \
+         available otherwise. Deletes the list if the last element was moved.",
+        "6.2.0",
+        "list",
+    ),
+    (
+        "blpop",
+        "Removes and returns the first element in a list. Blocks until an element is available otherwise. \
+         Deletes the list if the last element was popped.",
+        "2.0.0",
+        "list",
+    ),
+    (
+        "brpop",
+        "Removes and returns the last element in a list. Blocks until an element is available otherwise. \
+         Deletes the list if the last element was popped.",
+        "2.0.0",
+        "list",
+    ),
+    (
+        "brpoplpush",
+        "Pops an element from a list, pushes it to another list and returns it. Block until an element is \
+         available otherwise. Deletes the list if the last element was popped.",
+        "2.2.0",
+        "list",
+    ),
+    (
+        "bzpopmax",
+        "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a \
+         member available otherwise. Deletes the sorted set if the last element was popped.",
+        "5.0.0",
+        "sorted-set",
+    ),
+    (
+        "bzpopmin",
+        "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a \
+         member is available otherwise. Deletes the sorted set if the last element was popped.",
+        "5.0.0",
+        "sorted-set",
+    ),
     ("copy", "Copies the value of a key to a new key.", "6.2.0", "generic"),
     ("dbsize", "Returns the number of keys in the database.", "1.0.0", "server"),
     (

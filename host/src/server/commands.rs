@@ -35,6 +35,9 @@ pub enum Outcome {
     Close(Response),
     /// A cluster command: run it with [`run_cluster`] once earlier replies are out.
     Cluster(Local),
+    /// A blocking pop: the connection runs it ([`super::blocking::run`]) once earlier replies
+    /// are out.
+    Block(super::blocking::Blocking),
     /// Not a command we know.
     Unknown,
 }
@@ -56,6 +59,7 @@ fn run(shared: &Shared, session: &mut Session, command: Local) -> Outcome {
         Local::Ping(None) => Response::Simple("PONG".into()),
         Local::Ping(Some(message)) | Local::Echo(message) => Response::Bulk(message),
         Local::Quit => return Outcome::Close(Response::ok()),
+        Local::Blocking(blocking) => return Outcome::Block(blocking),
         Local::Select(0) => Response::ok(),
         Local::Select(_) => Response::error("ERR DB index is out of range"),
         Local::Hello(args) => hello(shared, session, &args),
@@ -324,9 +328,10 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
     if want("clients") {
         let _ = write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
             shared.connections(),
-            shared.connections_max
+            shared.connections_max,
+            shared.blocked_clients.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
     if want("memory") {
@@ -344,7 +349,7 @@ fn info(shared: &Shared, session: &Session, args: &[Bytes]) -> Response {
         use super::command_stats::Outcome as O;
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nblocked_clients:0\r\n\
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              total_error_replies:{}\r\nunexpected_error_replies:0\r\nrejected_calls:{}\r\nfailed_calls:{}\r\n\
              acl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\r\n",
             count(&shared.connections_received),

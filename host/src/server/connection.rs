@@ -42,10 +42,30 @@ enum Kind {
 /// busy with it must hand this runtime's other connections to another thread meanwhile.
 const LOCAL_ARGS_INLINE_MAX: usize = 1024;
 
-enum Pending {
+/// A reply owed to the client: ready, or arriving from this node or from the leader.
+pub(super) enum Pending {
     Ready(Response),
     Node(oneshot::Receiver<Result<Reply, ClusterError>>),
     Forwarded(oneshot::Receiver<Response>),
+}
+
+impl Pending {
+    /// Waits for the reply.
+    pub(super) async fn resolve(self) -> Response {
+        match self {
+            Pending::Ready(response) => response,
+            Pending::Node(rx) => match rx.await {
+                Ok(Ok(reply)) => Response::from(reply),
+                Ok(Err(e)) => cluster_error(&e),
+                Err(_) => Response::error(
+                    "UNKNOWN the write's outcome is unknown (the node stopped): it may or may not have been applied",
+                ),
+            },
+            Pending::Forwarded(rx) => rx.await.unwrap_or_else(|_| {
+                Response::error("UNKNOWN the forwarded write's outcome is unknown: it may or may not have been applied")
+            }),
+        }
+    }
 }
 
 /// The replies owed to the client, in request order.
@@ -62,21 +82,7 @@ struct Pipeline {
 impl Pipeline {
     async fn drain(&mut self, protocol: Protocol, out: &mut BytesMut) {
         while let Some((item, meter)) = self.pending.pop_front() {
-            let response = match item {
-                Pending::Ready(response) => response,
-                Pending::Node(rx) => match rx.await {
-                    Ok(Ok(reply)) => Response::from(reply),
-                    Ok(Err(e)) => cluster_error(&e),
-                    Err(_) => Response::error(
-                        "UNKNOWN the write's outcome is unknown (the node stopped): it may or may not have been applied",
-                    ),
-                },
-                Pending::Forwarded(rx) => rx.await.unwrap_or_else(|_| {
-                    Response::error(
-                        "UNKNOWN the forwarded write's outcome is unknown: it may or may not have been applied",
-                    )
-                }),
-            };
+            let response = item.resolve().await;
             if let Some(meter) = meter {
                 meter.finish(&response);
             }
@@ -148,9 +154,31 @@ where
                 break;
             }
             first_request = false;
-            if dispatch(&shared, &mut session, args, &mut pipeline, &mut out).await == Flow::Close {
-                close = true;
-                break;
+            match dispatch(&shared, &mut session, args, &mut pipeline, &mut out).await {
+                Flow::Continue => {}
+                Flow::Close => {
+                    close = true;
+                    break;
+                }
+                Flow::Block(blocking, meter) => {
+                    // Everything owed before it goes out first: the client may wait a while.
+                    pipeline.drain(session.protocol, &mut out).await;
+                    if !out.is_empty() {
+                        if wr.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        out.clear();
+                    }
+                    let Ok(response) = super::blocking::run(&shared, &mut session, blocking, &mut rd, &mut input).await
+                    else {
+                        // The client left while blocked.
+                        return;
+                    };
+                    if let Some(meter) = meter {
+                        meter.finish(&response);
+                    }
+                    protocol::encode(&response, session.protocol, &mut out);
+                }
             }
             if pipeline.pending.len() >= PENDING_MAX {
                 pipeline.drain(session.protocol, &mut out).await;
@@ -176,10 +204,11 @@ where
     let _ = wr.shutdown().await;
 }
 
-#[derive(PartialEq, Eq)]
 enum Flow {
     Continue,
     Close,
+    /// A blocking pop: [`serve`] runs it, with the connection's input at hand.
+    Block(super::blocking::Blocking, Option<Meter>),
 }
 
 async fn dispatch(
@@ -308,6 +337,7 @@ async fn dispatch(
             pipeline.owe(meter.take(), Pending::Ready(response));
             Flow::Close
         }
+        Outcome::Block(blocking) => Flow::Block(blocking, meter.take()),
         Outcome::Cluster(command) => {
             // Membership and snapshot commands wait for everything before them.
             pipeline.drain(session.protocol, out).await;
@@ -331,7 +361,8 @@ fn is_transaction_command(name: &[u8]) -> bool {
     ["MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"].iter().any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
 }
 
-async fn write(shared: &Shared, session: &mut Session, route: Route, args: Vec<Bytes>) -> Pending {
+/// Sends a module write where `route` says: queued on this node, or forwarded to the leader.
+pub(super) async fn write(shared: &Shared, session: &mut Session, route: Route, args: Vec<Bytes>) -> Pending {
     match route {
         Route::Local => {
             let mut encoded = Vec::with_capacity(fsm_sdk::codec::encoded_args_len(&args));

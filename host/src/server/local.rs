@@ -42,6 +42,12 @@ pub const TABLE: &[(&str, i64, &[&str])] = &[
     ("discard", 1, &["noscript", "loading", "stale", "fast", "allow_busy"]),
     ("watch", -2, &["noscript", "loading", "stale", "fast", "allow_busy"]),
     ("unwatch", 1, &["noscript", "loading", "stale", "fast", "allow_busy"]),
+    ("blpop", -3, &["write", "blocking"]),
+    ("brpop", -3, &["write", "blocking"]),
+    ("blmove", 6, &["write", "denyoom", "blocking"]),
+    ("brpoplpush", 4, &["write", "denyoom", "blocking"]),
+    ("bzpopmin", -3, &["write", "blocking", "fast"]),
+    ("bzpopmax", -3, &["write", "blocking", "fast"]),
 ];
 
 /// Whether the server answers `name` (lower-case) itself rather than the module.
@@ -129,6 +135,8 @@ pub enum Local {
     },
     /// `SNAPSHOT`.
     Snapshot,
+    /// `BLPOP`, `BRPOP`, `BLMOVE`, `BRPOPLPUSH`, `BZPOPMIN`, `BZPOPMAX`.
+    Blocking(super::blocking::Blocking),
 }
 
 impl Local {
@@ -217,6 +225,12 @@ pub fn parse(args: &[Bytes]) -> Option<Result<Local, Response>> {
             }
         }
         "snapshot" => Local::Snapshot,
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "bzpopmin" | "bzpopmax" => {
+            match super::blocking::parse(&name, args) {
+                Ok(blocking) => Local::Blocking(blocking),
+                Err(reply) => return Some(Err(reply)),
+            }
+        }
         _ => return None,
     }))
 }

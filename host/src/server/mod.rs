@@ -18,6 +18,7 @@
 //! `-ERR max number of clients reached` and is closed.
 
 pub mod auth;
+pub mod blocking;
 mod command_docs;
 pub mod command_stats;
 pub mod commands;
@@ -71,6 +72,8 @@ pub struct Shared {
     pub commands: command_stats::CommandStats,
     /// Connections accepted since start (`INFO stats`).
     pub connections_received: AtomicU64,
+    /// Connections waiting in a blocking pop (`INFO clients`).
+    pub blocked_clients: std::sync::atomic::AtomicUsize,
     slots: Arc<Semaphore>,
     next_id: AtomicU64,
 }
@@ -126,6 +129,7 @@ impl Shared {
             security_generation: AtomicU64::new(0),
             commands: command_stats::CommandStats::default(),
             connections_received: AtomicU64::new(0),
+            blocked_clients: std::sync::atomic::AtomicUsize::new(0),
             denied: auth::DeniedCounts::default(),
             node,
             protocol_limits: protocol::ProtocolLimits {

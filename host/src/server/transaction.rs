@@ -196,7 +196,7 @@ pub async fn exec(shared: &Shared, session: &mut Session) -> Response {
             Queued::Module(_) => module_replies.pop().unwrap_or_else(|| Response::error("ERR missing reply")),
             Queued::Local(args) => match commands::run_local(shared, session, args) {
                 commands::Outcome::Reply(response) | commands::Outcome::Close(response) => response,
-                commands::Outcome::Cluster(_) | commands::Outcome::Unknown => {
+                commands::Outcome::Cluster(_) | commands::Outcome::Block(_) | commands::Outcome::Unknown => {
                     Response::error("ERR Command not allowed inside a transaction")
                 }
             },

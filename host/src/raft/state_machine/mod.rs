@@ -19,9 +19,11 @@
 //! a file and restores from it (the contract is checked before any data is read).
 //!
 //! The parts: `snapshot_files` (the snapshot files of one node: naming, publishing, cleanup),
-//! `snapshots` (building, receiving and restoring snapshots) and `module_entries` (applying
-//! module entries: loading, switching, the module history).
+//! `snapshots` (building, receiving and restoring snapshots), `module_entries` (applying
+//! module entries: loading, switching, the module history) and `key_waiters` (the clients
+//! blocked on keys, woken by the applies that write them).
 
+pub mod key_waiters;
 mod module_entries;
 mod snapshot_files;
 mod snapshots;
@@ -100,6 +102,8 @@ pub struct SharedState {
     /// RELOAD` and SIGHUP). Its ABI, engine and limits must match every module entry's; an entry
     /// carrying its bytes reuses it instead of compiling them again.
     pub configured: super::modules::ConfiguredCell,
+    /// Clients blocked on keys (`BLPOP`, ...): every apply wakes those whose keys it wrote.
+    pub key_waiters: Arc<key_waiters::KeyWaiters>,
 }
 
 impl SharedState {
@@ -188,6 +192,7 @@ impl StateMachine {
             module: RwLock::default(),
             module_change: Mutex::new(()),
             configured,
+            key_waiters: Arc::default(),
         });
         let machine = StateMachine {
             runtime: Mutex::new(runtime),
@@ -286,6 +291,9 @@ impl StateMachine {
             tracing::error!("{why}; this node stops applying");
             return Err(io_error(StorageIOError::write_state_machine, why));
         }
+        if self.shared.key_waiters.any() {
+            self.wake_key_waiters(&pending.commands);
+        }
         let mut replies = replies.into_iter();
         for count in pending.counts.drain(..) {
             out.push(Response { replies: replies.by_ref().take(count).collect() });
@@ -298,6 +306,36 @@ impl StateMachine {
         pending.last = None;
         pending.membership = None;
         Ok(())
+    }
+}
+
+impl StateMachine {
+    /// Wakes the clients blocked on keys that `ops` (just applied) wrote: the keys of every write
+    /// command, by the module's key positions. A transaction wakes everyone (they look again,
+    /// and block again).
+    fn wake_key_waiters(&self, ops: &[Op<'_>]) {
+        let module = lock(&self.runtime).module().clone();
+        let waiters = &self.shared.key_waiters;
+        let mut args = Vec::new();
+        for op in ops {
+            let Op::Command { encoded, .. } = op else { continue };
+            args.clear();
+            if fsm_sdk::codec::decode_args_into(encoded, &mut args).is_err() || args.is_empty() {
+                continue;
+            }
+            let Some(info) = module.command_index(args[0]).map(|i| &module.commands()[i]) else {
+                if args[0] == crate::runtime::TRANSACTION_MARKER {
+                    waiters.everything_changed();
+                    return;
+                }
+                continue;
+            };
+            if info.write {
+                for position in info.keys.positions(args.len()) {
+                    waiters.written(args[position]);
+                }
+            }
+        }
     }
 }
 
@@ -365,6 +403,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         }
                     };
                     out.push(Response { replies: vec![reply] });
+                    self.shared.key_waiters.everything_changed();
                     continue;
                 }
                 EntryPayload::Normal(Request::RetireNode(id)) => {
@@ -494,6 +533,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             counters.snapshot_bytes.store(bytes, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         })?;
+        self.shared.key_waiters.everything_changed();
         self.reload_shared()
     }
 
