@@ -580,6 +580,9 @@ mod tests {
 
     #[test]
     fn allow_list_names_every_import() {
-        assert_eq!(import::ALL, [import::GET, import::PUT, import::DELETE, import::SCAN, import::TIME]);
+        assert_eq!(
+            import::ALL,
+            [import::GET, import::PUT, import::DELETE, import::SCAN, import::SCAN_REV, import::CLEAR, import::TIME]
+        );
     }
 }
