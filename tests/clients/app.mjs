@@ -44,6 +44,8 @@ async function nodeRedis() {
   assert.equal(await c.rPush(k('nr:queue'), ['j1', 'j2', 'j3']), 3);
   assert.equal(await c.lPop(k('nr:queue')), 'j1');
   assert.deepEqual(await c.lRange(k('nr:queue'), 0, -1), ['j2', 'j3']);
+  assert.deepEqual({ ...(await c.blPop(k('nr:queue'), 1)) }, { key: k('nr:queue'), element: 'j2' });
+  assert.equal(await other.blPop(k('nr:none'), 0.1), null);
   // A leaderboard on a sorted set.
   assert.equal(await c.zAdd(k('nr:board'), [{ score: 10, value: 'alice' }, { score: 20, value: 'bob' }]), 2);
   assert.equal(await c.zIncrBy(k('nr:board'), 12.5, 'alice'), 22.5);
@@ -87,6 +89,8 @@ async function ioredis() {
   assert.equal(await r.scard(k('io:tags')), 3);
   assert.equal(await r.lpush(k('io:queue'), 'a', 'b'), 2);
   assert.equal(await r.rpop(k('io:queue')), 'a');
+  assert.deepEqual(await r.brpop(k('io:queue'), 1), [k('io:queue'), 'b']);
+  assert.equal(await other.blpop(k('io:none'), 0.1), null);
   assert.equal(await r.zadd(k('io:board'), 10, 'alice', 20, 'bob'), 2);
   assert.equal(await r.zincrby(k('io:board'), 12.5, 'alice'), '22.5');
   assert.deepEqual(await r.zrevrange(k('io:board'), 0, -1, 'WITHSCORES'), ['alice', '22.5', 'bob', '20']);

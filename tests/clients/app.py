@@ -55,6 +55,23 @@ assert r.rpush(k("queue"), "job1", "job2", "job3") == 3
 assert r.lpop(k("queue")) == "job1" and r.llen(k("queue")) == 2
 assert r.lrange(k("queue"), 0, -1) == ["job2", "job3"]
 assert r.lmove(k("queue"), k("working"), "LEFT", "RIGHT") == "job2"
+assert r.brpop([k("queue")], timeout=1) == (k("queue"), "job3")
+assert r.blpop([k("queue")], timeout=0.1) is None
+
+# A worker blocked on an empty queue gets the next job pushed.
+import threading
+
+taken = []
+worker = threading.Thread(target=lambda: taken.append(other.blpop([k("jobs")], timeout=20)))
+worker.start()
+deadline = time.monotonic() + 10
+while r.info("clients")["blocked_clients"] < 1:
+    assert time.monotonic() < deadline, "the worker never blocked"
+    time.sleep(0.02)
+assert r.rpush(k("jobs"), "job4") == 1
+worker.join(20)
+assert taken == [(k("jobs"), "job4")], taken
+assert r.llen(k("jobs")) == 0
 
 # A leaderboard on a sorted set.
 assert r.zadd(k("board"), {"alice": 10, "bob": 20, "carol": 15}) == 3
