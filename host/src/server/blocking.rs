@@ -14,10 +14,9 @@
 //! The timeout is judged by the serving node's clock.
 
 use super::Shared;
-use super::connection::{Pending, write};
 use super::local::{is, wrong_arity};
 use super::protocol::Response;
-use super::routing::{cluster_error, route_write};
+use super::routing::{Pending, cluster_error, route_write, write};
 use super::session::Session;
 use crate::node::ClusterError;
 use bytes::{Bytes, BytesMut};

@@ -15,16 +15,14 @@ use super::Shared;
 use super::command_stats::Meter;
 use super::commands::{self, Outcome};
 use super::protocol::{self, Protocol, Response};
-use super::routing::{Route, cluster_error, route_write};
+use super::routing::{Pending, Route, cluster_error, route_write, write};
 use super::session::Session;
 use super::transaction::{self, Step};
 use super::upstream::FORWARDED_MARKER;
 use crate::node::ClusterError;
 use bytes::{Bytes, BytesMut};
-use fsm_sdk::Reply;
 use std::collections::VecDeque;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
 /// Replies pending before the connection drains them anyway (bounds memory per connection).
 const PENDING_MAX: usize = 16 * 1024;
@@ -41,32 +39,6 @@ enum Kind {
 /// with its arguments (`COMMAND INFO`, `INFO`, `CONFIG GET` with many names), and the worker
 /// busy with it must hand this runtime's other connections to another thread meanwhile.
 const LOCAL_ARGS_INLINE_MAX: usize = 1024;
-
-/// A reply owed to the client: ready, or arriving from this node or from the leader.
-pub(super) enum Pending {
-    Ready(Response),
-    Node(oneshot::Receiver<Result<Reply, ClusterError>>),
-    Forwarded(oneshot::Receiver<Response>),
-}
-
-impl Pending {
-    /// Waits for the reply.
-    pub(super) async fn resolve(self) -> Response {
-        match self {
-            Pending::Ready(response) => response,
-            Pending::Node(rx) => match rx.await {
-                Ok(Ok(reply)) => Response::from(reply),
-                Ok(Err(e)) => cluster_error(&e),
-                Err(_) => Response::error(
-                    "UNKNOWN the write's outcome is unknown (the node stopped): it may or may not have been applied",
-                ),
-            },
-            Pending::Forwarded(rx) => rx.await.unwrap_or_else(|_| {
-                Response::error("UNKNOWN the forwarded write's outcome is unknown: it may or may not have been applied")
-            }),
-        }
-    }
-}
 
 /// The replies owed to the client, in request order.
 #[derive(Default)]
@@ -359,24 +331,6 @@ async fn dispatch(
 /// transaction.
 fn is_transaction_command(name: &[u8]) -> bool {
     ["MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"].iter().any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
-}
-
-/// Sends a module write where `route` says: queued on this node, or forwarded to the leader.
-pub(super) async fn write(shared: &Shared, session: &mut Session, route: Route, args: Vec<Bytes>) -> Pending {
-    match route {
-        Route::Local => {
-            let mut encoded = Vec::with_capacity(fsm_sdk::codec::encoded_args_len(&args));
-            fsm_sdk::codec::encode_args(&args, &mut encoded);
-            Pending::Node(shared.node.submit_write(encoded).await)
-        }
-        Route::Forward(redis_addr) => Pending::Forwarded(
-            session
-                .upstream_to(&redis_addr, shared.forward_timeout, shared.security().upstream_tls.clone())
-                .submit(args)
-                .await,
-        ),
-        Route::Reply(response) => Pending::Ready(response),
-    }
 }
 
 async fn read(shared: &Shared, session: &Session, args: &[Bytes]) -> Pending {
