@@ -322,7 +322,7 @@ fn t40_an_unknown_import_is_refused_by_name() {
     let wasi = r#"(import "wasi_snapshot_preview1" "clock_time_get" (func (param i32 i64 i32) (result i32)))"#;
     let e = load_error(&abi_module(OK, OK, wasi));
     assert!(e.contains("`wasi_snapshot_preview1::clock_time_get`"), "{e}");
-    assert!(e.contains("redraft::{get, put, delete, scan, time}"), "{e}");
+    assert!(e.contains("redraft::{get, put, delete, scan, scan_rev, clear, time}"), "{e}");
     let e = load_error(&abi_module(OK, OK, r#"(import "redraft" "random" (func (result i64)))"#));
     assert!(e.contains("`redraft::random`"), "{e}");
 }

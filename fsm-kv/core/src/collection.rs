@@ -104,37 +104,35 @@ pub fn save(tx: &mut Tx, key: &[u8], mut header: Header, created: bool) {
 /// Up to `limit` store entries with `from <= key < end`, in key order, read a page at a time.
 /// One command's fuel bounds how many a command can read.
 pub fn scan_range(view: &View, from: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-    const PAGE: usize = 512;
-    let mut out = Vec::new();
-    let mut from = from.to_vec();
-    while out.len() < limit {
-        let want = (limit - out.len()).min(PAGE);
-        let entries = view.scan(&from, Some(end), want as u32);
-        let full = entries.len() == want;
-        if let Some((last, _)) = entries.last() {
-            from = last.clone();
-            from.push(0);
-        }
-        out.extend(entries);
-        if !full {
-            break;
-        }
-    }
-    out
+    scan_pages(view, from, end, limit, false)
 }
 
 /// As [`scan_range`], in descending key order: the `limit` highest entries of `[from, end)`.
 pub fn scan_range_rev(view: &View, from: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    scan_pages(view, from, end, limit, true)
+}
+
+fn scan_pages(view: &View, from: &[u8], end: &[u8], limit: usize, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
     const PAGE: usize = 512;
     let mut out = Vec::new();
-    let mut end = end.to_vec();
+    let (mut from, mut end) = (from.to_vec(), end.to_vec());
     while out.len() < limit {
         let want = (limit - out.len()).min(PAGE);
-        let entries = view.scan_rev(from, Some(&end), want as u32);
+        let entries = if reverse {
+            view.scan_rev(&from, Some(&end), want as u32)
+        } else {
+            view.scan(&from, Some(&end), want as u32)
+        };
         let full = entries.len() == want;
+        // The next page starts past the last key returned: above it going up (the bound is
+        // inclusive), at it going down (the bound is exclusive).
         if let Some((last, _)) = entries.last() {
-            // The upper bound is exclusive: the next page starts below the last key returned.
-            end = last.clone();
+            if reverse {
+                end = last.clone();
+            } else {
+                from = last.clone();
+                from.push(0);
+            }
         }
         out.extend(entries);
         if !full {

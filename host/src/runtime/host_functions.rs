@@ -258,37 +258,8 @@ fn clear(mut caller: Caller<'_, HostState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// `scan(start_ptr, start_len, end_ptr, end_len, limit, dst_ptr, dst_cap) -> i64`: ascending.
-#[allow(clippy::too_many_arguments)]
-fn scan(
-    caller: Caller<'_, HostState>,
-    start_ptr: u32,
-    start_len: u32,
-    end_ptr: u32,
-    end_len: u32,
-    limit: u32,
-    dst_ptr: u32,
-    dst_cap: u32,
-) -> wasmtime::Result<i64> {
-    scan_range(caller, (start_ptr, start_len), (end_ptr, end_len), limit, (dst_ptr, dst_cap), false)
-}
-
-/// `scan_rev(...)`: as [`scan`], in descending key order.
-#[allow(clippy::too_many_arguments)]
-fn scan_rev(
-    caller: Caller<'_, HostState>,
-    start_ptr: u32,
-    start_len: u32,
-    end_ptr: u32,
-    end_len: u32,
-    limit: u32,
-    dst_ptr: u32,
-    dst_cap: u32,
-) -> wasmtime::Result<i64> {
-    scan_range(caller, (start_ptr, start_len), (end_ptr, end_len), limit, (dst_ptr, dst_cap), true)
-}
-
-/// The body of [`scan`] and [`scan_rev`]; each guest slice is `(ptr, len)`.
+/// `scan` and `scan_rev(start_ptr, start_len, end_ptr, end_len, limit, dst_ptr, dst_cap) -> i64`
+/// (ascending and descending); each guest slice here is `(ptr, len)`.
 fn scan_range(
     mut caller: Caller<'_, HostState>,
     (start_ptr, start_len): (u32, u32),
@@ -353,8 +324,15 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::GET, get)?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::PUT, put)?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::DELETE, delete)?;
-    linker.func_wrap(abi::IMPORT_MODULE, abi::import::SCAN, scan)?;
-    linker.func_wrap(abi::IMPORT_MODULE, abi::import::SCAN_REV, scan_rev)?;
+    for (name, reverse) in [(abi::import::SCAN, false), (abi::import::SCAN_REV, true)] {
+        linker.func_wrap(
+            abi::IMPORT_MODULE,
+            name,
+            move |caller: Caller<'_, HostState>, start: u32, start_len, end: u32, end_len, limit, dst: u32, dst_cap| {
+                scan_range(caller, (start, start_len), (end, end_len), limit, (dst, dst_cap), reverse)
+            },
+        )?;
+    }
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::CLEAR, clear)?;
     linker.func_wrap(abi::IMPORT_MODULE, abi::import::TIME, time)?;
     Ok(linker)
