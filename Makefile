@@ -12,6 +12,7 @@
 #                 docs/BENCHMARKS.md), the apply micro-benchmark, and module switches under load
 #   make bench-writes  durable SETs against limits.writes_in_flight_max, one run (IN_FLIGHT="1 2 4")
 #   make bench-growth  SET/s, RSS and data size as the keyspace grows, and restart times (KEYS=.. STEPS=.. BACKEND=..)
+#   make bench-flush   FLUSHALL of FLUSH_KEYS keys (default a million) per durable backend
 #   make soak     one long seeded fault-suite run: make soak SEED=42 DURATION=600
 #   make wasm     build the state-machine modules (target/wasm32-unknown-unknown/guest/*.wasm)
 #   make fix      format and apply lint fixes
@@ -30,7 +31,7 @@ GUESTS := -p fsm-kv -p fsm-kv-v2 -p fsm-probe
 SEED ?= 1
 DURATION ?= 300
 
-.PHONY: client-deps bench-writes bench-growth soak all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply bench-switch fix clean
+.PHONY: client-deps bench-writes bench-growth bench-flush soak all toolchain test-deps wasm build release run cluster stop test verify lint fmt-check clippy doc unit bench bench-cluster bench-apply bench-switch fix clean
 
 all: build
 
@@ -130,6 +131,11 @@ STEPS ?= 10
 BACKEND ?= redb
 bench-growth: release test-deps
 	BACKEND=$(BACKEND) tests/scripts/bench_growth.sh target/release/redraft $(KEYS) $(STEPS)
+
+## FLUSHALL of a large keyspace per durable backend: its reply, every node empty, the next SET.
+FLUSH_KEYS ?= 1000000
+bench-flush: release test-deps
+	tests/scripts/bench_flush.sh target/release/redraft $(FLUSH_KEYS)
 
 ## Module switches on a 3-node cluster: MODULE RELOAD's round trip, SET throughput across switches.
 bench-switch: release test-deps
