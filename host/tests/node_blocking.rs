@@ -132,3 +132,19 @@ fn t63_a_client_that_leaves_while_blocked_takes_nothing() {
     cluster.wait_converged();
     assert_eq!(call_show(&mut cluster.client(follower), &["LRANGE", "jobs", "0", "-1"]), "*[$kept]");
 }
+
+#[test]
+fn t64_a_client_blocked_on_a_follower_survives_the_leaders_death_and_gets_the_next_push() {
+    let (cluster, leader, follower) = three();
+    let mut waiting = block(&cluster, follower, "BLPOP jobs 0\r\n");
+    wait_blocked(&cluster, follower, 1);
+    cluster.kill(leader);
+    let new_leader = cluster.wait_until("a new leader", WAIT_DEADLINE, || {
+        let seen = cluster.leader_seen_by(follower).ok().flatten()?;
+        (seen.0 != leader).then_some(seen.0)
+    });
+    let mut con = cluster.client(new_leader);
+    assert_eq!(call_show(&mut con, &["RPUSH", "jobs", "after-failover"]), ":1");
+    assert_eq!(reply(&mut waiting), "*2\r\n$4\r\njobs\r\n$14\r\nafter-failover\r\n");
+    assert_eq!(call_show(&mut con, &["EXISTS", "jobs"]), ":0", "taken once");
+}
