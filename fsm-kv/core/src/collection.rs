@@ -142,6 +142,44 @@ fn scan_pages(view: &View, from: &[u8], end: &[u8], limit: usize, reverse: bool)
     out
 }
 
+/// Random picks from collection `id`, reading only what they return: each run of picks starts
+/// at the first element at or after a pseudo-random point in hash order (wrapping around at the
+/// end). With `distinct`, up to `count` different elements, consecutive in hash order from one
+/// point: a pseudo-random subset, since hash order is unrelated to the elements. Otherwise
+/// `count` independent picks, repeats allowed. The points come from the command's time and
+/// `key`, so every replica applying the entry picks the same.
+pub fn sample(view: &View, key: &[u8], id: u64, count: usize, distinct: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut next = random(view, key);
+    if distinct {
+        return elements_from(view, id, next(), count);
+    }
+    (0..count).flat_map(|_| elements_from(view, id, next(), 1)).collect()
+}
+
+/// A deterministic pseudo-random sequence seeded by the command's time and `key`: the same on
+/// every replica applying the same entry (and on any node reading at the same millisecond).
+pub fn random(view: &View, key: &[u8]) -> impl FnMut() -> u64 + use<> {
+    let mut seed = key_hash(&[&view.time_ms().to_le_bytes()[..], key].concat()) | 1;
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
+/// Up to `count` `(element, value)`s of collection `id` in hash order from the hash `point`,
+/// wrapping around to the lowest hash (never past `point` again).
+fn elements_from(view: &View, id: u64, point: u64, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut from = elements_prefix(id);
+    from.extend_from_slice(&point.to_be_bytes());
+    let mut found = scan_range(view, &from, &elements_end(id), count);
+    if found.len() < count {
+        found.extend(scan_range(view, &elements_prefix(id), &from, count - found.len()));
+    }
+    found.into_iter().map(|(k, v)| (element_of(&k).to_vec(), v)).collect()
+}
+
 /// Every `(element, value)` of collection `id`, in hash order.
 pub fn elements(view: &View, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
     scan_range(view, &elements_prefix(id), &elements_end(id), usize::MAX)

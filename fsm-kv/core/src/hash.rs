@@ -4,7 +4,6 @@
 
 use crate::collection::{self, Header, Kind, element_key};
 use crate::expiry::expire_if_due;
-use crate::keyspace::key_hash;
 use crate::{format_float, parse_float, parse_i64};
 use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View};
 
@@ -240,29 +239,18 @@ fn hrandfield(view: &View, args: &[&[u8]]) -> Reply {
         Ok(None) => return if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Null },
         Err(reply) => return reply,
     };
-    let all = fields(view, header.id);
-    if all.is_empty() {
-        return Reply::Null;
-    }
-    let mut seed = key_hash(&[&view.time_ms().to_le_bytes()[..], args[1]].concat());
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
+    let (take, distinct) = match count {
+        None => (1, true),
+        Some(n) if n >= 0 => (n as usize, true),
+        Some(n) => (n.unsigned_abs().min(1 << 24) as usize, false),
     };
-    let start = (next() % all.len() as u64) as usize;
-    let picks: Vec<usize> = match count {
-        None => vec![start],
-        Some(n) if n >= 0 => (0..(n as usize).min(all.len())).map(|i| (start + i) % all.len()).collect(),
-        Some(n) => (0..n.unsigned_abs().min(1 << 24)).map(|_| (next() % all.len() as u64) as usize).collect(),
-    };
+    let picked = collection::sample(view, args[1], header.id, take, distinct);
     match count {
-        None => Reply::Bulk(all[start].0.clone()),
-        Some(_) if with_values => Reply::Pairs(
-            picks.into_iter().map(|i| (Reply::Bulk(all[i].0.clone()), Reply::Bulk(all[i].1.clone()))).collect(),
-        ),
-        Some(_) => Reply::Array(picks.into_iter().map(|i| Reply::Bulk(all[i].0.clone())).collect()),
+        None => Reply::bulk_or_null(picked.into_iter().next().map(|(field, _)| field)),
+        Some(_) if with_values => {
+            Reply::Pairs(picked.into_iter().map(|(field, value)| (Reply::Bulk(field), Reply::Bulk(value))).collect())
+        }
+        Some(_) => Reply::Array(picked.into_iter().map(|(field, _)| Reply::Bulk(field)).collect()),
     }
 }
 

@@ -4,7 +4,6 @@
 
 use crate::collection::{self, Header, Kind, element_key};
 use crate::expiry::{expire_if_due, remove};
-use crate::keyspace::key_hash;
 use crate::parse_i64;
 use fsm_sdk::{Arity, Command, KeySpec, Reply, Tx, View};
 use std::collections::BTreeSet;
@@ -117,18 +116,6 @@ fn scard(view: &View, args: &[&[u8]]) -> Reply {
     }
 }
 
-/// A deterministic pseudo-random sequence seeded by the command's time and the key: the same on
-/// every replica applying the same entry (and on any node reading at the same millisecond).
-fn random(view: &View, key: &[u8]) -> impl FnMut() -> u64 + use<> {
-    let mut seed = key_hash(&[&view.time_ms().to_le_bytes()[..], key].concat()) | 1;
-    move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    }
-}
-
 /// Parses a count argument as Redis's `SPOP` / `SRANDMEMBER` do.
 fn count_arg(arg: Option<&&[u8]>) -> Result<Option<i64>, Reply> {
     match arg {
@@ -149,17 +136,14 @@ fn spop(tx: &mut Tx, args: &[&[u8]]) -> Reply {
         Err(reply) => return reply,
     };
     expire_if_due(tx, args[1]);
-    let all = match members(tx, args[1]) {
-        Ok(all) => all,
+    let header = match find(tx, args[1]) {
+        Ok(Some(header)) => header,
+        Ok(None) => return if count.is_some() { Reply::Set(Vec::new()) } else { Reply::Null },
         Err(reply) => return reply,
     };
-    if all.is_empty() {
-        return if count.is_some() { Reply::Set(Vec::new()) } else { Reply::Null };
-    }
-    let mut next = random(tx, args[1]);
-    let start = (next() % all.len() as u64) as usize;
-    let take = count.map_or(1, |n| (n as usize).min(all.len()));
-    let picked: Vec<Vec<u8>> = (0..take).map(|i| all[(start + i) % all.len()].clone()).collect();
+    let take = count.map_or(1, |n| n as usize);
+    let picked: Vec<Vec<u8>> =
+        collection::sample(tx, args[1], header.id, take, true).into_iter().map(|(m, _)| m).collect();
     if let Err(reply) = remove_members(tx, args[1], picked.iter().map(Vec::as_slice)) {
         return reply;
     }
@@ -178,25 +162,20 @@ fn srandmember(view: &View, args: &[&[u8]]) -> Reply {
         Ok(count) => count,
         Err(reply) => return reply,
     };
-    let all = match members(view, args[1]) {
-        Ok(all) => all,
+    let header = match find(view, args[1]) {
+        Ok(Some(header)) => header,
+        Ok(None) => return if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Null },
         Err(reply) => return reply,
     };
-    if all.is_empty() {
-        return if count.is_some() { Reply::Array(Vec::new()) } else { Reply::Null };
-    }
-    let mut next = random(view, args[1]);
-    let start = (next() % all.len() as u64) as usize;
+    let (take, distinct) = match count {
+        None => (1, true),
+        Some(n) if n >= 0 => (n as usize, true),
+        Some(n) => (n.unsigned_abs().min(1 << 24) as usize, false),
+    };
+    let mut picked = collection::sample(view, args[1], header.id, take, distinct).into_iter().map(|(m, _)| m);
     match count {
-        None => Reply::Bulk(all[start].clone()),
-        Some(n) if n >= 0 => Reply::Array(
-            (0..(n as usize).min(all.len())).map(|i| Reply::Bulk(all[(start + i) % all.len()].clone())).collect(),
-        ),
-        Some(n) => Reply::Array(
-            (0..n.unsigned_abs().min(1 << 24))
-                .map(|_| Reply::Bulk(all[(next() % all.len() as u64) as usize].clone()))
-                .collect(),
-        ),
+        None => Reply::bulk_or_null(picked.next()),
+        Some(_) => Reply::Array(picked.map(Reply::Bulk).collect()),
     }
 }
 
