@@ -31,11 +31,7 @@ for round in $(seq 1 "$ROUNDS"); do
     BIN=${BINS[$i]}
     WASM=${WASMS[$i]}
     rm -rf "$TMP"/node*
-    for id in 1 2 3; do start_bench_node "$id" ""; done
-    for id in 1 2 3; do wait_ping 910$id; done
-    redis-cli -p 9101 BOOTSTRAP 1 127.0.0.1:7101 >/dev/null
-    redis-cli -p 9101 JOIN 2 127.0.0.1:7102 127.0.0.1:9102 >/dev/null
-    redis-cli -p 9101 JOIN 3 127.0.0.1:7103 127.0.0.1:9103 >/dev/null
+    start_bench_cluster ""
     c50=$(rps 9101 set -c 50 -n "$N")
     c1=$(rps 9101 set -c 1 -n $((N / 20)))
     p16=$(rps 9101 set -c 50 -P 16 -n $((N * 2)))

@@ -23,11 +23,7 @@ printf '%-15s %10s %12s %16s %12s\n' backend keys "FLUSHALL ms" "all empty ms" "
 for BACKEND in ${BACKENDS:-redb memory_durable}; do
   stop_nodes
   rm -rf "$TMP"/node*
-  for id in 1 2 3; do start_bench_node "$id" ""; done
-  for id in 1 2 3; do wait_ping 910$id; done
-  redis-cli -p 9101 BOOTSTRAP 1 127.0.0.1:7101 >/dev/null
-  redis-cli -p 9101 JOIN 2 127.0.0.1:7102 127.0.0.1:9102 >/dev/null
-  redis-cli -p 9101 JOIN 3 127.0.0.1:7103 127.0.0.1:9103 >/dev/null
+  start_bench_cluster ""
   redis-benchmark -p 9101 -t set -n "$KEYS" -r 1000000000 -d 64 -c 50 -P 32 -q >/dev/null
   for port in 9102 9103; do
     until [ "$(redis-cli -p $port DBSIZE)" = "$(redis-cli -p 9101 DBSIZE)" ]; do sleep 0.2; done

@@ -38,11 +38,7 @@ until_serving_ms() {
   echo $((($(date +%s%N) - start) / 1000000))
 }
 
-for id in 1 2 3; do start_bench_node "$id" ""; done
-for id in 1 2 3; do wait_ping 910$id; done
-redis-cli -p 9101 BOOTSTRAP 1 127.0.0.1:7101 >/dev/null
-redis-cli -p 9101 JOIN 2 127.0.0.1:7102 127.0.0.1:9102 >/dev/null
-redis-cli -p 9101 JOIN 3 127.0.0.1:7103 127.0.0.1:9103 >/dev/null
+start_bench_cluster ""
 
 PER_STEP=$((KEYS / STEPS * 2))
 echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; fsync probe: $(fsync_probe)"

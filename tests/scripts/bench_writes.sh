@@ -32,11 +32,7 @@ last_index() { redis-cli -p 9101 INFO raft | tr -d '\r' | awk -F: '$1 == "raft_l
 
 cluster() { # in-flight
   rm -rf "$TMP"/node*
-  for id in 1 2 3; do start_bench_node "$id" "limits: {writes_in_flight_max: $1}"; done
-  for id in 1 2 3; do wait_ping 910$id; done
-  redis-cli -p 9101 BOOTSTRAP 1 127.0.0.1:7101 >/dev/null
-  redis-cli -p 9101 JOIN 2 127.0.0.1:7102 127.0.0.1:9102 >/dev/null
-  redis-cli -p 9101 JOIN 3 127.0.0.1:7103 127.0.0.1:9103 >/dev/null
+  start_bench_cluster "limits: {writes_in_flight_max: $1}"
 }
 stop_nodes() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 
