@@ -27,50 +27,83 @@ pub const BUCKET_BOUNDS_MICROS: [u64; 18] = [
     u64::MAX,
 ];
 
+/// Counts by bucket, plus their total count and sum: what both histograms below keep, for their
+/// own bucket bounds.
+#[derive(Debug)]
+struct Buckets<const N: usize> {
+    counts: [AtomicU64; N],
+    sum: AtomicU64,
+}
+
+impl<const N: usize> Default for Buckets<N> {
+    fn default() -> Self {
+        Buckets { counts: std::array::from_fn(|_| AtomicU64::new(0)), sum: AtomicU64::new(0) }
+    }
+}
+
+impl<const N: usize> Buckets<N> {
+    /// Counts `value` in the first bucket whose bound holds it (the last catches the rest).
+    fn observe(&self, bounds: &[u64; N], value: u64) {
+        let bucket = bounds.iter().position(|&bound| value <= bound).unwrap_or(N - 1);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.counts.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    fn sum(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+
+    /// `(upper bound divided by `scale`, count in that bucket)`; the last bound is `f64::MAX`,
+    /// which `prometheus-client`'s encoder writes as `+Inf`.
+    fn upper_bounds(&self, bounds: &[u64; N], scale: f64) -> Vec<(f64, u64)> {
+        bounds
+            .iter()
+            .zip(&self.counts)
+            .map(|(&bound, count)| {
+                let upper = if bound == u64::MAX { f64::MAX } else { bound as f64 / scale };
+                (upper, count.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+}
+
 /// Durations by bucket, plus their count and sum.
 #[derive(Debug, Default)]
 pub struct Histogram {
-    buckets: [AtomicU64; BUCKET_BOUNDS_MICROS.len()],
-    sum_micros: AtomicU64,
+    buckets: Buckets<{ BUCKET_BOUNDS_MICROS.len() }>,
 }
 
 impl Histogram {
     /// Records one duration.
     pub fn observe(&self, elapsed: Duration) {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let bucket =
-            BUCKET_BOUNDS_MICROS.iter().position(|&bound| micros <= bound).unwrap_or(BUCKET_BOUNDS_MICROS.len() - 1);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.buckets.observe(&BUCKET_BOUNDS_MICROS, micros);
     }
 
     /// Durations recorded.
     pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+        self.buckets.count()
     }
 
     /// Their sum, in microseconds.
     pub fn sum_micros(&self) -> u64 {
-        self.sum_micros.load(Ordering::Relaxed)
+        self.buckets.sum()
     }
 
     /// `(upper bound in seconds, count in that bucket)`, the last bound `f64::MAX`, which
     /// `prometheus-client`'s encoder writes as `+Inf` (it accumulates the counts).
     pub fn buckets_seconds(&self) -> Vec<(f64, u64)> {
-        BUCKET_BOUNDS_MICROS
-            .iter()
-            .zip(&self.buckets)
-            .map(|(&bound, count)| {
-                let upper = if bound == u64::MAX { f64::MAX } else { bound as f64 / 1e6 };
-                (upper, count.load(Ordering::Relaxed))
-            })
-            .collect()
+        self.buckets.upper_bounds(&BUCKET_BOUNDS_MICROS, 1e6)
     }
 
     /// The `q` quantile (0..=1) in microseconds, as the upper bound of the bucket it falls in
     /// (what a bucketed histogram can tell; the last bucket reports its lower bound).
     pub fn quantile_micros(&self, q: f64) -> u64 {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let counts: Vec<u64> = self.buckets.counts.iter().map(|b| b.load(Ordering::Relaxed)).collect();
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return 0;
@@ -99,38 +132,28 @@ pub const SIZE_BUCKET_BOUNDS: [u64; 8] = [1, 4, 16, 64, 256, 1024, 4096, u64::MA
 /// sum: a relaxed add or two to record.
 #[derive(Debug, Default)]
 pub struct SizeHistogram {
-    buckets: [AtomicU64; SIZE_BUCKET_BOUNDS.len()],
-    sum: AtomicU64,
+    buckets: Buckets<{ SIZE_BUCKET_BOUNDS.len() }>,
 }
 
 impl SizeHistogram {
     /// Records one size.
     pub fn observe(&self, size: u64) {
-        let bucket = SIZE_BUCKET_BOUNDS.iter().position(|&bound| size <= bound).unwrap_or(SIZE_BUCKET_BOUNDS.len() - 1);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(size, Ordering::Relaxed);
+        self.buckets.observe(&SIZE_BUCKET_BOUNDS, size);
     }
 
     /// Sizes recorded.
     pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+        self.buckets.count()
     }
 
     /// Their sum.
     pub fn sum(&self) -> u64 {
-        self.sum.load(Ordering::Relaxed)
+        self.buckets.sum()
     }
 
     /// `(upper bound, count in that bucket)`, the last bound `f64::MAX` (`+Inf` when encoded).
     pub fn buckets(&self) -> Vec<(f64, u64)> {
-        SIZE_BUCKET_BOUNDS
-            .iter()
-            .zip(&self.buckets)
-            .map(|(&bound, count)| {
-                let upper = if bound == u64::MAX { f64::MAX } else { bound as f64 };
-                (upper, count.load(Ordering::Relaxed))
-            })
-            .collect()
+        self.buckets.upper_bounds(&SIZE_BUCKET_BOUNDS, 1.0)
     }
 }
 
