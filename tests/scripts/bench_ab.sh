@@ -2,9 +2,12 @@
 # Two builds side by side, interleaved: for each of ROUNDS rounds and each (binary, module) pair, a
 # fresh 3-node cluster (redb, fsync on) takes redis-benchmark SETs (256-byte values, random keys
 # out of 100k) at -c 50, -c 1 and -c 50 -P 16, then linearizable GETs at -c 50 -P 16. Prints one
-# line per cluster. Ports 9101-9103/7101-7103 on 127.0.0.1; data in a temp dir, deleted at the end.
+# line per cluster, with the context switches per SET of the three nodes at -c 1. Ports
+# 9101-9103/7101-7103 on 127.0.0.1; data in a temp dir, deleted at the end.
 #
 # Usage: tests/scripts/bench_ab.sh ROUNDS nameA binA wasmA nameB binB wasmB
+# BENCH_DIR=/dev/shm puts the data dirs on tmpfs: fsync costs nothing, so the figures isolate the
+# CPU and hand-off cost of the write path from the disk's (which varies by 2x from run to run here).
 # (build the older pair from a git worktree; each binary needs the module it was built with)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +17,7 @@ NAMES=("$1" "$4")
 BINS=("$(realpath "$2")" "$(realpath "$5")")
 WASMS=("$(realpath "$3")" "$(realpath "$6")")
 N=${N:-60000}
-TMP=$(mktemp -d /tmp/redraft-ab.XXXXXX)
+TMP=$(mktemp -d "${BENCH_DIR:-/tmp}"/redraft-ab.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
@@ -25,6 +28,8 @@ rps() { # port test args...
   shift 2
   redis-benchmark -p "$port" -t "$test" -d 256 -r 100000 --csv "$@" 2>/dev/null | awk -F'","' 'NR==2 {print int($2)}'
 }
+# Context switches of every thread of the three nodes so far: the hand-offs a write costs.
+switches() { cat /proc/"${PIDS[0]}"/task/*/status /proc/"${PIDS[1]}"/task/*/status /proc/"${PIDS[2]}"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 echo "fsync probe: $(fsync_probe)"
 for round in $(seq 1 "$ROUNDS"); do
   for i in 0 1; do
@@ -33,10 +38,12 @@ for round in $(seq 1 "$ROUNDS"); do
     rm -rf "$TMP"/node*
     start_bench_cluster ""
     c50=$(rps 9101 set -c 50 -n "$N")
+    before=$(switches)
     c1=$(rps 9101 set -c 1 -n $((N / 20)))
+    c1_switches=$(( ($(switches) - before) * 20 / N ))
     p16=$(rps 9101 set -c 50 -P 16 -n $((N * 2)))
     get=$(rps 9101 get -c 50 -P 16 -n $((N * 2)))
-    echo "round $round ${NAMES[$i]}: SET -c 50 $c50 | SET -c 1 $c1 | SET -P 16 $p16 | GET -P 16 $get"
+    echo "round $round ${NAMES[$i]}: SET -c 50 $c50 | SET -c 1 $c1 ($c1_switches switches/SET) | SET -P 16 $p16 | GET -P 16 $get"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     PIDS=()

@@ -122,6 +122,7 @@ pub enum Reload {
 pub(super) async fn module_loop(
     node: std::sync::Weak<Node>,
     mut metrics: tokio::sync::watch::Receiver<RaftMetrics<NodeId, Member>>,
+    mut server: tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<NodeId, Member>>,
     wakeup: Arc<tokio::sync::Notify>,
 ) {
     loop {
@@ -151,9 +152,18 @@ pub(super) async fn module_loop(
         if failed {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
-            () = woken => {}
+        // With nothing asked for, only a request can give this loop work: waiting on the metrics
+        // too (which change with every append and apply) would wake it several times per write.
+        if node.upgrade().is_some_and(|node| node.modules.wanted().is_some()) {
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                () = woken => {}
+            }
+        } else {
+            tokio::select! {
+                changed = server.changed() => if changed.is_err() { return },
+                () = woken => {}
+            }
         }
     }
 }

@@ -283,14 +283,21 @@ impl Node {
 
     /// Resolves when openraft stops on its own (a storage failure, a contract mismatch), with
     /// the reason; the binary then exits non-zero.
+    ///
+    /// Watches openraft's server metrics (role, leader, membership), which change rarely, not
+    /// its full metrics, which change with every append, commit and apply: a waiter on those woke
+    /// a thread several times per write. The core drops the watch when its task ends.
     pub async fn stopped(&self) -> String {
-        let mut metrics = self.raft.metrics();
+        let mut server = self.raft.server_metrics();
         loop {
-            if let Err(fatal) = &metrics.borrow().running_state {
+            if let Err(fatal) = &self.raft.metrics().borrow().running_state {
                 return fatal.to_string();
             }
-            if metrics.changed().await.is_err() {
-                return "raft stopped".into();
+            if server.changed().await.is_err() {
+                return match &self.raft.metrics().borrow().running_state {
+                    Err(fatal) => fatal.to_string(),
+                    Ok(()) => "raft stopped".into(),
+                };
             }
         }
     }

@@ -215,7 +215,12 @@ impl Node {
         }
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
         tokio::spawn(stale_read_loop(Arc::downgrade(&node), stale_rx));
-        tokio::spawn(module_loop(Arc::downgrade(&node), node.raft.metrics(), node.modules.wakeup.clone()));
+        tokio::spawn(module_loop(
+            Arc::downgrade(&node),
+            node.raft.metrics(),
+            node.raft.server_metrics(),
+            node.modules.wakeup.clone(),
+        ));
         tokio::spawn(tick_loop(Arc::downgrade(&node)));
         if node.modules.changed_since_last_start() {
             let configured = node.modules.current().module;
