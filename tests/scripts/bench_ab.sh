@@ -2,7 +2,8 @@
 # Two builds side by side, interleaved: for each of ROUNDS rounds and each (binary, module) pair, a
 # fresh 3-node cluster (redb, fsync on) takes redis-benchmark SETs (256-byte values, random keys
 # out of 100k) at -c 50, -c 1 and -c 50 -P 16, then linearizable GETs at -c 50 -P 16. Prints one
-# line per cluster, with the context switches per SET of the three nodes at -c 1. Ports
+# line per cluster, with the nodes' CPU per 1000 SETs at -c 50 and their context switches per SET
+# at -c 1 (steadier than throughput on a shared VM). Ports
 # 9101-9103/7101-7103 on 127.0.0.1; data in a temp dir, deleted at the end.
 #
 # Usage: tests/scripts/bench_ab.sh ROUNDS nameA binA wasmA nameB binB wasmB
@@ -30,6 +31,8 @@ rps() { # port test args...
 }
 # Context switches of every thread of the three nodes so far: the hand-offs a write costs.
 switches() { cat /proc/"${PIDS[0]}"/task/*/status /proc/"${PIDS[1]}"/task/*/status /proc/"${PIDS[2]}"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
+# CPU time of the three nodes so far, in clock ticks (1/100 s).
+node_cpu() { cat /proc/"${PIDS[0]}"/stat /proc/"${PIDS[1]}"/stat /proc/"${PIDS[2]}"/stat | awk '{s += $14 + $15} END {print s}'; }
 echo "fsync probe: $(fsync_probe)"
 for round in $(seq 1 "$ROUNDS"); do
   for i in 0 1; do
@@ -37,13 +40,15 @@ for round in $(seq 1 "$ROUNDS"); do
     WASM=${WASMS[$i]}
     rm -rf "$TMP"/node*
     start_bench_cluster ""
+    cpu_before=$(node_cpu)
     c50=$(rps 9101 set -c 50 -n "$N")
+    c50_cpu=$(( ($(node_cpu) - cpu_before) * 10 * 1000 / N ))
     before=$(switches)
     c1=$(rps 9101 set -c 1 -n $((N / 20)))
     c1_switches=$(( ($(switches) - before) * 20 / N ))
     p16=$(rps 9101 set -c 50 -P 16 -n $((N * 2)))
     get=$(rps 9101 get -c 50 -P 16 -n $((N * 2)))
-    echo "round $round ${NAMES[$i]}: SET -c 50 $c50 | SET -c 1 $c1 ($c1_switches switches/SET) | SET -P 16 $p16 | GET -P 16 $get"
+    echo "round $round ${NAMES[$i]}: SET -c 50 $c50 ($c50_cpu ms CPU/1000) | SET -c 1 $c1 ($c1_switches switches/SET) | SET -P 16 $p16 | GET -P 16 $get"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     PIDS=()
