@@ -203,10 +203,16 @@ async fn read_request_frame<R: AsyncRead + Unpin>(
     Ok(Some(body))
 }
 
+/// The most a frame's declared length reserves before its bytes arrive.
+const BODY_RESERVE_MAX: usize = 256 * 1024;
+
 /// Reads `body` on until it holds `len` bytes, as they arrive.
 async fn read_body<R: AsyncRead + Unpin>(stream: &mut R, len: u32, body: &mut Vec<u8>) -> Result<(), TransportError> {
     let missing = (len as usize).saturating_sub(body.len());
-    // Grows as bytes arrive: a bogus length costs nothing until the bytes are really sent.
+    // Room for up to `BODY_RESERVE_MAX` at once, so a usual frame is read in one call (growing
+    // from empty took a read per doubling: seven for a one-write entry); beyond that it grows as
+    // bytes arrive, so a bogus length costs little until the bytes are really sent.
+    body.reserve(missing.min(BODY_RESERVE_MAX));
     stream.take(missing as u64).read_to_end(body).await?;
     if body.len() != len as usize {
         return Err(TransportError::Malformed("connection closed inside a frame".into()));
