@@ -19,11 +19,21 @@
 //! [`LogId`]), written in front of the next append's entries instead of costing a write of its
 //! own. A new segment starts once the current one passes [`SEGMENT_BYTES`].
 //!
+//! **Zeros ahead of the end.** An append that would pass the segment file's end also writes
+//! [`ZERO_AHEAD_BYTES`] of zeros after its records, so the next appends overwrite blocks the file
+//! already has: their `fdatasync` then writes data only, with no change of file size for the
+//! file system's journal to commit (on this machine's ext4, 4 KiB overwrites with `O_DSYNC` ran
+//! at 7.7k/s against 4.0k/s for appends that grow the file). The records end at the first header
+//! of nine zero bytes (never a record: a record's kind is 1 or 2), and everything after it is
+//! zeros.
+//!
 //! **Crash recovery.** At open every segment is read and checked. A record cut short or failing
-//! its CRC at the end of the *last* segment is a write that a crash interrupted: it was never
-//! acknowledged (the append's fsync had not returned), so the file is cut back to the last whole
-//! record. Anywhere else it is corruption, and the node refuses to start rather than serve a log
-//! with a hole.
+//! its CRC at the end of the *last* segment, or anything but zeros after its records, is a write
+//! that a crash interrupted: it was never acknowledged (the append's fsync had not returned), so
+//! the file is cut back to the last whole record (bytes of such a write left past a zero header
+//! must go too, or a later, shorter append would leave them readable after its own records).
+//! Anywhere else it is corruption, and the node refuses to start rather than serve a log with a
+//! hole.
 //!
 //! **Reads** are served from a tail cache of the newest entries (replication and apply read
 //! entries just appended; see [`TAIL_CACHE_BYTES`]), otherwise read back from their segment.
@@ -47,6 +57,9 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// The newest entries kept decoded in memory, by encoded size. Replication and apply read
 /// entries within moments of their append; a follower far behind reads older ones from disk.
 pub const TAIL_CACHE_BYTES: usize = 64 << 20;
+/// How far past an append's records the segment file is extended with zeros when the append
+/// passes the file's end (see the module docs): one size change per this many bytes of log.
+pub const ZERO_AHEAD_BYTES: usize = 1 << 20;
 /// No record is larger (a bound on what a damaged length field can make us allocate).
 const RECORD_BYTES_MAX: usize = 1 << 30;
 const HEADER_BYTES: usize = 9;
@@ -91,6 +104,8 @@ struct Segment {
     path: PathBuf,
     /// Bytes of whole records: the next append goes here.
     len: u64,
+    /// The file's size: zeros from `len` to here.
+    file_len: u64,
 }
 
 /// Where one entry's payload lies.
@@ -177,7 +192,8 @@ enum Parsed<'a> {
 
 fn parse_record(bytes: &[u8], at: usize) -> Parsed<'_> {
     let rest = &bytes[at..];
-    if rest.is_empty() {
+    if rest.iter().take(HEADER_BYTES).all(|&b| b == 0) {
+        // The end of the file, or the zeros written ahead of the end of the records.
         return Parsed::End;
     }
     if rest.len() < HEADER_BYTES {
@@ -219,11 +235,30 @@ impl Wal {
         let last_key = names.keys().next_back().copied();
         for (key, path) in names {
             let bytes = std::fs::read(&path).map_err(io_at(&path))?;
+            let mut file_len = bytes.len() as u64;
             let mut at = 0;
             let mut entries = 0;
             loop {
                 match parse_record(&bytes, at) {
-                    Parsed::End => break,
+                    Parsed::End if bytes[at..].iter().all(|&b| b == 0) => break,
+                    Parsed::End if Some(key) == last_key => {
+                        tracing::warn!(
+                            "{}: bytes after the last record at byte {at} (a crash during a write that was never \
+                             acknowledged); dropping its {} bytes",
+                            path.display(),
+                            bytes.len() - at
+                        );
+                        let file = OpenOptions::new().write(true).open(&path).map_err(io_at(&path))?;
+                        file.set_len(at as u64).and_then(|()| file.sync_all()).map_err(io_at(&path))?;
+                        file_len = at as u64;
+                        break;
+                    }
+                    Parsed::End => {
+                        return Err(WalError::Corrupt(format!(
+                            "{} has bytes after its last record at byte {at}, and later segments follow it",
+                            path.display()
+                        )));
+                    }
                     Parsed::Damaged if Some(key) == last_key => {
                         tracing::warn!(
                             "{}: the last append was cut short at byte {at} (a crash during a write that was never \
@@ -233,6 +268,7 @@ impl Wal {
                         );
                         let file = OpenOptions::new().write(true).open(&path).map_err(io_at(&path))?;
                         file.set_len(at as u64).and_then(|()| file.sync_all()).map_err(io_at(&path))?;
+                        file_len = at as u64;
                         break;
                     }
                     Parsed::Damaged => {
@@ -287,7 +323,7 @@ impl Wal {
                 continue;
             }
             let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_at(&path))?;
-            wal.segments.insert(key, Segment { file: Arc::new(file), path, len: at as u64 });
+            wal.segments.insert(key, Segment { file: Arc::new(file), path, len: at as u64, file_len });
         }
         sync_dir(dir)?;
         Ok(wal)
@@ -340,13 +376,20 @@ impl Wal {
             return Err(WalError::Corrupt(format!("segment {key} vanished")));
         };
         let base = segment.len;
+        let records = buf.len() as u64;
+        if base + records > segment.file_len {
+            // Past the file's end: zeros ahead too, in the same write and sync (module docs).
+            buf.resize(buf.len() + ZERO_AHEAD_BYTES, 0);
+        }
         if let Err(e) = segment.file.write_all_at(&buf, base) {
             // Leave no partial record behind a later append (it would read as damage mid-log).
             let _ = segment.file.set_len(base);
+            segment.file_len = base;
             return Err(WalError::Io { path: segment.path.clone(), source: e });
         }
-        segment.len += buf.len() as u64;
-        let unsynced = Unsynced { file: segment.file.clone(), path: segment.path.clone(), bytes: buf.len() as u64 };
+        segment.len += records;
+        segment.file_len = segment.file_len.max(base + buf.len() as u64);
+        let unsynced = Unsynced { file: segment.file.clone(), path: segment.path.clone(), bytes: records };
         for (entry, (offset, len)) in entries.into_iter().zip(spans) {
             self.locations.push_back(Location {
                 log_id: entry.log_id,
@@ -375,7 +418,7 @@ impl Wal {
             OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).map_err(io_at(&path))?;
         // The new file's name must survive a crash along with what is written into it.
         sync_dir(&self.dir)?;
-        self.segments.insert(index, Segment { file: Arc::new(file), path, len: 0 });
+        self.segments.insert(index, Segment { file: Arc::new(file), path, len: 0, file_len: 0 });
         Ok(index)
     }
 
@@ -497,6 +540,7 @@ impl Wal {
         } else if let Some(segment) = self.segments.get_mut(&cut.segment) {
             segment.file.set_len(record_start).and_then(|()| segment.file.sync_all()).map_err(io_at(&segment.path))?;
             segment.len = record_start;
+            segment.file_len = record_start;
         }
         self.locations.truncate(keep);
         while self.cache.back().is_some_and(|(e, _)| e.log_id.index >= index) {
@@ -621,7 +665,7 @@ mod tests {
         let mut wal = Wal::open(dir.path(), None).expect("open");
         append(&mut wal, (1..=3).map(|i| entry(1, i)).collect());
         let path = dir.path().join(segment_name(1));
-        let full = std::fs::metadata(&path).expect("metadata").len();
+        let full = wal.segments[&1].len;
         drop(wal);
         // A crash in the middle of the third record's write.
         OpenOptions::new().write(true).open(&path).expect("open").set_len(full - 3).expect("cut");
@@ -634,6 +678,79 @@ mod tests {
             wal.read((Bound::Unbounded, Bound::Unbounded)).expect("read"),
             vec![entry(1, 1), entry(1, 2), entry(2, 3)]
         );
+    }
+
+    #[test]
+    fn appends_overwrite_zeros_written_ahead_and_a_reopen_finds_the_end_of_the_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::open(dir.path(), None).expect("open");
+        append(&mut wal, vec![entry(1, 1)]);
+        let path = dir.path().join(segment_name(1));
+        let records = wal.segments[&1].len;
+        let file_len = std::fs::metadata(&path).expect("metadata").len();
+        assert_eq!(file_len, records + ZERO_AHEAD_BYTES as u64, "zeros ahead of the first append");
+        append(&mut wal, vec![entry(1, 2), entry(1, 3)]);
+        assert_eq!(std::fs::metadata(&path).expect("metadata").len(), file_len, "later appends overwrite them");
+        drop(wal);
+        let mut wal = Wal::open(dir.path(), None).expect("reopen");
+        assert_eq!(indexes(&wal), vec![1, 2, 3]);
+        append(&mut wal, vec![entry(2, 4)]);
+        drop(wal);
+        let wal = Wal::open(dir.path(), None).expect("reopen");
+        assert_eq!(
+            wal.read((Bound::Unbounded, Bound::Unbounded)).expect("read"),
+            vec![entry(1, 1), entry(1, 2), entry(1, 3), entry(2, 4)]
+        );
+    }
+
+    #[test]
+    fn bytes_of_an_unfinished_write_past_a_zero_header_are_cut_off_for_good() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::open(dir.path(), None).expect("open");
+        append(&mut wal, vec![entry(1, 1), entry(1, 2)]);
+        let path = dir.path().join(segment_name(1));
+        let end = wal.segments[&1].len;
+        // A crash while writing entries 3 and 4: the disk kept entry 4's record but not the
+        // header of entry 3's.
+        let mut torn = Vec::new();
+        put_record(&mut torn, KIND_ENTRY, |b| {
+            postcard::to_io(&entry(1, 3), b).map(drop).map_err(|e| WalError::Encode(e.to_string()))
+        })
+        .expect("record");
+        let header_zeroed = torn.len();
+        put_record(&mut torn, KIND_ENTRY, |b| {
+            postcard::to_io(&entry(1, 4), b).map(drop).map_err(|e| WalError::Encode(e.to_string()))
+        })
+        .expect("record");
+        torn[..HEADER_BYTES].fill(0);
+        drop(wal);
+        OpenOptions::new().write(true).open(&path).expect("open").write_all_at(&torn, end).expect("write");
+        assert!(header_zeroed < torn.len());
+        let mut wal = Wal::open(dir.path(), None).expect("reopen");
+        assert_eq!(indexes(&wal), vec![1, 2]);
+        // A shorter append in their place must not make entry 4's old record readable after it.
+        append(&mut wal, vec![entry(2, 3)]);
+        drop(wal);
+        let wal = Wal::open(dir.path(), None).expect("reopen");
+        assert_eq!(indexes(&wal), vec![1, 2, 3]);
+        assert_eq!(wal.read((Bound::Included(3), Bound::Unbounded)).expect("read"), vec![entry(2, 3)]);
+    }
+
+    #[test]
+    fn bytes_after_the_records_of_an_earlier_segment_refuse_to_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = two_entries_per_segment(dir.path(), 3);
+        let first = dir.path().join(segment_name(1));
+        let end = wal.segments[&1].len;
+        drop(wal);
+        OpenOptions::new()
+            .write(true)
+            .open(&first)
+            .expect("open")
+            .write_all_at(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 7], end)
+            .expect("write");
+        let error = Wal::open(dir.path(), None).err().expect("refused");
+        assert!(error.to_string().contains("bytes after its last record"), "{error}");
     }
 
     #[test]
