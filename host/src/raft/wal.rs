@@ -22,8 +22,9 @@
 //! **Zeros ahead of the end.** An append that would pass the segment file's end (and is no
 //! larger than [`ZERO_AHEAD_APPEND_MAX`]) also writes [`ZERO_AHEAD_BYTES`] of zeros after its
 //! records, so the next appends overwrite blocks the file already has: their `fdatasync` then
-//! writes data only, with no change of file size for the file system's journal to commit (on this machine's ext4, 4 KiB overwrites with `O_DSYNC` ran
-//! at 7.7k/s against 4.0k/s for appends that grow the file). The records end at the first header
+//! writes data only, with no change of file size for the file system's journal to commit (on
+//! this machine's ext4, 4 KiB overwrites with `O_DSYNC` ran at 7.7k/s against 4.0k/s for appends
+//! that grow the file). The records end at the first header
 //! of nine zero bytes (never a record: a record's kind is 1 or 2), and everything after it is
 //! zeros.
 //!
@@ -727,16 +728,15 @@ mod tests {
     #[test]
     fn bytes_after_the_records_of_an_earlier_segment_refuse_to_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let wal = two_entries_per_segment(dir.path(), 3);
-        let first = dir.path().join(segment_name(1));
+        let mut wal = Wal::open(dir.path(), None).expect("open");
+        append(&mut wal, vec![entry(1, 1), entry(1, 2)]);
         let end = wal.segments[&1].len;
+        // Force a second segment.
+        wal.segments.values_mut().for_each(|s| s.len = s.len.max(SEGMENT_BYTES));
+        append(&mut wal, vec![entry(1, 3)]);
         drop(wal);
-        OpenOptions::new()
-            .write(true)
-            .open(&first)
-            .expect("open")
-            .write_all_at(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 7], end)
-            .expect("write");
+        let first = dir.path().join(segment_name(1));
+        OpenOptions::new().write(true).open(&first).expect("open").write_all_at(&[7], end + 100).expect("write");
         let error = Wal::open(dir.path(), None).err().expect("refused");
         assert!(error.to_string().contains(&format!("damaged at byte {end}")), "{error}");
     }
