@@ -2,8 +2,8 @@
 //! `READONLY` reads have a queue of their own and no barrier.
 
 use super::{ClusterError, Node, stopped};
-use crate::raft::lock;
 use crate::raft::network::ReadIndexError;
+use crate::raft::{lock, try_lock};
 use fsm_sdk::Reply;
 use openraft::error::RaftError;
 use std::sync::Arc;
@@ -47,8 +47,27 @@ impl Node {
     /// cluster's active module. Module changes wait meanwhile (`SharedState::module_change`), so a
     /// switch or a snapshot install cannot commit halfway through. Blocking.
     fn with_reader<T>(&self, queries: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<Reply, ClusterError>) -> T) -> T {
-        let mut reader = lock(&self.reader);
-        let _exclusive = lock(&self.shared.module_change);
+        self.run_reader(lock(&self.reader), lock(&self.shared.module_change), queries)
+    }
+
+    /// [`Node::with_reader`] if its locks are free right now; otherwise `queries` comes back, for
+    /// a caller on an async worker that must not wait on them (a module switch holds one for as
+    /// long as it compiles).
+    fn try_with_reader<T, Q>(&self, queries: Q) -> Result<T, Q>
+    where
+        Q: FnOnce(&mut dyn FnMut(&[u8]) -> Result<Reply, ClusterError>) -> T,
+    {
+        let Some(reader) = try_lock(&self.reader) else { return Err(queries) };
+        let Some(exclusive) = try_lock(&self.shared.module_change) else { return Err(queries) };
+        Ok(self.run_reader(reader, exclusive, queries))
+    }
+
+    fn run_reader<T>(
+        &self,
+        mut reader: std::sync::MutexGuard<'_, crate::runtime::Runtime>,
+        _exclusive: std::sync::MutexGuard<'_, ()>,
+        queries: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<Reply, ClusterError>) -> T,
+    ) -> T {
         let active = self.active(|active| active.module.clone());
         match &active {
             Some(module) => {
@@ -114,17 +133,34 @@ fn take_round(first: ReadJob, rx: &mut mpsc::Receiver<ReadJob>) -> Vec<ReadJob> 
     jobs
 }
 
-/// Answers a round of reads: each query once `barrier` allows it, with one hand-off to a blocking
-/// thread and one lock of the reader runtime for the whole round.
+/// How long a round of reads may run on the async worker before the rest of it moves off
+/// (`block_in_place`). Most rounds (a `GET` each from a few dozen clients) take far less; handing
+/// the worker's core off costs more than such a round (a switch of threads each way).
+const INLINE_ROUND_BUDGET: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Answers a round of reads: each query once `barrier` allows it, with one lock of the reader
+/// runtime for the whole round. The round starts on the async worker when the reader is free;
+/// what is left of it once it has run for [`INLINE_ROUND_BUDGET`] (or all of it, when the reader
+/// is busy) moves to a blocking hand-off, so a long round never holds up the worker's other tasks
+/// longer than one query.
 fn answer_round(node: &Node, jobs: Vec<ReadJob>, barrier: Result<(), ClusterError>) {
-    tokio::task::block_in_place(|| {
-        node.with_reader(|reader| {
-            for job in jobs {
-                let reply = barrier.clone().and_then(|()| reader(&job.command));
-                let _ = job.reply.send(reply);
+    let mut jobs = jobs.into_iter();
+    let answer = |reader: &mut dyn FnMut(&[u8]) -> Result<Reply, ClusterError>, job: ReadJob| {
+        let reply = barrier.clone().and_then(|()| reader(&job.command));
+        let _ = job.reply.send(reply);
+    };
+    let inline = node.try_with_reader(|reader| {
+        let started = std::time::Instant::now();
+        while let Some(job) = jobs.next() {
+            answer(&mut *reader, job);
+            if started.elapsed() >= INLINE_ROUND_BUDGET && jobs.len() > 0 {
+                tokio::task::block_in_place(|| jobs.by_ref().for_each(|job| answer(&mut *reader, job)));
             }
-        })
+        }
     });
+    if inline.is_err() {
+        tokio::task::block_in_place(|| node.with_reader(|reader| jobs.for_each(|job| answer(&mut *reader, job))));
+    }
 }
 
 /// Serves `READONLY` reads in rounds, with no read index.
