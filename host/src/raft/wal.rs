@@ -64,7 +64,7 @@ pub const ZERO_AHEAD_BYTES: usize = 1 << 20;
 /// Only appends up to this size write zeros ahead. A larger one grows the file instead: its
 /// sync's size change is spread over many bytes, while flushing a mebibyte of zeros with it
 /// measured slower (`-P 16` entries of a few hundred KiB: 5-10 % fewer SET/s).
-const ZERO_AHEAD_APPEND_MAX: usize = 64 << 10;
+pub const ZERO_AHEAD_APPEND_MAX: usize = 64 << 10;
 /// No record is larger (a bound on what a damaged length field can make us allocate).
 const RECORD_BYTES_MAX: usize = 1 << 30;
 const HEADER_BYTES: usize = 9;
