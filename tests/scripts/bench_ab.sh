@@ -29,7 +29,8 @@ rps() { # port test args...
   shift 2
   redis-benchmark -p "$port" -t "$test" -d 256 -r 100000 --csv "$@" 2>/dev/null | awk -F'","' 'NR==2 {print int($2)}'
 }
-# Context switches of every thread of the three nodes so far: the hand-offs a write costs.
+# Context switches of every live thread of the three nodes so far: the hand-offs a write costs
+# (a thread that exits takes its count with it; the blocking pool keeps idle threads for 10 s).
 switches() { cat /proc/"${PIDS[0]}"/task/*/status /proc/"${PIDS[1]}"/task/*/status /proc/"${PIDS[2]}"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 # CPU time of the three nodes so far, in clock ticks (1/100 s).
 node_cpu() { cat /proc/"${PIDS[0]}"/stat /proc/"${PIDS[1]}"/stat /proc/"${PIDS[2]}"/stat | awk '{s += $14 + $15} END {print s}'; }

@@ -24,9 +24,8 @@
 //! records, so the next appends overwrite blocks the file already has: their `fdatasync` then
 //! writes data only, with no change of file size for the file system's journal to commit (on
 //! this machine's ext4, 4 KiB overwrites with `O_DSYNC` ran at 7.7k/s against 4.0k/s for appends
-//! that grow the file). The records end at the first header
-//! of nine zero bytes (never a record: a record's kind is 1 or 2), and everything after it is
-//! zeros.
+//! that grow the file). The records end at the first header of nine zero bytes (never a record:
+//! a record's kind is 1 or 2), and everything after it is zeros.
 //!
 //! **Crash recovery.** At open every segment is read and checked. A record cut short or failing
 //! its CRC at the end of the *last* segment, or anything but zeros after its records, is a write
