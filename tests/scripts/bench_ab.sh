@@ -9,6 +9,7 @@
 # Usage: tests/scripts/bench_ab.sh ROUNDS nameA binA wasmA nameB binB wasmB
 # BENCH_DIR=/dev/shm puts the data dirs on tmpfs: fsync costs nothing, so the figures isolate the
 # CPU and hand-off cost of the write path from the disk's (which varies by 2x from run to run here).
+# R=<n> draws the random keys out of n instead of 100k.
 # (build the older pair from a git worktree; each binary needs the module it was built with)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,7 +28,7 @@ trap cleanup EXIT
 rps() { # port test args...
   local port=$1 test=$2
   shift 2
-  redis-benchmark -p "$port" -t "$test" -d 256 -r 100000 --csv "$@" 2>/dev/null | awk -F'","' 'NR==2 {print int($2)}'
+  redis-benchmark -p "$port" -t "$test" -d 256 -r "${R:-100000}" --csv "$@" 2>/dev/null | awk -F'","' 'NR==2 {print int($2)}'
 }
 # Context switches of every live thread of the three nodes so far: the hand-offs a write costs
 # (a thread that exits takes its count with it; the blocking pool keeps idle threads for 10 s).

@@ -43,9 +43,11 @@ pub struct FlushPolicy {
 }
 
 impl Default for FlushPolicy {
-    /// 4 MiB or 64 commits: at `-c 50` a flush groups 64 applied entries (about 800 writes).
+    /// 16 MiB or 1024 commits: at `-c 50` a flush groups about 12k writes. Groups of 64 commits
+    /// (about 800 writes) left a quarter of the nodes' CPU in the flusher; 1024 took the nodes'
+    /// CPU per SET down by about 15 % with random keys out of 1M (docs/BENCHMARKS.md).
     fn default() -> Self {
-        FlushPolicy { bytes: 4 << 20, commits: 64 }
+        FlushPolicy { bytes: 16 << 20, commits: 1024 }
     }
 }
 
