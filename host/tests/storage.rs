@@ -142,6 +142,27 @@ fn t14_a_descending_scan_is_the_ascending_one_reversed() {
     }
 }
 
+/// The in-memory maps hold keys of up to 30 bytes inline and longer ones apart: both kinds
+/// must sort, scan, overwrite and delete by their bytes alone, in every layer.
+#[test]
+fn t16_short_and_long_keys_sort_together() {
+    let key = |c: char, n: usize| c.to_string().repeat(n);
+    let (a30, a31, b29, b35) = (key('a', 30), key('a', 31), key('b', 29), key('b', 35));
+    for b in backends() {
+        let s = &b.store;
+        s.commit(&batch(&[(&b35, "1"), (&a30, "2")], &[])).expect("commit");
+        s.commit(&batch(&[(&a31, "3"), (&b29, "4")], &[])).expect("commit");
+        s.commit(&batch(&[(&b35, "5")], &[&a30])).expect("commit");
+        let all = scan(s, Bound::Unbounded, Bound::Unbounded, usize::MAX);
+        assert_eq!(all, [a31.clone(), b29.clone(), b35.clone()], "{}", b.name);
+        let rev = scan_dir(s, Bound::Unbounded, Bound::Excluded(b35.as_bytes()), usize::MAX, true);
+        assert_eq!(rev, [b29.clone(), a31.clone()], "{}", b.name);
+        assert_eq!(get(s, &b35).as_deref(), Some("5"), "{}", b.name);
+        assert_eq!(get(s, &a30), None, "{}", b.name);
+        assert_eq!(get(s, &key('a', 29)), None, "{}: a prefix is another key", b.name);
+    }
+}
+
 #[test]
 fn t15_a_clearing_batch_removes_every_key_keeps_meta_and_its_own_writes() {
     for b in backends() {

@@ -4,6 +4,7 @@
 //! copies only the paths it touches. So snapshots are consistent and cheap while writes go on,
 //! just as with redb's read transactions. Nothing survives the process.
 
+use super::map_key::MapKey;
 use super::snapshot::{self, SnapshotInfo};
 use super::{ReadView, StorageError, Store, Visit, WriteBatch};
 use imbl::OrdMap;
@@ -12,67 +13,6 @@ use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
 type Bytes = Arc<[u8]>;
-
-/// Keys up to this many bytes are stored inside the map's nodes.
-const INLINE_KEY_BYTES: usize = 30;
-
-/// A key of the map. Most keys are short (fsm-kv's: a prefix byte and the user's key) and are held
-/// inline, so the comparisons of a lookup read the B-tree node they are in instead of one
-/// allocation per key: those cache misses, inside `memcmp`, were the largest user-space cost of
-/// an apply (12 % of all samples at `-c 50`, with `get` itself 6 %). 32 bytes either way.
-#[derive(Clone)]
-enum MapKey {
-    Inline { len: u8, bytes: [u8; INLINE_KEY_BYTES] },
-    Shared(Bytes),
-}
-
-const _: () = assert!(std::mem::size_of::<MapKey>() == 32);
-
-impl MapKey {
-    fn new(key: &[u8]) -> Self {
-        match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= INLINE_KEY_BYTES => {
-                let mut bytes = [0; INLINE_KEY_BYTES];
-                bytes[..key.len()].copy_from_slice(key);
-                MapKey::Inline { len, bytes }
-            }
-            _ => MapKey::Shared(Bytes::from(key)),
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            MapKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            MapKey::Shared(bytes) => bytes,
-        }
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for MapKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl PartialEq for MapKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for MapKey {}
-
-impl PartialOrd for MapKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for MapKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_slice().cmp(other.as_slice())
-    }
-}
 
 #[derive(Clone, Default)]
 struct State {
@@ -199,6 +139,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::map_key::INLINE_KEY_BYTES;
 
     /// Keys held inline and keys held apart sort together by their bytes, whatever their length.
     #[test]

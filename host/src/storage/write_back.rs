@@ -22,6 +22,7 @@
 //! Only the node's applier commits (one writer); read views are taken by the node's reader and
 //! the snapshot builder at any time.
 
+use super::map_key::MapKey;
 use super::redb::RedbStore;
 use super::snapshot::SnapshotInfo;
 use super::{ReadView, StorageError, Store, Visit, WriteBatch, merge_scan};
@@ -55,7 +56,7 @@ impl Default for FlushPolicy {
 #[derive(Clone, Default)]
 struct Layer {
     /// `None` is a delete.
-    data: OrdMap<Bytes, Option<Bytes>>,
+    data: OrdMap<MapKey, Option<Bytes>>,
     meta: Arc<BTreeMap<String, Vec<u8>>>,
     bytes: usize,
     commits: usize,
@@ -136,7 +137,7 @@ fn flusher(shared: &Shared) {
         };
         let written = shared.inner.write(
             false,
-            layer.data.iter().map(|(k, v)| (&**k, v.as_deref())),
+            layer.data.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
             layer.meta.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
         );
         let mut layers = shared.lock();
@@ -198,7 +199,7 @@ struct LayeredView {
 
 impl LayeredView {
     /// The layers as one map, for a scan (rare: snapshots, digests), active entries winning.
-    fn merged(&self) -> OrdMap<Bytes, Option<Bytes>> {
+    fn merged(&self) -> OrdMap<MapKey, Option<Bytes>> {
         match &self.frozen {
             None => self.active.data.clone(),
             Some(frozen) => {
@@ -227,13 +228,13 @@ impl ReadView for LayeredView {
 
     fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
         let layer = self.merged();
-        let upper = layer.range::<_, [u8]>((start, end)).map(|(k, v)| (&**k, v.as_deref()));
+        let upper = layer.range::<_, [u8]>((start, end)).map(|(k, v)| (k.as_slice(), v.as_deref()));
         merge_scan(|lower| self.inner.scan(start, end, lower), upper, false, visit)
     }
 
     fn scan_rev(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
         let layer = self.merged();
-        let upper = layer.range::<_, [u8]>((start, end)).rev().map(|(k, v)| (&**k, v.as_deref()));
+        let upper = layer.range::<_, [u8]>((start, end)).rev().map(|(k, v)| (k.as_slice(), v.as_deref()));
         merge_scan(|lower| self.inner.scan_rev(start, end, lower), upper, true, visit)
     }
 
@@ -272,7 +273,7 @@ impl Store for WriteBackStore {
         let layer = &mut layers.active;
         for (key, value) in &batch.data {
             layer.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
-            layer.data.insert(Bytes::from(key.as_slice()), value.as_deref().map(Bytes::from));
+            layer.data.insert(MapKey::new(key), value.as_deref().map(Bytes::from));
         }
         if !batch.meta.is_empty() {
             let meta = Arc::make_mut(&mut layer.meta);
