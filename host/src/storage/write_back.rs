@@ -198,18 +198,54 @@ struct LayeredView {
 }
 
 impl LayeredView {
-    /// The layers as one map, for a scan (rare: snapshots, digests), active entries winning.
-    fn merged(&self) -> OrdMap<MapKey, Option<Bytes>> {
-        match &self.frozen {
-            None => self.active.data.clone(),
-            Some(frozen) => {
-                let mut merged = frozen.data.clone();
-                for (k, v) in self.active.data.iter() {
-                    merged.insert(k.clone(), v.clone());
-                }
-                merged
-            }
+    /// The layers' entries in `[start, end)` as one ordered walk (descending when `reverse`), the
+    /// active layer's winning: merged lazily, so a scan that stops after a few keys (the expiry
+    /// tick's, once per applied entry) costs a few steps, not a copy of a layer.
+    fn layers_range<'a>(
+        &'a self,
+        start: Bound<&'a [u8]>,
+        end: Bound<&'a [u8]>,
+        reverse: bool,
+    ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        let walk = move |layer: &'a Layer| -> Box<dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a> {
+            let range = layer.data.range::<_, [u8]>((start, end)).map(|(k, v)| (k.as_slice(), v.as_deref()));
+            if reverse { Box::new(range.rev()) } else { Box::new(range) }
+        };
+        let frozen: Box<dyn Iterator<Item = _>> = match &self.frozen {
+            Some(frozen) => walk(frozen),
+            None => Box::new(std::iter::empty()),
+        };
+        MergeLayers { upper: walk(&self.active).peekable(), lower: frozen.peekable(), reverse }
+    }
+}
+
+/// Two ordered walks in the same direction as one; on equal keys `upper`'s entry wins and
+/// `lower`'s is skipped.
+struct MergeLayers<U: Iterator, L: Iterator> {
+    upper: std::iter::Peekable<U>,
+    lower: std::iter::Peekable<L>,
+    reverse: bool,
+}
+
+impl<'a, U, L> Iterator for MergeLayers<U, L>
+where
+    U: Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    L: Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+{
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::cmp::Ordering;
+        let order = match (self.upper.peek(), self.lower.peek()) {
+            (Some(u), Some(l)) if self.reverse => l.0.cmp(u.0),
+            (Some(u), Some(l)) => u.0.cmp(l.0),
+            (Some(_), None) => Ordering::Less,
+            (None, _) => return self.lower.next(),
+        };
+        if order == Ordering::Equal {
+            self.lower.next();
         }
+        if order == Ordering::Greater { self.lower.next() } else { self.upper.next() }
     }
 }
 
@@ -227,15 +263,11 @@ impl ReadView for LayeredView {
     }
 
     fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
-        let layer = self.merged();
-        let upper = layer.range::<_, [u8]>((start, end)).map(|(k, v)| (k.as_slice(), v.as_deref()));
-        merge_scan(|lower| self.inner.scan(start, end, lower), upper, false, visit)
+        merge_scan(|lower| self.inner.scan(start, end, lower), self.layers_range(start, end, false), false, visit)
     }
 
     fn scan_rev(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, visit: Visit<'_>) -> Result<(), StorageError> {
-        let layer = self.merged();
-        let upper = layer.range::<_, [u8]>((start, end)).rev().map(|(k, v)| (k.as_slice(), v.as_deref()));
-        merge_scan(|lower| self.inner.scan_rev(start, end, lower), upper, true, visit)
+        merge_scan(|lower| self.inner.scan_rev(start, end, lower), self.layers_range(start, end, true), true, visit)
     }
 
     fn meta(&self) -> Result<BTreeMap<String, Vec<u8>>, StorageError> {
@@ -308,5 +340,42 @@ impl Store for WriteBackStore {
         // Flushed first, so that a refused snapshot leaves the state as it was.
         self.shared.flush_all()?;
         self.shared.inner.restore(source, required)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(entries: &[(&str, Option<&str>)]) -> Layer {
+        let mut layer = Layer::default();
+        for (k, v) in entries {
+            layer.data.insert(MapKey::new(k.as_bytes()), v.map(|v| Bytes::from(v.as_bytes())));
+        }
+        layer
+    }
+
+    fn walk(view: &LayeredView, start: Bound<&[u8]>, reverse: bool) -> Vec<String> {
+        view.layers_range(start, Bound::Unbounded, reverse)
+            .map(|(k, v)| format!("{}={}", String::from_utf8_lossy(k), v.map_or("-".into(), String::from_utf8_lossy)))
+            .collect()
+    }
+
+    /// The lazy merge of the two layers is the active layer over the frozen one, in either
+    /// direction: a key in both comes once, with the active value (or its delete).
+    #[test]
+    fn layers_merge_with_the_active_one_winning() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inner = RedbStore::open(&dir.path().join("s.redb"), false).expect("open").read().expect("view");
+        let view = LayeredView {
+            active: layer(&[("b", Some("new")), ("d", None), ("e", Some("5"))]),
+            frozen: Some(layer(&[("a", Some("1")), ("b", Some("old")), ("c", Some("3")), ("d", Some("4"))])),
+            inner,
+        };
+        assert_eq!(walk(&view, Bound::Unbounded, false), ["a=1", "b=new", "c=3", "d=-", "e=5"]);
+        assert_eq!(walk(&view, Bound::Unbounded, true), ["e=5", "d=-", "c=3", "b=new", "a=1"]);
+        assert_eq!(walk(&view, Bound::Included(b"b"), false), ["b=new", "c=3", "d=-", "e=5"]);
+        let no_frozen = LayeredView { frozen: None, ..view };
+        assert_eq!(walk(&no_frozen, Bound::Unbounded, true), ["e=5", "d=-", "b=new"]);
     }
 }
