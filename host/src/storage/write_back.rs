@@ -207,17 +207,20 @@ impl LayeredView {
         end: Bound<&'a [u8]>,
         reverse: bool,
     ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
-        let walk = move |layer: &'a Layer| -> Box<dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a> {
+        let walk = move |layer: &'a Layer| -> Walk<'a> {
             let range = layer.data.range::<_, [u8]>((start, end)).map(|(k, v)| (k.as_slice(), v.as_deref()));
             if reverse { Box::new(range.rev()) } else { Box::new(range) }
         };
-        let frozen: Box<dyn Iterator<Item = _>> = match &self.frozen {
+        let frozen: Walk<'a> = match &self.frozen {
             Some(frozen) => walk(frozen),
             None => Box::new(std::iter::empty()),
         };
         MergeLayers { upper: walk(&self.active).peekable(), lower: frozen.peekable(), reverse }
     }
 }
+
+/// One layer's entries in walk order (`None` is a delete).
+type Walk<'a> = Box<dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a>;
 
 /// Two ordered walks in the same direction as one; on equal keys `upper`'s entry wins and
 /// `lower`'s is skipped.
