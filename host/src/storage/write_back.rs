@@ -224,17 +224,13 @@ type Walk<'a> = Box<dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a>;
 
 /// Two ordered walks in the same direction as one; on equal keys `upper`'s entry wins and
 /// `lower`'s is skipped.
-struct MergeLayers<U: Iterator, L: Iterator> {
-    upper: std::iter::Peekable<U>,
-    lower: std::iter::Peekable<L>,
+struct MergeLayers<'a> {
+    upper: std::iter::Peekable<Walk<'a>>,
+    lower: std::iter::Peekable<Walk<'a>>,
     reverse: bool,
 }
 
-impl<'a, U, L> Iterator for MergeLayers<U, L>
-where
-    U: Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-    L: Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-{
+impl<'a> Iterator for MergeLayers<'a> {
     type Item = (&'a [u8], Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
