@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
+mod key_filter;
 mod map_key;
 mod memory;
 mod redb;

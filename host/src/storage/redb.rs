@@ -7,7 +7,10 @@
 
 use super::snapshot::{self, SnapshotInfo};
 use super::{ReadView, StorageError, Store, Visit, WriteBatch, redb_err};
-use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
@@ -46,6 +49,12 @@ impl RedbStore {
         tx.open_table(META).map_err(redb_err)?;
         tx.commit().map_err(redb_err)?;
         Ok(store)
+    }
+
+    /// The number of data entries (redb keeps the count in the table's header: O(1)).
+    pub(super) fn data_len(&self) -> Result<u64, StorageError> {
+        let tx = self.db.begin_read().map_err(redb_err)?;
+        tx.open_table(DATA).map_err(redb_err)?.len().map_err(redb_err)
     }
 
     fn begin_write(&self) -> Result<WriteTransaction, StorageError> {

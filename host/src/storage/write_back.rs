@@ -21,15 +21,24 @@
 //!
 //! Only the node's applier commits (one writer); read views are taken by the node's reader and
 //! the snapshot builder at any time.
+//!
+//! **Lookups of absent keys skip redb.** A [`KeyFilter`] holds every key redb may hold: built by
+//! a scan on a thread of its own when the store opens or restores a snapshot (lookups go to redb
+//! until it is done, so opening does not wait for it), and fed by every commit from the moment
+//! the scan's view was taken. A key the filter does not hold is not in redb, and a read view
+//! trusts the filter it was taken with, which is consistent with its redb snapshot. Deleted keys
+//! stay in the filter; once more keys went in than it was sized for, a new one is built.
 
+use super::key_filter::KeyFilter;
 use super::map_key::MapKey;
 use super::redb::RedbStore;
 use super::snapshot::SnapshotInfo;
 use super::{ReadView, StorageError, Store, Visit, WriteBatch, merge_scan};
 use imbl::OrdMap;
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 type Bytes = Arc<[u8]>;
 
@@ -71,10 +80,30 @@ struct Layers {
     /// replays the log).
     failed: Option<String>,
     closed: bool,
+    /// The filter of redb's keys that read views trust; `None` until one is built.
+    filter: Option<Arc<KeyFilter>>,
+    /// A filter being built: commits add their keys to it too. Replaced (and so abandoned) when
+    /// a snapshot is restored during the build.
+    building: Option<Arc<KeyFilter>>,
 }
+
+impl Layers {
+    /// A view of the state as of now: these layers over a redb read transaction, taken together
+    /// under the lock so that the three make one state.
+    fn view(&self, inner: &RedbStore, filter: Option<Arc<KeyFilter>>) -> Result<LayeredView, StorageError> {
+        Ok(LayeredView { active: self.active.clone(), frozen: self.frozen.clone(), inner: inner.read()?, filter })
+    }
+}
+
+/// The smallest filter built: 1M keys, 1.5 MiB, so a small keyspace never waits for a rebuild.
+/// Each build sizes the filter for twice the keys there are, so as the keyspace grows the builds'
+/// scans add up to about twice the final keys.
+const FILTER_CAPACITY_MIN: u64 = 1 << 20;
 
 struct Shared {
     inner: RedbStore,
+    /// The smallest filter built ([`FILTER_CAPACITY_MIN`]; tests set less).
+    filter_capacity_min: u64,
     layers: Mutex<Layers>,
     /// Signalled when a layer is frozen, when a flush ends, and on close.
     changed: Condvar,
@@ -112,6 +141,73 @@ impl Shared {
             layers = self.wait(layers);
         }
         layers.failed.as_deref().map_or(Ok(()), |why| Err(flush_failed(why)))
+    }
+}
+
+/// Builds a filter of every key in the state (redb and the layers) and, unless a newer build
+/// replaced it meanwhile, makes read views trust it. Runs on a thread of its own; on an error the
+/// views keep going to redb (slower, never wrong).
+fn build_filter(shared: &Shared) {
+    let (filter, view) = {
+        let mut layers = shared.lock();
+        if layers.closed {
+            return;
+        }
+        let held = layers.active.data.len() + layers.frozen.as_ref().map_or(0, |f| f.data.len());
+        let keys = match shared.inner.data_len() {
+            Ok(n) => n + held as u64,
+            Err(e) => return tracing::warn!("key filter not built: {e}"),
+        };
+        // Twice the keys there are, so a growing keyspace can double before the next build.
+        let filter = Arc::new(KeyFilter::with_capacity(keys.saturating_mul(2).max(shared.filter_capacity_min)));
+        layers.building = Some(filter.clone());
+        match layers.view(&shared.inner, None) {
+            Ok(view) => (filter, view),
+            Err(e) => {
+                layers.building = None;
+                return tracing::warn!("key filter not built: {e}");
+            }
+        }
+    };
+    // Stop early when the store closes or a newer build replaces this one (checked now and then:
+    // the lock is the applier's too).
+    let abandoned = || {
+        let layers = shared.lock();
+        layers.closed || !layers.building.as_ref().is_some_and(|b| Arc::ptr_eq(b, &filter))
+    };
+    let mut seen = 0u64;
+    let mut stopped = false;
+    let scanned = view.scan(Bound::Unbounded, Bound::Unbounded, &mut |key, _| {
+        filter.insert(key);
+        seen += 1;
+        stopped = seen.is_multiple_of(1 << 14) && abandoned();
+        if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    });
+    drop(view);
+    let mut layers = shared.lock();
+    if !layers.building.as_ref().is_some_and(|b| Arc::ptr_eq(b, &filter)) {
+        return;
+    }
+    layers.building = None;
+    match scanned {
+        Ok(()) if !stopped => {
+            tracing::debug!(keys = seen, bytes = filter.memory(), "key filter built");
+            layers.filter = Some(filter);
+        }
+        Ok(()) => {}
+        Err(e) => tracing::warn!("key filter not built: {e}"),
+    }
+}
+
+/// Adds the keys `batch` writes (not those it deletes) to the filter views trust and to the one
+/// being built.
+fn add_to_filters(layers: &Layers, batch: &WriteBatch) {
+    for filter in layers.filter.iter().chain(&layers.building) {
+        for (key, value) in &batch.data {
+            if value.is_some() {
+                filter.insert(key);
+            }
+        }
     }
 }
 
@@ -161,19 +257,66 @@ pub struct WriteBackStore {
     /// Held by commit, sync and restore: one writer at a time.
     writer: Mutex<()>,
     policy: FlushPolicy,
-    flusher: Option<std::thread::JoinHandle<()>>,
+    flusher: Option<JoinHandle<()>>,
+    /// The latest key filter build (see [`build_filter`]).
+    filter_builder: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl WriteBackStore {
     /// Wraps `inner`, flushing by `policy` on a thread of its own.
     pub fn new(inner: RedbStore, policy: FlushPolicy) -> Result<Self, StorageError> {
-        let shared = Arc::new(Shared { inner, layers: Mutex::default(), changed: Condvar::new() });
+        Self::with_filter_capacity_min(inner, policy, FILTER_CAPACITY_MIN)
+    }
+
+    fn with_filter_capacity_min(
+        inner: RedbStore,
+        policy: FlushPolicy,
+        filter_capacity_min: u64,
+    ) -> Result<Self, StorageError> {
+        let shared = Arc::new(Shared { inner, filter_capacity_min, layers: Mutex::default(), changed: Condvar::new() });
         let for_thread = shared.clone();
         let flusher = std::thread::Builder::new()
             .name("state-flusher".into())
             .spawn(move || flusher(&for_thread))
             .map_err(StorageError::Io)?;
-        Ok(WriteBackStore { shared, writer: Mutex::default(), policy, flusher: Some(flusher) })
+        let store = WriteBackStore {
+            shared,
+            writer: Mutex::default(),
+            policy,
+            flusher: Some(flusher),
+            filter_builder: Mutex::default(),
+        };
+        store.start_filter_build()?;
+        Ok(store)
+    }
+
+    /// Starts a key filter build on a thread of its own; an earlier one still running is left to
+    /// notice that it was replaced.
+    fn start_filter_build(&self) -> Result<(), StorageError> {
+        let shared = self.shared.clone();
+        let builder = std::thread::Builder::new()
+            .name("key-filter".into())
+            .spawn(move || build_filter(&shared))
+            .map_err(StorageError::Io)?;
+        let previous = self.filter_builder.lock().unwrap_or_else(|p| p.into_inner()).replace(builder);
+        drop(previous);
+        Ok(())
+    }
+
+    /// [`WriteBackStore::start_filter_build`] where failing to start one must not fail the caller:
+    /// without a filter, lookups go to redb.
+    fn start_filter_build_or_warn(&self) {
+        if let Err(e) = self.start_filter_build() {
+            tracing::warn!("key filter build not started: {e}");
+        }
+    }
+
+    /// Waits for the latest key filter build to end (tests: a filter to trust).
+    #[cfg(test)]
+    fn wait_filter_built(&self) {
+        if let Some(builder) = self.filter_builder.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = builder.join();
+        }
     }
 }
 
@@ -186,6 +329,9 @@ impl Drop for WriteBackStore {
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();
         }
+        if let Some(builder) = self.filter_builder.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = builder.join();
+        }
     }
 }
 
@@ -195,6 +341,8 @@ struct LayeredView {
     active: Layer,
     frozen: Option<Layer>,
     inner: Box<dyn ReadView>,
+    /// The keys `inner` may hold (see the module docs); `None`: ask `inner`.
+    filter: Option<Arc<KeyFilter>>,
 }
 
 impl LayeredView {
@@ -257,6 +405,7 @@ impl ReadView for LayeredView {
                 Ok(true)
             }
             Some(None) => Ok(false),
+            None if self.filter.as_ref().is_some_and(|f| !f.may_contain(key)) => Ok(false),
             None => self.inner.get(key, found),
         }
     }
@@ -285,22 +434,27 @@ impl Store for WriteBackStore {
         // The layers and the redb view under one lock: the flusher drops a layer only after redb
         // holds it, so the three always make one state.
         let layers = self.shared.lock();
-        let inner = self.shared.inner.read()?;
-        Ok(Box::new(LayeredView { active: layers.active.clone(), frozen: layers.frozen.clone(), inner }))
+        Ok(Box::new(layers.view(&self.shared.inner, layers.filter.clone())?))
     }
 
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if batch.clear_data {
             // Rare (a `FLUSHDB`): everything before it goes to redb first, then the batch is one
-            // redb transaction of its own, so no layer holds entries from before the clear.
+            // redb transaction of its own, so no layer holds entries from before the clear. Its
+            // keys go into the filters first (the old keys stay, as false positives).
             self.shared.flush_all()?;
+            add_to_filters(&self.shared.lock(), batch);
             return self.shared.inner.commit(batch);
         }
         let mut layers = self.shared.lock();
         if let Some(why) = &layers.failed {
             return Err(flush_failed(why));
         }
+        // Before the keys are visible to any view: a view must never trust a filter that lacks a
+        // key its redb snapshot holds, and layer entries reach redb.
+        add_to_filters(&layers, batch);
+        let rebuild = layers.building.is_none() && layers.filter.as_ref().is_some_and(|f| f.overfull());
         let layer = &mut layers.active;
         for (key, value) in &batch.data {
             layer.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
@@ -320,6 +474,11 @@ impl Store for WriteBackStore {
         let overfull = layer.bytes >= self.policy.bytes.saturating_mul(4);
         if full && (layers.frozen.is_none() || overfull) {
             drop(self.shared.freeze(layers)?);
+        } else {
+            drop(layers);
+        }
+        if rebuild {
+            self.start_filter_build_or_warn();
         }
         Ok(())
     }
@@ -338,7 +497,16 @@ impl Store for WriteBackStore {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         // Flushed first, so that a refused snapshot leaves the state as it was.
         self.shared.flush_all()?;
-        self.shared.inner.restore(source, required)
+        // redb's keys are about to change wholesale: views taken from now on go to redb for
+        // every key the layers do not hold, until a filter of the restored state is built.
+        {
+            let mut layers = self.shared.lock();
+            layers.filter = None;
+            layers.building = None;
+        }
+        let restored = self.shared.inner.restore(source, required);
+        self.start_filter_build_or_warn();
+        restored
     }
 }
 
@@ -370,11 +538,88 @@ mod tests {
             active: layer(&[("b", Some("new")), ("d", None), ("e", Some("5"))]),
             frozen: Some(layer(&[("a", Some("1")), ("b", Some("old")), ("c", Some("3")), ("d", Some("4"))])),
             inner,
+            filter: None,
         };
         assert_eq!(walk(&view, Bound::Unbounded, false), ["a=1", "b=new", "c=3", "d=-", "e=5"]);
         assert_eq!(walk(&view, Bound::Unbounded, true), ["e=5", "d=-", "c=3", "b=new", "a=1"]);
         assert_eq!(walk(&view, Bound::Included(b"b"), false), ["b=new", "c=3", "d=-", "e=5"]);
         let no_frozen = LayeredView { frozen: None, ..view };
         assert_eq!(walk(&no_frozen, Bound::Unbounded, true), ["e=5", "d=-", "b=new"]);
+    }
+
+    fn put(store: &WriteBackStore, keys: std::ops::Range<u32>) {
+        let mut batch = WriteBatch::default();
+        for i in keys {
+            batch.put(format!("key:{i}").as_bytes(), format!("value:{i}").as_bytes());
+        }
+        store.commit(&batch).expect("commit");
+    }
+
+    fn present(store: &WriteBackStore, keys: std::ops::Range<u32>) -> usize {
+        let view = store.read().expect("view");
+        keys.filter(|i| view.get(format!("key:{i}").as_bytes(), &mut |_| {}).expect("get")).count()
+    }
+
+    /// A lookup trusts the key filter only where the filter holds every key redb holds: keys from
+    /// before the store opened (found by the build's scan), keys committed while it was built or
+    /// after, keys written by a clear, and a restored snapshot's keys (a new build).
+    #[test]
+    fn the_key_filter_never_hides_a_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.redb");
+        let small = FlushPolicy { bytes: 1 << 20, commits: 2 };
+        {
+            let store = WriteBackStore::new(RedbStore::open(&path, false).expect("open"), small).expect("store");
+            put(&store, 0..5000);
+            store.sync().expect("sync");
+        }
+        let store = WriteBackStore::new(RedbStore::open(&path, false).expect("open"), small).expect("store");
+        put(&store, 5000..6000);
+        store.wait_filter_built();
+        assert!(store.shared.lock().filter.is_some(), "a filter was built");
+        put(&store, 6000..7000);
+        for _ in 0..4 {
+            put(&store, 7000..7001); // flushes everything to redb
+        }
+        assert_eq!(present(&store, 0..7001), 7001);
+        assert_eq!(present(&store, 10_000..20_000), 0);
+        let mut clear = WriteBatch { clear_data: true, ..WriteBatch::default() };
+        clear.put(b"key:20000", b"after the clear");
+        store.commit(&clear).expect("clear");
+        assert_eq!(present(&store, 0..7001), 0);
+        assert_eq!(present(&store, 20_000..20_001), 1);
+
+        let other = dir.path().join("other.redb");
+        let source = WriteBackStore::new(RedbStore::open(&other, false).expect("open"), small).expect("store");
+        put(&source, 30_000..31_000);
+        let chunks: Vec<Vec<u8>> = super::super::snapshot::SnapshotChunks::new(source.read().expect("view"), 1 << 16)
+            .collect::<Result<_, _>>()
+            .expect("snapshot");
+        store.restore(&mut &chunks.concat()[..], &[]).expect("restore");
+        assert_eq!(present(&store, 30_000..31_000), 1000, "before the new filter is built");
+        store.wait_filter_built();
+        assert!(store.shared.lock().filter.is_some(), "a filter of the restored state");
+        assert_eq!(present(&store, 30_000..31_000), 1000);
+        assert_eq!(present(&store, 20_000..20_001), 0);
+    }
+
+    /// Once more keys went in than the filter was sized for, a new one is built: lookups of
+    /// absent keys stay cheap as the keyspace grows, and every key is still found.
+    #[test]
+    fn an_overfull_key_filter_is_built_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inner = RedbStore::open(&dir.path().join("s.redb"), false).expect("open");
+        let store = WriteBackStore::with_filter_capacity_min(inner, FlushPolicy::default(), 1000).expect("store");
+        store.wait_filter_built();
+        let first = store.shared.lock().filter.clone().expect("built at open");
+        let past_capacity = 1100;
+        for start in (0..past_capacity).step_by(100) {
+            put(&store, start..start + 100);
+        }
+        store.wait_filter_built();
+        let second = store.shared.lock().filter.clone().expect("built again");
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(!second.overfull());
+        assert_eq!(present(&store, 0..past_capacity), past_capacity as usize);
     }
 }
