@@ -148,6 +148,12 @@ impl Shared {
 /// replaced it meanwhile, makes read views trust it. Runs on a thread of its own; on an error the
 /// views keep going to redb (slower, never wrong).
 fn build_filter(shared: &Shared) {
+    // The scan reads every key: after a restart it would compete with the log replay for the
+    // CPU, so it runs at the lowest priority and takes what the node leaves.
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!("key filter builder keeps its priority: {e}");
+    }
+    let started = std::time::Instant::now();
     let (filter, view) = {
         let mut layers = shared.lock();
         if layers.closed {
@@ -191,7 +197,8 @@ fn build_filter(shared: &Shared) {
     layers.building = None;
     match scanned {
         Ok(()) if !stopped => {
-            tracing::debug!(keys = seen, bytes = filter.memory(), "key filter built");
+            let ms = started.elapsed().as_millis();
+            tracing::info!(keys = seen, bytes = filter.memory(), ms, "key filter built");
             layers.filter = Some(filter);
         }
         Ok(()) => {}
