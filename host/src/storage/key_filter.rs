@@ -26,6 +26,16 @@ const SALTS: [u32; 8] =
 #[derive(Default)]
 struct Block([AtomicU32; 8]);
 
+/// A key's hash, computed once for every filter a lookup asks.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyHash(u64);
+
+impl KeyHash {
+    pub(crate) fn of(key: &[u8]) -> Self {
+        KeyHash(hash(key))
+    }
+}
+
 /// A set of byte keys with no false negatives. See the module docs.
 pub(crate) struct KeyFilter {
     blocks: Box<[Block]>,
@@ -44,9 +54,9 @@ impl KeyFilter {
         KeyFilter { blocks: (0..blocks).map(|_| Block::default()).collect(), capacity, added: AtomicU64::new(0) }
     }
 
-    /// Adds `key`.
-    pub(crate) fn insert(&self, key: &[u8]) {
-        let (block, masks) = self.locate(key);
+    /// Adds the key of `hash`.
+    pub(crate) fn insert(&self, hash: KeyHash) {
+        let (block, masks) = self.locate(hash);
         let mut new = false;
         for (word, mask) in block.0.iter().zip(masks) {
             new |= word.fetch_or(mask, Ordering::Relaxed) & mask == 0;
@@ -56,9 +66,9 @@ impl KeyFilter {
         }
     }
 
-    /// False only if `key` was never inserted.
-    pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
-        let (block, masks) = self.locate(key);
+    /// False only if the key of `hash` was never inserted.
+    pub(crate) fn may_contain(&self, hash: KeyHash) -> bool {
+        let (block, masks) = self.locate(hash);
         block.0.iter().zip(masks).all(|(word, mask)| word.load(Ordering::Relaxed) & mask != 0)
     }
 
@@ -72,9 +82,8 @@ impl KeyFilter {
         std::mem::size_of_val(&*self.blocks)
     }
 
-    /// `key`'s block, and the bit it sets in each of the block's words.
-    fn locate(&self, key: &[u8]) -> (&Block, [u32; 8]) {
-        let hash = hash(key);
+    /// The key's block, and the bit it sets in each of the block's words.
+    fn locate(&self, KeyHash(hash): KeyHash) -> (&Block, [u32; 8]) {
         // The high half picks the block (a multiply-shift, not a modulo), the low half the bits.
         let index = ((hash >> 32) * self.blocks.len() as u64) >> 32;
         let low = hash as u32;
@@ -112,21 +121,25 @@ fn hash(key: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::KeyFilter;
+    use super::{KeyFilter, KeyHash};
+
+    fn h(key: impl AsRef<[u8]>) -> KeyHash {
+        KeyHash::of(key.as_ref())
+    }
 
     #[test]
     fn holds_every_key_inserted_and_few_others() {
         let filter = KeyFilter::with_capacity(100_000);
         for i in 0..100_000u32 {
-            filter.insert(format!("key:{i}").as_bytes());
+            filter.insert(h(format!("key:{i}")));
         }
-        assert!((0..100_000u32).all(|i| filter.may_contain(format!("key:{i}").as_bytes())));
-        let false_positives = (0..100_000u32).filter(|i| filter.may_contain(format!("other:{i}").as_bytes())).count();
+        assert!((0..100_000u32).all(|i| filter.may_contain(h(format!("key:{i}")))));
+        let false_positives = (0..100_000u32).filter(|i| filter.may_contain(h(format!("other:{i}")))).count();
         assert!(false_positives < 2_000, "{false_positives} false positives in 100k at capacity");
         assert!(!filter.overfull());
-        filter.insert(b"one more than it was sized for");
+        filter.insert(h("one more than it was sized for"));
         for i in 0..2_000u32 {
-            filter.insert(format!("more:{i}").as_bytes());
+            filter.insert(h(format!("more:{i}")));
         }
         assert!(filter.overfull());
     }
@@ -135,10 +148,10 @@ mod tests {
     fn inserting_a_key_again_does_not_count_it_again() {
         let filter = KeyFilter::with_capacity(10);
         for _ in 0..100 {
-            filter.insert(b"same");
+            filter.insert(h("same"));
         }
         assert!(!filter.overfull());
-        assert!(filter.may_contain(b"same"));
-        assert!(!filter.may_contain(b"absent"));
+        assert!(filter.may_contain(h("same")));
+        assert!(!filter.may_contain(h("absent")));
     }
 }

@@ -29,7 +29,7 @@
 //! trusts the filter it was taken with, which is consistent with its redb snapshot. Deleted keys
 //! stay in the filter; once more keys went in than it was sized for, a new one is built.
 
-use super::key_filter::KeyFilter;
+use super::key_filter::{KeyFilter, KeyHash};
 use super::map_key::MapKey;
 use super::redb::RedbStore;
 use super::snapshot::SnapshotInfo;
@@ -62,13 +62,43 @@ impl Default for FlushPolicy {
 }
 
 /// Commits not yet written to redb. Persistent maps: a read view clones it in O(1).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Layer {
     /// `None` is a delete.
     data: OrdMap<MapKey, Option<Bytes>>,
+    /// Every key of `data` (and of later commits to the layer: a view's clone only sees a
+    /// superset). Most lookups are of keys no layer holds, and the filter answers those without
+    /// a descent of the map (its lookups were 5 % of the nodes' CPU at `-c 50`).
+    keys: Arc<KeyFilter>,
     meta: Arc<BTreeMap<String, Vec<u8>>>,
     bytes: usize,
     commits: usize,
+}
+
+/// Keys a layer's filter is sized for: at `-c 50` a 1024-commit layer holds about 15k keys; a
+/// layer with more only answers with more false positives. 192 KiB.
+const LAYER_FILTER_KEYS: u64 = 1 << 17;
+
+impl Default for Layer {
+    fn default() -> Self {
+        Layer {
+            data: OrdMap::new(),
+            keys: Arc::new(KeyFilter::with_capacity(LAYER_FILTER_KEYS)),
+            meta: Arc::default(),
+            bytes: 0,
+            commits: 0,
+        }
+    }
+}
+
+impl Layer {
+    /// The layer's entry for `key`: `Some(None)` is a delete, `None` not held.
+    fn get(&self, key: &[u8], hash: KeyHash) -> Option<Option<&[u8]>> {
+        if !self.keys.may_contain(hash) {
+            return None;
+        }
+        self.data.get(key).map(Option::as_deref)
+    }
 }
 
 /// The active layer takes commits; the frozen one is being written to redb by the flusher.
@@ -184,7 +214,7 @@ fn build_filter(shared: &Shared) {
     let mut seen = 0u64;
     let mut stopped = false;
     let scanned = view.scan(Bound::Unbounded, Bound::Unbounded, &mut |key, _| {
-        filter.insert(key);
+        filter.insert(KeyHash::of(key));
         seen += 1;
         stopped = seen.is_multiple_of(1 << 14) && abandoned();
         if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
@@ -212,7 +242,7 @@ fn add_to_filters(layers: &Layers, batch: &WriteBatch) {
     for filter in layers.filter.iter().chain(&layers.building) {
         for (key, value) in &batch.data {
             if value.is_some() {
-                filter.insert(key);
+                filter.insert(KeyHash::of(key));
             }
         }
     }
@@ -405,14 +435,15 @@ impl<'a> Iterator for MergeLayers<'a> {
 
 impl ReadView for LayeredView {
     fn get(&self, key: &[u8], found: &mut dyn FnMut(&[u8])) -> Result<bool, StorageError> {
-        let upper = self.active.data.get(key).or_else(|| self.frozen.as_ref().and_then(|f| f.data.get(key)));
+        let hash = KeyHash::of(key);
+        let upper = self.active.get(key, hash).or_else(|| self.frozen.as_ref().and_then(|f| f.get(key, hash)));
         match upper {
             Some(Some(value)) => {
                 found(value);
                 Ok(true)
             }
             Some(None) => Ok(false),
-            None if self.filter.as_ref().is_some_and(|f| !f.may_contain(key)) => Ok(false),
+            None if self.filter.as_ref().is_some_and(|f| !f.may_contain(hash)) => Ok(false),
             None => self.inner.get(key, found),
         }
     }
@@ -458,12 +489,19 @@ impl Store for WriteBackStore {
         if let Some(why) = &layers.failed {
             return Err(flush_failed(why));
         }
-        // Before the keys are visible to any view: a view must never trust a filter that lacks a
-        // key its redb snapshot holds, and layer entries reach redb.
-        add_to_filters(&layers, batch);
-        let rebuild = layers.building.is_none() && layers.filter.as_ref().is_some_and(|f| f.overfull());
-        let layer = &mut layers.active;
+        // Keys go into the filters before they are visible to any view: a view must never trust
+        // a filter that lacks a key its layers or its redb snapshot hold (layer entries reach
+        // redb). Deletes go into the layer's filter: a tombstone must be found.
+        let held = &mut *layers;
+        let layer = &mut held.active;
         for (key, value) in &batch.data {
+            let hash = KeyHash::of(key);
+            if value.is_some() {
+                for filter in held.filter.iter().chain(&held.building) {
+                    filter.insert(hash);
+                }
+            }
+            layer.keys.insert(hash);
             layer.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
             layer.data.insert(MapKey::new(key), value.as_deref().map(Bytes::from));
         }
@@ -475,6 +513,7 @@ impl Store for WriteBackStore {
             }
         }
         layer.commits += 1;
+        let rebuild = held.building.is_none() && held.filter.as_ref().is_some_and(|f| f.overfull());
         let full = layer.bytes >= self.policy.bytes || layer.commits >= self.policy.commits;
         // Frozen for the flusher when full and it is idle; while it is busy the active layer
         // keeps growing, up to four times the policy, where commits wait for it (backpressure).
@@ -524,6 +563,7 @@ mod tests {
     fn layer(entries: &[(&str, Option<&str>)]) -> Layer {
         let mut layer = Layer::default();
         for (k, v) in entries {
+            layer.keys.insert(KeyHash::of(k.as_bytes()));
             layer.data.insert(MapKey::new(k.as_bytes()), v.map(|v| Bytes::from(v.as_bytes())));
         }
         layer
@@ -590,6 +630,14 @@ mod tests {
         }
         assert_eq!(present(&store, 0..7001), 7001);
         assert_eq!(present(&store, 10_000..20_000), 0);
+        // Deletes wait in the active layer over values in redb: the layer's filter finds them.
+        let mut deletes = WriteBatch::default();
+        for i in 0..100 {
+            deletes.delete(format!("key:{i}").as_bytes());
+        }
+        store.commit(&deletes).expect("deletes");
+        assert_eq!(present(&store, 0..100), 0);
+        assert_eq!(present(&store, 100..7001), 6901);
         let mut clear = WriteBatch { clear_data: true, ..WriteBatch::default() };
         clear.put(b"key:20000", b"after the clear");
         store.commit(&clear).expect("clear");
