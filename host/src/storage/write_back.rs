@@ -295,8 +295,10 @@ pub struct WriteBackStore {
     writer: Mutex<()>,
     policy: FlushPolicy,
     flusher: Option<JoinHandle<()>>,
-    /// The latest key filter build (see [`build_filter`]).
-    filter_builder: Mutex<Option<JoinHandle<()>>>,
+    /// Key filter builds not known to have ended (see [`build_filter`]): a replaced build may
+    /// still be winding down, and dropping the store waits for them all, so that nothing holds
+    /// the redb file once it is gone.
+    filter_builders: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl WriteBackStore {
@@ -321,7 +323,7 @@ impl WriteBackStore {
             writer: Mutex::default(),
             policy,
             flusher: Some(flusher),
-            filter_builder: Mutex::default(),
+            filter_builders: Mutex::default(),
         };
         store.start_filter_build()?;
         Ok(store)
@@ -335,8 +337,9 @@ impl WriteBackStore {
             .name("key-filter".into())
             .spawn(move || build_filter(&shared))
             .map_err(StorageError::Io)?;
-        let previous = self.filter_builder.lock().unwrap_or_else(|p| p.into_inner()).replace(builder);
-        drop(previous);
+        let mut builders = self.filter_builders.lock().unwrap_or_else(|p| p.into_inner());
+        builders.retain(|b| !b.is_finished());
+        builders.push(builder);
         Ok(())
     }
 
@@ -348,10 +351,10 @@ impl WriteBackStore {
         }
     }
 
-    /// Waits for the latest key filter build to end (tests: a filter to trust).
+    /// Waits for the key filter builds to end (tests: a filter to trust).
     #[cfg(test)]
     fn wait_filter_built(&self) {
-        if let Some(builder) = self.filter_builder.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        for builder in self.filter_builders.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             let _ = builder.join();
         }
     }
@@ -366,7 +369,7 @@ impl Drop for WriteBackStore {
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();
         }
-        if let Some(builder) = self.filter_builder.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+        for builder in self.filter_builders.get_mut().unwrap_or_else(|p| p.into_inner()).drain(..) {
             let _ = builder.join();
         }
     }
