@@ -3,9 +3,8 @@
 //! Why: every write a module makes asks whether the key existed, and fsm-kv looks up keys that
 //! are usually absent on every command (the expiry of a key without one, the header of a key
 //! that is not a collection, the index entry of a new key). In redb each such miss is a full
-//! B-tree descent through its page cache, several microseconds on a busy node: skipping the
-//! misses of a `SET` took about a fifth off the three nodes' CPU per write
-//! (docs/BENCHMARKS.md).
+//! B-tree descent through its page cache: with random keys out of 1M, skipping the misses took
+//! about a sixth off the three nodes' CPU per `SET` (docs/BENCHMARKS.md).
 //!
 //! The layout is a split-block Bloom filter (as in Parquet): a key's eight bits all fall in one
 //! 32-byte block, so a query costs one hash and one cache line. Bits are atomics, so one filter

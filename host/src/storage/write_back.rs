@@ -110,11 +110,32 @@ struct Layers {
     /// replays the log).
     failed: Option<String>,
     closed: bool,
-    /// The filter of redb's keys that read views trust; `None` until one is built.
-    filter: Option<Arc<KeyFilter>>,
-    /// A filter being built: commits add their keys to it too. Replaced (and so abandoned) when
-    /// a snapshot is restored during the build.
+    /// The filters of redb's keys.
+    filters: RedbFilters,
+}
+
+/// The filters of the keys redb may hold (see the module docs).
+#[derive(Default)]
+struct RedbFilters {
+    /// The one read views trust; `None` until one is built.
+    trusted: Option<Arc<KeyFilter>>,
+    /// One being built: commits add their keys to it too. Replaced (and so abandoned) when a
+    /// snapshot is restored during the build.
     building: Option<Arc<KeyFilter>>,
+}
+
+impl RedbFilters {
+    /// Adds a key that may reach redb to both: before any view can see it.
+    fn insert(&self, hash: KeyHash) {
+        for filter in self.trusted.iter().chain(&self.building) {
+            filter.insert(hash);
+        }
+    }
+
+    /// Whether `filter` is the build in progress (not replaced by a newer one).
+    fn is_building(&self, filter: &Arc<KeyFilter>) -> bool {
+        self.building.as_ref().is_some_and(|b| Arc::ptr_eq(b, filter))
+    }
 }
 
 impl Layers {
@@ -196,11 +217,11 @@ fn build_filter(shared: &Shared) {
         };
         // Twice the keys there are, so a growing keyspace can double before the next build.
         let filter = Arc::new(KeyFilter::with_capacity(keys.saturating_mul(2).max(shared.filter_capacity_min)));
-        layers.building = Some(filter.clone());
+        layers.filters.building = Some(filter.clone());
         match layers.view(&shared.inner, None) {
             Ok(view) => (filter, view),
             Err(e) => {
-                layers.building = None;
+                layers.filters.building = None;
                 return tracing::warn!("key filter not built: {e}");
             }
         }
@@ -209,7 +230,7 @@ fn build_filter(shared: &Shared) {
     // the lock is the applier's too).
     let abandoned = || {
         let layers = shared.lock();
-        layers.closed || !layers.building.as_ref().is_some_and(|b| Arc::ptr_eq(b, &filter))
+        layers.closed || !layers.filters.is_building(&filter)
     };
     let mut seen = 0u64;
     let mut stopped = false;
@@ -221,30 +242,18 @@ fn build_filter(shared: &Shared) {
     });
     drop(view);
     let mut layers = shared.lock();
-    if !layers.building.as_ref().is_some_and(|b| Arc::ptr_eq(b, &filter)) {
+    if !layers.filters.is_building(&filter) {
         return;
     }
-    layers.building = None;
+    layers.filters.building = None;
     match scanned {
         Ok(()) if !stopped => {
             let ms = started.elapsed().as_millis();
             tracing::info!(keys = seen, bytes = filter.memory(), ms, "key filter built");
-            layers.filter = Some(filter);
+            layers.filters.trusted = Some(filter);
         }
         Ok(()) => {}
         Err(e) => tracing::warn!("key filter not built: {e}"),
-    }
-}
-
-/// Adds the keys `batch` writes (not those it deletes) to the filter views trust and to the one
-/// being built.
-fn add_to_filters(layers: &Layers, batch: &WriteBatch) {
-    for filter in layers.filter.iter().chain(&layers.building) {
-        for (key, value) in &batch.data {
-            if value.is_some() {
-                filter.insert(KeyHash::of(key));
-            }
-        }
     }
 }
 
@@ -475,7 +484,7 @@ impl Store for WriteBackStore {
         // The layers and the redb view under one lock: the flusher drops a layer only after redb
         // holds it, so the three always make one state.
         let layers = self.shared.lock();
-        Ok(Box::new(layers.view(&self.shared.inner, layers.filter.clone())?))
+        Ok(Box::new(layers.view(&self.shared.inner, layers.filters.trusted.clone())?))
     }
 
     fn commit(&self, batch: &WriteBatch) -> Result<(), StorageError> {
@@ -485,7 +494,11 @@ impl Store for WriteBackStore {
             // redb transaction of its own, so no layer holds entries from before the clear. Its
             // keys go into the filters first (the old keys stay, as false positives).
             self.shared.flush_all()?;
-            add_to_filters(&self.shared.lock(), batch);
+            let layers = self.shared.lock();
+            for (key, _) in batch.data.iter().filter(|(_, value)| value.is_some()) {
+                layers.filters.insert(KeyHash::of(key));
+            }
+            drop(layers);
             return self.shared.inner.commit(batch);
         }
         let mut layers = self.shared.lock();
@@ -500,9 +513,7 @@ impl Store for WriteBackStore {
         for (key, value) in &batch.data {
             let hash = KeyHash::of(key);
             if value.is_some() {
-                for filter in held.filter.iter().chain(&held.building) {
-                    filter.insert(hash);
-                }
+                held.filters.insert(hash);
             }
             layer.keys.insert(hash);
             layer.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
@@ -516,7 +527,7 @@ impl Store for WriteBackStore {
             }
         }
         layer.commits += 1;
-        let rebuild = held.building.is_none() && held.filter.as_ref().is_some_and(|f| f.overfull());
+        let rebuild = held.filters.building.is_none() && held.filters.trusted.as_ref().is_some_and(|f| f.overfull());
         let full = layer.bytes >= self.policy.bytes || layer.commits >= self.policy.commits;
         // Frozen for the flusher when full and it is idle; while it is busy the active layer
         // keeps growing, up to four times the policy, where commits wait for it (backpressure).
@@ -550,8 +561,7 @@ impl Store for WriteBackStore {
         // every key the layers do not hold, until a filter of the restored state is built.
         {
             let mut layers = self.shared.lock();
-            layers.filter = None;
-            layers.building = None;
+            layers.filters = RedbFilters::default();
         }
         let restored = self.shared.inner.restore(source, required);
         self.start_filter_build_or_warn();
@@ -626,7 +636,7 @@ mod tests {
         let store = WriteBackStore::new(RedbStore::open(&path, false).expect("open"), small).expect("store");
         put(&store, 5000..6000);
         store.wait_filter_built();
-        assert!(store.shared.lock().filter.is_some(), "a filter was built");
+        assert!(store.shared.lock().filters.trusted.is_some(), "a filter was built");
         put(&store, 6000..7000);
         for _ in 0..4 {
             put(&store, 7000..7001); // flushes everything to redb
@@ -656,7 +666,7 @@ mod tests {
         store.restore(&mut &chunks.concat()[..], &[]).expect("restore");
         assert_eq!(present(&store, 30_000..31_000), 1000, "before the new filter is built");
         store.wait_filter_built();
-        assert!(store.shared.lock().filter.is_some(), "a filter of the restored state");
+        assert!(store.shared.lock().filters.trusted.is_some(), "a filter of the restored state");
         assert_eq!(present(&store, 30_000..31_000), 1000);
         assert_eq!(present(&store, 20_000..20_001), 0);
     }
@@ -669,13 +679,13 @@ mod tests {
         let inner = RedbStore::open(&dir.path().join("s.redb"), false).expect("open");
         let store = WriteBackStore::with_filter_capacity_min(inner, FlushPolicy::default(), 1000).expect("store");
         store.wait_filter_built();
-        let first = store.shared.lock().filter.clone().expect("built at open");
+        let first = store.shared.lock().filters.trusted.clone().expect("built at open");
         let past_capacity = 1100;
         for start in (0..past_capacity).step_by(100) {
             put(&store, start..start + 100);
         }
         store.wait_filter_built();
-        let second = store.shared.lock().filter.clone().expect("built again");
+        let second = store.shared.lock().filters.trusted.clone().expect("built again");
         assert!(!Arc::ptr_eq(&first, &second));
         assert!(!second.overfull());
         assert_eq!(present(&store, 0..past_capacity), past_capacity as usize);
