@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Two builds side by side, interleaved: for each of ROUNDS rounds and each (binary, module) pair, a
 # fresh 3-node cluster (redb, fsync on) takes redis-benchmark SETs (256-byte values, random keys
-# out of 100k) at -c 50, -c 1 and -c 50 -P 16, then linearizable GETs at -c 50 -P 16. Prints one
-# line per cluster, with the nodes' CPU per 1000 SETs at -c 50 (in all, and by thread name) and
-# their context switches per SET at -c 1 (steadier than throughput on a shared VM). Ports
-# 9101-9103/7101-7103 on 127.0.0.1; data in a temp dir, deleted at the end.
+# out of 100k) at -c 50, -c 1 and -c 50 -P 16, then linearizable GETs at -c 50 -P 16 and -c 50.
+# Prints one line per cluster, with the nodes' CPU per 1000 SETs at -c 50 (in all, and by thread
+# name) and their context switches per SET at -c 1 (steadier than throughput on a shared VM).
+# Ports 9101-9103/7101-7103 on 127.0.0.1; data in a temp dir, deleted at the end.
 #
 # Usage: tests/scripts/bench_ab.sh ROUNDS nameA binA wasmA nameB binB wasmB
 # BENCH_DIR=/dev/shm puts the data dirs on tmpfs: fsync costs nothing, so the figures isolate the
@@ -62,7 +62,8 @@ for round in $(seq 1 "$ROUNDS"); do
     c1_switches=$(( ($(switches) - before) * 20 / N ))
     p16=$(rps 9101 set -c 50 -P 16 -n $((N * 2)))
     get=$(rps 9101 get -c 50 -P 16 -n $((N * 2)))
-    echo "round $round ${NAMES[$i]}: SET -c 50 $c50 ($c50_cpu ms CPU/1000: $c50_threads) | SET -c 1 $c1 ($c1_switches switches/SET) | SET -P 16 $p16 | GET -P 16 $get"
+    get50=$(rps 9101 get -c 50 -n "$N")
+    echo "round $round ${NAMES[$i]}: SET -c 50 $c50 ($c50_cpu ms CPU/1000: $c50_threads) | SET -c 1 $c1 ($c1_switches switches/SET) | SET -P 16 $p16 | GET -P 16 $get | GET -c 50 $get50"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     PIDS=()

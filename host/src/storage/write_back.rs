@@ -53,11 +53,14 @@ pub struct FlushPolicy {
 }
 
 impl Default for FlushPolicy {
-    /// 16 MiB or 1024 commits: at `-c 50` a flush groups about 12k writes. Groups of 64 commits
+    /// 64 MiB or 4096 commits: at `-c 50` a flush groups about 50k writes. Groups of 64 commits
     /// (about 800 writes) left a quarter of the nodes' CPU in the flusher; 1024 took the nodes'
-    /// CPU per SET down by about 15 % with random keys out of 1M (docs/BENCHMARKS.md).
+    /// CPU per SET down by about 15 % with random keys out of 1M, and 4096 with 64 MiB halved
+    /// the flusher's CPU again and held pipelined SETs up by a third as the keyspace grew: the
+    /// more writes a transaction holds, the more of them share each page it copies
+    /// (docs/BENCHMARKS.md).
     fn default() -> Self {
-        FlushPolicy { bytes: 16 << 20, commits: 1024 }
+        FlushPolicy { bytes: 64 << 20, commits: 4096 }
     }
 }
 
@@ -75,9 +78,10 @@ struct Layer {
     commits: usize,
 }
 
-/// Keys a layer's filter is sized for: at `-c 50` a 1024-commit layer holds about 15k keys; a
-/// layer with more only answers with more false positives. 192 KiB.
-const LAYER_FILTER_KEYS: u64 = 1 << 17;
+/// Keys a layer's filter is sized for: at `-c 50` a 4096-commit layer holds about 50k keys, a
+/// 64 MiB layer of `-P 16` SETs about 200k; a layer with more only answers with more false
+/// positives. 384 KiB.
+const LAYER_FILTER_KEYS: u64 = 1 << 18;
 
 impl Default for Layer {
     fn default() -> Self {
