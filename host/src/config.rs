@@ -367,14 +367,16 @@ impl Default for RaftSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotPolicy {
     /// Take a snapshot once this many log entries were applied since the last one, in entries.
-    /// Default 20000; `0` disables automatic snapshots (the log then grows until one is asked
-    /// for). Lower keeps the log and restart replay short at the cost of more frequent snapshot
-    /// work.
+    /// Default 20000; `0` disables this trigger. Lower keeps the log and restart replay short at
+    /// the cost of more frequent snapshot work. Once the last snapshot is 64 MiB or larger, either
+    /// trigger also waits until the log since it is as large as that snapshot (each snapshot
+    /// writes the whole state; this keeps that to at most one byte per byte of log).
     pub logs_since_last: u64,
     /// Also take a snapshot once this many bytes were appended to this node's log since the last
     /// one (or since start), in bytes. Default 536870912 (512 MiB); `0` disables it. Entries of
     /// pipelined writes hold hundreds of writes each, so a count alone lets the log (and a
-    /// restart's read of it) grow to gigabytes before a snapshot purges it.
+    /// restart's read of it) grow to gigabytes before a snapshot purges it. With both triggers
+    /// at `0` the node takes snapshots only on `SNAPSHOT` (or when one is installed).
     pub log_bytes_since_last: u64,
     /// Target size of one snapshot chunk sent to a peer, in bytes. Default 4194304 (4 MiB). Larger
     /// chunks mean fewer round trips but more memory per transfer and a longer

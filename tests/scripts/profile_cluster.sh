@@ -7,7 +7,8 @@
 #   default load: -t set -c 50 -n 200000 -d 256 -r 100000
 # BENCH_DIR=/dev/shm puts the data dirs on tmpfs (isolates CPU from the disk). TOP=<n> rows;
 # INCLUDE=<regex> which symbols the inclusive list shows.
-# PERF_OUT=<file> keeps perf.data there (default: deleted with the temp dir).
+# PERF_OUT=<file> keeps perf.data there (default: deleted with the temp dir). WARMUP=<args> is
+# the redis-benchmark load run before recording (default 20000 SETs).
 # Ports 9101-9103/7101-7103 on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,8 +33,10 @@ trap cleanup EXIT
 # shellcheck source=tests/scripts/bench_common.sh
 . tests/scripts/bench_common.sh
 start_bench_cluster ""
-# Warm up (the leader's first entries, the key filter's build) before recording.
-redis-benchmark -p 9101 -t set -c 50 -n 20000 -d 256 -r 100000 -q >/dev/null 2>&1
+# Warm up (the leader's first entries, the key filter's build) before recording; WARMUP=<args>
+# replaces the load, say to fill a large keyspace first.
+read -r -a WARM <<<"${WARMUP:--t set -c 50 -n 20000 -d 256 -r 100000}"
+redis-benchmark -p 9101 "${WARM[@]}" -q >/dev/null 2>&1
 perf record -q -F 199 --call-graph dwarf,16384 -o "$TMP/perf.data" \
   -p "${PIDS[0]},${PIDS[1]},${PIDS[2]}" >/dev/null 2>&1 &
 PERF_PID=$!

@@ -22,7 +22,7 @@
 //! The parts, one job each: `start` (opening the stores and starting openraft), `writes`
 //! (the write batcher), `reads` (the read batchers and barriers), `membership` (bootstrap,
 //! join, remove), `lifecycle` (the module a node asks for, and switching to it) and
-//! `housekeeping` (ticks and snapshots by log bytes).
+//! `housekeeping` (ticks, and when to snapshot).
 
 mod housekeeping;
 mod lifecycle;

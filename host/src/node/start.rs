@@ -1,7 +1,7 @@
 //! Starting a node: claiming its data dir, opening the log and the state store, loading the
 //! module, starting openraft, the peer listener and the background tasks.
 
-use super::housekeeping::{snapshot_by_bytes_loop, tick_loop};
+use super::housekeeping::{SnapshotTrigger, snapshot_loop, tick_loop};
 use super::lifecycle::module_loop;
 use super::membership::JOIN_SILENCE_MIN;
 use super::reads::{read_loop, stale_read_loop};
@@ -132,10 +132,8 @@ impl Node {
             election_timeout_max: config.raft.election_timeout_max_ms,
             install_snapshot_timeout: config.raft.snapshot_chunk_timeout_ms,
             max_payload_entries: config.raft.append_entries_max,
-            snapshot_policy: match config.snapshot.logs_since_last {
-                0 => SnapshotPolicy::Never,
-                n => SnapshotPolicy::LogsSinceLast(n),
-            },
+            // The count is `snapshot_loop`'s, with the bytes (see `SnapshotTrigger`).
+            snapshot_policy: SnapshotPolicy::Never,
             snapshot_max_chunk_size: config.snapshot.chunk_bytes,
             max_in_snapshot_log_to_keep: config.snapshot.logs_kept_after,
             ..openraft::Config::default()
@@ -206,12 +204,10 @@ impl Node {
                  snapshot.log_bytes_since_last both 0): the log is never purged, and every start replays all of it"
             );
         }
-        if config.snapshot.log_bytes_since_last > 0 {
-            tokio::spawn(snapshot_by_bytes_loop(
-                node.raft.clone(),
-                node.log.counters(),
-                config.snapshot.log_bytes_since_last,
-            ));
+        let trigger =
+            SnapshotTrigger { entries: config.snapshot.logs_since_last, bytes: config.snapshot.log_bytes_since_last };
+        if trigger.entries > 0 || trigger.bytes > 0 {
+            tokio::spawn(snapshot_loop(node.raft.clone(), node.log.counters(), trigger));
         }
         tokio::spawn(read_loop(Arc::downgrade(&node), read_rx));
         tokio::spawn(stale_read_loop(Arc::downgrade(&node), stale_rx));

@@ -162,8 +162,13 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Counts applies into `counters` (the node shares one set across its parts).
+    /// Counts applies into `counters` (the node shares one set across its parts). The snapshot
+    /// size gauge starts at the size of the snapshot found on disk, which spaces the next one.
     pub fn with_counters(mut self, counters: Arc<super::WriteCounters>) -> Self {
+        let current = lock(&self.snapshots.current).as_ref().map(|m| self.snapshots.data_path(&m.snapshot_id));
+        if let Some(bytes) = current.and_then(|path| std::fs::metadata(path).ok()).map(|m| m.len()) {
+            counters.snapshot_bytes.store(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
         self.counters = counters;
         self
     }
