@@ -56,38 +56,62 @@ impl SnapshotTrigger {
     }
 }
 
-/// Takes a snapshot when `trigger` says it is due. Looks once a second; ends when openraft stops.
+/// What the snapshot loop counts from: the last snapshot, or the last time it asked for one.
 ///
-/// Counts from the last snapshot, or from the last time it asked for one: a build's end reaches
-/// openraft's metrics a moment after its size reaches the counters, and asking again in between
-/// would start a second build of the whole state at once.
+/// Why the request counts too: a build's end reaches openraft's metrics a moment after its size
+/// reaches the counters, and asking again in between would start a second build of the whole
+/// state at once.
+struct SnapshotClock {
+    trigger: SnapshotTrigger,
+    /// The last snapshot's index, as openraft's metrics last reported it.
+    snapshot: u64,
+    /// The applied index and the log bytes appended, when counting started.
+    from_index: u64,
+    from_bytes: u64,
+}
+
+impl SnapshotClock {
+    fn new(trigger: SnapshotTrigger, snapshot: u64, appended: u64) -> Self {
+        SnapshotClock { trigger, snapshot, from_index: snapshot, from_bytes: appended }
+    }
+
+    /// One look: given the snapshot index and applied index from the metrics, the log bytes
+    /// appended so far and the last snapshot's size, whether to ask for a snapshot now.
+    fn ask(&mut self, snapshot: u64, applied: u64, appended: u64, last_bytes: u64) -> bool {
+        if snapshot != self.snapshot {
+            // Taken meanwhile (asked for, by `SNAPSHOT`, or installed): count from here.
+            (self.snapshot, self.from_index, self.from_bytes) = (snapshot, snapshot, appended);
+            return false;
+        }
+        let entries = applied.saturating_sub(self.from_index);
+        let due = self.trigger.due(entries, appended.saturating_sub(self.from_bytes), last_bytes);
+        if due {
+            (self.from_index, self.from_bytes) = (applied, appended);
+        }
+        due
+    }
+}
+
+/// Takes a snapshot when `trigger` says it is due (see [`SnapshotClock`]). Looks once a second;
+/// ends when openraft stops.
 pub(super) async fn snapshot_loop(raft: Raft<TypeConfig>, counters: Arc<WriteCounters>, trigger: SnapshotTrigger) {
-    let appended = || counters.log_bytes_appended.load(std::sync::atomic::Ordering::Relaxed);
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
     let index = |id: Option<openraft::LogId<crate::raft::NodeId>>| id.map_or(0, |id| id.index);
-    let mut last_snapshot = raft.metrics().borrow().snapshot;
-    let (mut from_bytes, mut from_index) = (appended(), index(last_snapshot));
+    let mut clock =
+        SnapshotClock::new(trigger, index(raft.metrics().borrow().snapshot), load(&counters.log_bytes_appended));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let (snapshot, applied) = {
             let metrics = raft.metrics();
             let metrics = metrics.borrow();
-            (metrics.snapshot, metrics.last_applied)
+            (index(metrics.snapshot), index(metrics.last_applied))
         };
-        if snapshot != last_snapshot {
-            // Taken meanwhile (asked for below, by `SNAPSHOT`, or installed): count from here.
-            last_snapshot = snapshot;
-            (from_bytes, from_index) = (appended(), index(snapshot));
-            continue;
-        }
-        let entries = index(applied).saturating_sub(from_index);
-        let bytes = appended().saturating_sub(from_bytes);
-        let last_bytes = counters.snapshot_bytes.load(std::sync::atomic::Ordering::Relaxed);
-        if trigger.due(entries, bytes, last_bytes) {
-            (from_bytes, from_index) = (appended(), index(applied));
-            if raft.trigger().snapshot().await.is_err() {
-                return;
-            }
+        let appended = load(&counters.log_bytes_appended);
+        if clock.ask(snapshot, applied, appended, load(&counters.snapshot_bytes))
+            && raft.trigger().snapshot().await.is_err()
+        {
+            return;
         }
     }
 }
@@ -143,5 +167,20 @@ mod tests {
         assert!(!trigger.due(10, 600 << 20, large), "the byte trigger rises to the snapshot's size");
         assert!(trigger.due(10, 1 << 30, large));
         assert!(!SnapshotTrigger { entries: 0, bytes: 0 }.due(u64::MAX, u64::MAX, large), "both off");
+    }
+
+    /// Once it has asked, the loop waits a whole interval again, even while the metrics still
+    /// show the old snapshot (the build that ends meanwhile must not be followed by a second).
+    #[test]
+    fn the_loop_asks_once_per_interval_and_counts_from_each_new_snapshot() {
+        let mut clock = SnapshotClock::new(SnapshotTrigger { entries: 100, bytes: 0 }, 0, 0);
+        assert!(!clock.ask(0, 99, 1000, 0));
+        assert!(clock.ask(0, 100, 1000, 0), "due by count");
+        assert!(!clock.ask(0, 150, 1500, 0), "asked already: the metrics lag the build");
+        assert!(!clock.ask(100, 150, 1500, 0), "the build shows: count from its index");
+        assert!(!clock.ask(100, 199, 1990, 0));
+        assert!(clock.ask(100, 200, 2000, 0));
+        // No build came of it (say one was running): after another interval it asks again.
+        assert!(clock.ask(100, 300, 3000, 0));
     }
 }
